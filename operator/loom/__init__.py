@@ -1,0 +1,1 @@
+"""Loom: a Kubernetes-native MLOps operator."""

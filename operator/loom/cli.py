@@ -1,0 +1,104 @@
+"""`loom` command line: run the operator, manage the local control plane, generate manifests."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import os
+import sys
+from pathlib import Path
+
+CRD_DIR = Path("crds")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    os.environ["LOOM_METRICS_PORT"] = str(args.metrics_port)
+    os.environ["LOOM_EXECUTOR"] = args.executor
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    import loom.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace or (),
+        standalone=True,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _manifests(args: argparse.Namespace) -> int:
+    from loom.api.crd import render, write_all
+    from loom.api.kinds import KINDS
+    from loom.api.meta import GROUP
+
+    if not args.check:
+        for path in write_all(args.output):
+            print(path)
+        return 0
+    stale = []
+    for kind in KINDS:
+        path = args.output / f"{GROUP}_{kind.plural}.yaml"
+        want = render(kind)
+        have = path.read_text() if path.exists() else ""
+        if have != want:
+            stale.append(path)
+            sys.stdout.writelines(difflib.unified_diff(have.splitlines(True), want.splitlines(True), str(path), "generated"))
+    if stale:
+        print(f"{len(stale)} CRD(s) out of date; run `make manifests`", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from loom import devcluster
+
+    state_dir = args.state_dir
+    if args.action == "up":
+        cluster = devcluster.up(state_dir)
+        print(f"control plane ready at {cluster.server}; kubeconfig {cluster.kubeconfig}", file=sys.stderr)
+        print(devcluster.env(state_dir))
+    elif args.action == "down":
+        devcluster.down(state_dir, purge=args.purge)
+    else:
+        print(devcluster.env(state_dir))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="loom", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
+    run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
+    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port (0 disables)")
+    run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL")
+    run.add_argument("--executor", choices=("kubernetes", "local"), default="kubernetes",
+                     help="where workloads run: Kubernetes Jobs, or local processes (embedded mode)")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(func=_run)
+
+    man = sub.add_parser("manifests", help="generate crds/*.yaml from the API models")
+    man.add_argument("--output", type=Path, default=CRD_DIR)
+    man.add_argument("--check", action="store_true", help="fail if the files differ from the models")
+    man.set_defaults(func=_manifests)
+
+    dev = sub.add_parser("dev", help="the embedded local control plane (etcd + kube-apiserver)")
+    dev.add_argument("action", choices=("up", "down", "env"))
+    dev.add_argument("--state-dir", type=Path, default=None)
+    dev.add_argument("--purge", action="store_true", help="with down: also delete the etcd data")
+    dev.set_defaults(func=_dev)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command != "run":  # Kopf configures logging for the operator itself
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

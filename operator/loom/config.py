@@ -1,0 +1,32 @@
+"""Operator settings, read once from the environment (the Helm chart and `loom run` set them)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import Enum
+
+
+class ExecutorKind(str, Enum):
+    KUBERNETES = "kubernetes"
+    LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    metrics_port: int = 8080
+    metrics_address: str = "0.0.0.0"
+    executor: ExecutorKind = ExecutorKind.KUBERNETES
+    field_manager: str = "loom-operator"
+    # How long to wait before looking again at a resource that is waiting on another one.
+    dependency_retry_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls) -> "OperatorConfig":
+        env = os.environ
+        return cls(
+            metrics_port=int(env.get("LOOM_METRICS_PORT", cls.metrics_port)),
+            metrics_address=env.get("LOOM_METRICS_ADDRESS", cls.metrics_address),
+            executor=ExecutorKind(env.get("LOOM_EXECUTOR", cls.executor.value)),
+            dependency_retry_seconds=float(env.get("LOOM_DEPENDENCY_RETRY_SECONDS", cls.dependency_retry_seconds)),
+        )

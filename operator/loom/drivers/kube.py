@@ -1,0 +1,35 @@
+"""Reads of Kubernetes objects for services (Kopf itself writes status and events)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from loom.api.kinds import Kind
+from loom.api.meta import GROUP, VERSION
+
+
+def load_config() -> None:
+    """In a pod use the service account; elsewhere the current kubeconfig (as Kopf does)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    """The few Kubernetes calls services need, behind one small typed surface."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+
+    def get_loom(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Loom object as a plain dict, or None if it does not exist."""
+        try:
+            return self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, kind.plural, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise

@@ -1,0 +1,1 @@
+"""Where workloads run: `kubernetes` (Jobs/CronJobs) or `local` (supervised processes); services never know which."""
