@@ -264,5 +264,7 @@ class TableStatus(LoomModel):
 
 
 class DataLakeStatus(StatusBase):
+    """Observed state of the catalog and its tables."""
+
     table_count: int | None = Field(default=None, ge=0, description="Tables that exist in the catalog.")
     tables: list[TableStatus] = Field(default_factory=list, **keyed("Observed state per table.", 100))

@@ -154,6 +154,8 @@ class MaterializationRun(LoomModel):
 
 
 class FeatureSetStatus(StatusBase):
+    """Observed state of the feature view: what was read, applied and materialized."""
+
     source_snapshot_id: int | None = Field(default=None, description="Iceberg snapshot last materialized.")
     feature_view_version: str | None = Field(default=None, description="Hash of the applied definition.")
     last_materialized: MaterializationRun | None = Field(default=None, description="Last materialization.")

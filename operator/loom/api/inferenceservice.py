@@ -134,6 +134,8 @@ class Analysis(LoomModel):
 
 
 class InferenceServiceStatus(StatusBase):
+    """Observed state of serving: revisions, traffic split and the last canary analysis."""
+
     url: str | None = Field(default=None, description="Where predictions are served (V2 protocol).")
     stable: Revision | None = Field(default=None, description="Revision taking the stable traffic.")
     canary: Revision | None = Field(default=None, description="Revision under canary analysis.")

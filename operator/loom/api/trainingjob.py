@@ -104,6 +104,8 @@ class TrainingJobSpec(LoomModel):
 
 
 class TrainingJobStatus(StatusBase):
+    """Observed state of the current run and the model version it registered."""
+
     start_time: datetime | None = Field(default=None, description="When the current run started.")
     completion_time: datetime | None = Field(default=None, description="When the current run finished.")
     run_id: str | None = Field(default=None, description="MLflow run id of the current run.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import kubernetes
@@ -12,11 +13,12 @@ from loom.api.meta import GROUP, VERSION
 
 
 def load_config() -> None:
-    """In a pod use the service account; elsewhere the current kubeconfig (as Kopf does)."""
+    """In a pod use the service account; elsewhere $KUBECONFIG as it is now (the client library
+    reads the variable once at import, which is too early for tools that set it later)."""
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
 class Kube:

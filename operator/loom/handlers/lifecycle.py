@@ -15,6 +15,12 @@ from loom.drivers.kube import Kube, load_config
 log = logging.getLogger(__name__)
 
 
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Service account in a pod, else $KUBECONFIG read at login time (not at import time)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Kopf's progress and diff-base go to annotations so status holds only what Loom reports."""

@@ -1,0 +1,77 @@
+# Loom — kubebuilder-style entry points. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The stamp changes whenever the dependency declarations do, so `make` reinstalls exactly then.
+STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)
+DEV_DIR ?= $(HOME)/.local/state/loom/dev
+PYTEST_ARGS ?=
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+##@ General
+
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} \
+	  /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } \
+	  /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+##@ Development
+
+venv: $(STAMP) ## Create .venv with the operator, the local control plane tools and test dependencies.
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,local]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+manifests: venv ## Generate crds/*.yaml from the API models in operator/loom/api.
+	$(PY) -m loom.cli manifests
+
+controlplane: venv ## Build etcd, kube-apiserver, kube-controller-manager, kubectl (cached in ~/.cache/loom).
+	$(PY) -m loom.devcluster build
+
+cluster: controlplane ## Start the local control plane and install the CRDs; prints its env.
+	$(PY) -m loom.cli dev up --state-dir $(DEV_DIR) > /dev/null
+	eval "$$($(PY) -m loom.cli dev env --state-dir $(DEV_DIR))"; \
+	  kubectl apply --server-side --force-conflicts -f crds/ && \
+	  kubectl wait --for=condition=Established --timeout=60s -f crds/
+	$(PY) -m loom.cli dev env --state-dir $(DEV_DIR)
+
+cluster-down: venv ## Stop the local control plane (its etcd data is kept; PURGE=1 deletes it).
+	$(PY) -m loom.cli dev down --state-dir $(DEV_DIR) $(if $(PURGE),--purge,)
+
+run: venv ## Run the operator against the current kubeconfig with the local executor.
+	$(PY) -m loom.cli run --executor local --verbose
+
+##@ Testing
+
+test: venv controlplane ## Unit and integration tests (the integration tier starts its own control plane).
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: venv ## Unit tests only (no control plane).
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: cluster ## The lifecycle on the embedded local control plane.
+	DEV_DIR=$(DEV_DIR) PY=$(PY) hack/demo.sh
+
+##@ Deployment
+
+install: ## Install the CRDs into the cluster of the current kubeconfig.
+	kubectl apply --server-side -f crds/
+
+uninstall: ## Remove the CRDs (and so every Loom object) from the current cluster.
+	kubectl delete --ignore-not-found -f crds/
+
+deploy: ## Install the operator with Helm into the current cluster.
+	helm upgrade --install loom charts/loom --namespace loom-system --create-namespace
+
+undeploy: ## Uninstall the operator release (CRDs stay, as Helm leaves them).
+	helm uninstall loom --namespace loom-system
+
+.PHONY: help venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy

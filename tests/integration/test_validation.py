@@ -1,0 +1,143 @@
+"""Bad manifests are refused by the API server itself (schema, enums, ranges, CEL), and the message
+names the offending field. `--dry-run=server` runs the full admission chain without storing."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.conftest import Kubectl, sample
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def _set(path: str, value: Any) -> Mutation:
+    """Set a dotted path (list indexes as numbers) in the object's spec."""
+
+    def mutate(obj: dict[str, Any]) -> None:
+        node: Any = obj["spec"]
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node[int(part)] if part.isdigit() else node.setdefault(part, {})
+        if value is _DELETE:
+            del node[int(leaf) if leaf.isdigit() else leaf]
+        else:
+            node[int(leaf) if leaf.isdigit() else leaf] = value
+
+    return mutate
+
+
+_DELETE = object()
+
+CASES: dict[str, list[tuple[str, Mutation, str]]] = {
+    "datalake": [
+        ("catalog type enum", _set("catalog.type", "mysql"), "spec.catalog.type"),
+        ("catalog required", _set("catalog", _DELETE), "spec.catalog: Required value"),
+        ("namespace pattern", _set("namespace", "9-bad"), "spec.namespace"),
+        ("no tables", _set("tables", []), "spec.tables"),
+        ("iceberg type", _set("tables.0.columns.0.type", "varchar"), "spec.tables[0].columns[0].type"),
+        ("transform", _set("tables.0.partitionBy.0.transform", "bucket[0]"), "spec.tables[0].partitionBy[0].transform"),
+        ("partition column exists", _set("tables.0.partitionBy.0.column", "nope"), "partitionBy[].column must name a column"),
+        ("sort column exists", _set("tables.0.sortBy.0.column", "nope"), "sortBy[].column must name a column"),
+        ("duplicate column", lambda o: o["spec"]["tables"][0]["columns"].append({"name": "userId", "type": "int"}),
+         "spec.tables[0].columns[4]: Duplicate value"),
+        ("ingest table exists", _set("ingest.0.table", "nope"), "ingest[].table must name a table in spec.tables"),
+        ("ingest uri scheme", _set("ingest.0.source.uri", "http://example/x.parquet"), "spec.ingest[0].source.uri"),
+        ("ingest format", _set("ingest.0.source.format", "xml"), "spec.ingest[0].source.format"),
+        ("ingest schedule", _set("ingest.0.schedule", "every five minutes"), "spec.ingest[0].schedule"),
+        ("retain last", _set("maintenance.expireSnapshots.retainLast", 0), "spec.maintenance.expireSnapshots.retainLast"),
+        ("duration", _set("maintenance.expireSnapshots.olderThan", "3 days"), "spec.maintenance.expireSnapshots.olderThan"),
+        ("deletion policy", _set("deletionPolicy", "Destroy"), "spec.deletionPolicy"),
+        ("unknown field", _set("bogus", 1), 'unknown field "spec.bogus"'),
+    ],
+    "featureset": [
+        ("source required", _set("source.dataLakeRef", _DELETE), "spec.source.dataLakeRef: Required value"),
+        ("ref name", _set("source.dataLakeRef.name", "Bad_Name"), "spec.source.dataLakeRef.name"),
+        ("no entities", _set("entities", []), "spec.entities"),
+        ("join keys", _set("entities.0.joinKeys", []), "spec.entities[0].joinKeys"),
+        ("value type", _set("entities.0.valueType", "FLOAT"), "spec.entities[0].valueType"),
+        ("dtype", _set("features.0.dtype", "Decimal"), "spec.features[0].dtype"),
+        ("ttl", _set("ttl", "forever"), "spec.ttl"),
+        ("online store", _set("online.store", "memcached"), "spec.online.store"),
+        ("schedule", _set("materialization.schedule", "hourly"), "spec.materialization.schedule"),
+        ("null fraction", _set("quality.features.0.maxNullFraction", 1.5), "spec.quality.features[0].maxNullFraction"),
+        ("quality feature exists", _set("quality.features.0.name", "nope"), "quality.features[].name must name one of spec.features"),
+        ("min rows", _set("quality.minRows", -1), "spec.quality.minRows"),
+    ],
+    "trainingjob": [
+        ("dataset required", _set("dataset", _DELETE), "spec.dataset: Required value"),
+        ("model name", _set("model.name", "bad name!"), "spec.model.name"),
+        ("entrypoint", _set("model.entrypoint", "rm -rf /"), "spec.model.entrypoint"),
+        ("alias", _set("model.alias", "Champion!"), "spec.model.alias"),
+        ("workers negative", _set("workers", -1), "spec.workers"),
+        ("workers too many", _set("workers", 1000), "spec.workers"),
+        ("memory", _set("resources.memory", "lots"), "spec.resources.memory"),
+        ("gpu profile", _set("resources.gpuProfile", "A100_80GB"), "spec.resources.gpuProfile"),
+        ("validation fraction", _set("dataset.validationFraction", 1.0), "spec.dataset.validationFraction"),
+        ("backoff", _set("backoffLimit", 50), "spec.backoffLimit"),
+        ("deadline", _set("activeDeadline", "1 hour"), "spec.activeDeadline"),
+        ("label field", _set("dataset.labels.labelField", "not a column"), "spec.dataset.labels.labelField"),
+    ],
+    "inferenceservice": [
+        ("both model sources", _set("model.uri", "models:/x@champion"), "model must set exactly one of trainingJobRef or uri"),
+        ("no model source", _set("model.trainingJobRef", _DELETE), "model must set exactly one of trainingJobRef or uri"),
+        ("uri form", lambda o: o["spec"].update(model={"uri": "s3://bucket/model"}), "spec.model.uri"),
+        ("replicas", _set("predictor.replicas", 0), "spec.predictor.replicas"),
+        ("runtime", _set("predictor.runtime", "triton"), "spec.predictor.runtime"),
+        ("strategy", _set("rollout.strategy", "BlueGreen"), "spec.rollout.strategy"),
+        ("step above max", _set("rollout.canary.stepWeight", 60), "canary.stepWeight must not exceed canary.maxWeight"),
+        ("step zero", _set("rollout.canary.stepWeight", 0), "spec.rollout.canary.stepWeight"),
+        ("max weight", _set("rollout.canary.maxWeight", 101), "spec.rollout.canary.maxWeight"),
+        ("interval", _set("rollout.canary.interval", "soon"), "spec.rollout.canary.interval"),
+        ("custom metric needs query", lambda o: o["spec"]["rollout"]["canary"]["metrics"].append({"name": "ctr", "min": 0.1}),
+         "metrics[].query is required"),
+        ("metric needs a bound", lambda o: o["spec"]["rollout"]["canary"]["metrics"].append({"name": "request-success-rate-x", "query": "1"}),
+         "metrics[] needs min or max"),
+    ],
+}
+
+PARAMS = [pytest.param(kind, mutate, expected, id=f"{kind}-{label}") for kind, cases in CASES.items()
+          for label, mutate, expected in cases]
+
+
+def test_at_least_ten_cases_per_kind() -> None:
+    assert all(len(cases) >= 10 for cases in CASES.values())
+
+
+@pytest.mark.parametrize("kind, mutate, expected", PARAMS)
+def test_invalid_manifest_is_rejected_naming_the_field(kc: Kubectl, kind: str, mutate: Mutation, expected: str) -> None:
+    assert kc.run("create", "--dry-run=server", "-f", "-", stdin=_yaml(sample(kind))).returncode == 0
+    bad = copy.deepcopy(sample(kind))
+    mutate(bad)
+    result = kc.run("create", "--dry-run=server", "-f", "-", stdin=_yaml(bad), check=False)
+    assert result.returncode != 0, f"accepted: {bad['spec']}"
+    assert expected in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "kind, mutate, expected",
+    [
+        ("datalake", _set("catalog.type", "rest"), "catalog.type is immutable"),
+        ("datalake", _set("namespace", "other"), "namespace is immutable"),
+        ("trainingjob", _set("dataset.labels.labelField", "stars"), "dataset is immutable"),
+    ],
+    ids=["catalog-type", "namespace", "dataset"],
+)
+def test_immutable_fields_refuse_updates(kc: Kubectl, kind: str, mutate: Mutation, expected: str) -> None:
+    obj = sample(kind)
+    kc.apply(obj)
+    before = kc.get(kind, obj["metadata"]["name"])
+    mutate(obj)
+    result = kc.apply(obj, check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr
+    after = kc.get(kind, obj["metadata"]["name"])
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def _yaml(obj: dict[str, Any]) -> str:
+    return yaml.safe_dump(obj)
