@@ -7,9 +7,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The stamp changes whenever the dependency declarations do, so `make` reinstalls exactly then.
-STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | sha256sum | cut -c1-12)
+STAMP = $(VENV)/.installed-$(shell echo $(EXTRAS) | cat setup.cfg pyproject.toml - | sha256sum | cut -c1-12)
 DEV_DIR ?= $(HOME)/.local/state/loom/dev
 PYTEST_ARGS ?=
+# What the tests and the demo exercise for real; `train`/`serve` join with their issues.
+EXTRAS ?= dev,local,lake,features,demo
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 ##@ General
@@ -26,7 +28,7 @@ venv: $(STAMP) ## Create .venv with the operator, the local control plane tools 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,local]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -51,7 +53,10 @@ run: venv ## Run the operator against the current kubeconfig with the local exec
 
 ##@ Testing
 
-test: venv controlplane ## Unit and integration tests (the integration tier starts its own control plane).
+system-deps: ## Debian packages the tests run for real (PostgreSQL, Redis, Prometheus, a JRE), if missing.
+	hack/install-system-deps.sh
+
+test: venv controlplane system-deps ## Unit and integration tests (the integration tier starts its own control plane).
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: venv ## Unit tests only (no control plane).
@@ -74,4 +79,4 @@ deploy: ## Install the operator with Helm into the current cluster.
 undeploy: ## Uninstall the operator release (CRDs stay, as Helm leaves them).
 	helm uninstall loom --namespace loom-system
 
-.PHONY: help venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy
+.PHONY: help system-deps venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy
