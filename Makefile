@@ -28,7 +28,7 @@ venv: $(STAMP) ## Create .venv with the operator, the local control plane tools 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]' --config-settings editable_mode=compat
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def eventually(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
+def eventually(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> T:
     """Poll `check` until it returns something truthy or raises no AssertionError; fail at the deadline."""
     deadline = time.monotonic() + timeout
     last: BaseException | None = None

@@ -20,6 +20,9 @@ class OperatorConfig:
     field_manager: str = "loom-operator"
     # How long to wait before looking again at a resource that is waiting on another one.
     dependency_retry_seconds: float = 15.0
+    # How often every object is reconciled again without a change, to repair drift in the systems
+    # Loom drives (e.g. a table dropped behind its back); 0 turns the resync off.
+    resync_seconds: float = 300.0
 
     @classmethod
     def from_env(cls) -> "OperatorConfig":
@@ -29,4 +32,5 @@ class OperatorConfig:
             metrics_address=env.get("LOOM_METRICS_ADDRESS", cls.metrics_address),
             executor=ExecutorKind(env.get("LOOM_EXECUTOR", cls.executor.value)),
             dependency_retry_seconds=float(env.get("LOOM_DEPENDENCY_RETRY_SECONDS", cls.dependency_retry_seconds)),
+            resync_seconds=float(env.get("LOOM_RESYNC_SECONDS", cls.resync_seconds)),
         )

@@ -3,11 +3,13 @@ in-process through Kopf's own test runner."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -135,8 +137,18 @@ def operator(namespace: str, cluster: devcluster.Cluster) -> Iterator[Operator]:
     assert op.runner.exit_code == 0, op.runner.output
 
 
+_LAKES = Path(tempfile.mkdtemp(prefix="loom-test-lakes-"))
+atexit.register(shutil.rmtree, _LAKES, True)
+
+
 def sample(name: str) -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "samples" / f"{name}.yaml").read_text())
+    """A sample manifest; a DataLake gets a catalog of its own in a temp dir, so tests never share
+    (or leave behind) tables in the demo's catalog under /var/tmp/loom."""
+    obj = yaml.safe_load((ROOT / "samples" / f"{name}.yaml").read_text())
+    if obj["kind"] == "DataLake":
+        lake = _LAKES / uuid.uuid4().hex[:12]
+        obj["spec"]["catalog"].update(uri=f"sqlite:///{lake}/catalog.db", warehouse=f"file://{lake}/warehouse")
+    return obj
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:

@@ -60,6 +60,15 @@ class CatalogType(str, Enum):
 class Catalog(LoomModel):
     """Where the Iceberg catalog lives; the keys pyiceberg's `load_catalog` takes."""
 
+    name: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=128,
+        description=(
+            "Catalog name, the first argument of pyiceberg's load_catalog. SQL catalogs store it in every "
+            "row, so engines sharing the database (Spark, Trino) must use the same name."
+        ),
+    )
     type: CatalogType = Field(
         description="Catalog implementation.",
         json_schema_extra={"x-kubernetes-validations": [immutable("catalog.type")]},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from typing import Any
 
@@ -21,11 +22,16 @@ def load_config() -> None:
         kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
+class SecretNotFoundError(LookupError):
+    """The referenced Secret does not exist (yet); services report it and look again later."""
+
+
 class Kube:
     """The few Kubernetes calls services need, behind one small typed surface."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._core = kubernetes.client.CoreV1Api(api_client)
 
     def get_loom(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """A Loom object as a plain dict, or None if it does not exist."""
@@ -35,3 +41,13 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's keys and decoded values; callers must keep the values out of logs, status and events."""
+        try:
+            secret = self._core.read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                raise SecretNotFoundError(f"Secret {namespace}/{name} does not exist") from None
+            raise
+        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}

@@ -49,10 +49,49 @@ def _write(kind: Kind, body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> 
     if status is not None:
         patch.status.update(status)
     _post_events(body, transitions)
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
-def register(kind: Kind, service: Service) -> None:
-    """Register one level-based reconcile for create, update and operator restart (resume)."""
+def _reconcile(
+    kind: Kind, service: Service, body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo
+) -> None:
+    started = time.monotonic()
+    try:
+        try:
+            spec = kind.spec.model_validate(dict(body.spec))
+        except ValidationError as error:
+            message = describe_errors(error)
+            _write(kind, body, patch, Outcome((Observed(READY, False, "InvalidSpec", message),)))
+            RECONCILES.labels(kind.kind, "invalid").inc()
+            raise kopf.PermanentError(message) from error
+        ctx = ReconcileContext(
+            namespace=namespace,
+            name=name,
+            generation=body.metadata.get("generation"),
+            kube=memo.kube,
+            config=memo.config,
+        )
+        outcome = service(spec, ctx)
+        _write(kind, body, patch, outcome)
+        if outcome.retry_after is not None:
+            RECONCILES.labels(kind.kind, "waiting").inc()
+            raise kopf.TemporaryError(outcome.ready.message, delay=outcome.retry_after)
+        RECONCILES.labels(kind.kind, "ok").inc()
+    except (kopf.PermanentError, kopf.TemporaryError):
+        raise
+    except Exception:
+        RECONCILE_ERRORS.labels(kind.kind).inc()
+        RECONCILES.labels(kind.kind, "error").inc()
+        raise
+    finally:
+        RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
+
+
+def register(kind: Kind, service: Service, resync_seconds: float = 0) -> None:
+    """Register one level-based reconcile for create, update and operator restart (resume); with
+    `resync_seconds`, also a timer that runs the same reconcile on objects left unchanged that long,
+    so drift in the driven systems is repaired (a resync that finds nothing new writes nothing)."""
 
     @kopf.on.resume(GROUP, VERSION, kind.plural, id="reconcile")
     @kopf.on.create(GROUP, VERSION, kind.plural, id="reconcile")
@@ -60,33 +99,10 @@ def register(kind: Kind, service: Service) -> None:
     def reconcile(
         body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo, **_: Any
     ) -> None:
-        started = time.monotonic()
-        try:
-            try:
-                spec = kind.spec.model_validate(dict(body.spec))
-            except ValidationError as error:
-                message = describe_errors(error)
-                _write(kind, body, patch, Outcome((Observed(READY, False, "InvalidSpec", message),)))
-                RECONCILES.labels(kind.kind, "invalid").inc()
-                raise kopf.PermanentError(message) from error
-            ctx = ReconcileContext(
-                namespace=namespace,
-                name=name,
-                generation=body.metadata.get("generation"),
-                kube=memo.kube,
-                config=memo.config,
-            )
-            outcome = service(spec, ctx)
-            _write(kind, body, patch, outcome)
-            if outcome.retry_after is not None:
-                RECONCILES.labels(kind.kind, "waiting").inc()
-                raise kopf.TemporaryError(outcome.ready.message, delay=outcome.retry_after)
-            RECONCILES.labels(kind.kind, "ok").inc()
-        except (kopf.PermanentError, kopf.TemporaryError):
-            raise
-        except Exception:
-            RECONCILE_ERRORS.labels(kind.kind).inc()
-            RECONCILES.labels(kind.kind, "error").inc()
-            raise
-        finally:
-            RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
+        _reconcile(kind, service, body, patch, namespace, name, memo)
+
+    if resync_seconds > 0:
+
+        @kopf.timer(GROUP, VERSION, kind.plural, id="resync", interval=resync_seconds, idle=resync_seconds)
+        def resync(body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+            _reconcile(kind, service, body, patch, namespace, name, memo)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from loom.api.meta import Condition, ConditionStatus, StatusBase
 
@@ -30,13 +30,24 @@ class Observed:
 
 
 @dataclass(frozen=True)
+class Event:
+    """Something that happened outside any condition flip (a table recreated, a schema evolved); the
+    glue posts it as a Kubernetes Event. Services emit one only when they changed something."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Outcome:
-    """What a service reports after one reconcile: conditions, kind-specific status fields, and
-    when to look again ("not yet" is a retry, never a sleep)."""
+    """What a service reports after one reconcile: conditions, kind-specific status fields, events,
+    and when to look again ("not yet" is a retry, never a sleep)."""
 
     conditions: tuple[Observed, ...]
     fields: Mapping[str, Any] = field(default_factory=dict)
     retry_after: float | None = None
+    events: tuple[Event, ...] = ()
 
     @property
     def ready(self) -> Observed:

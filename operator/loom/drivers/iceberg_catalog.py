@@ -1,0 +1,52 @@
+"""Opening an Iceberg catalog from a DataLake's `spec.catalog` (shared by the operator and by the
+ingest/maintenance processes, which receive the same property dict)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from pyiceberg.catalog import Catalog as IcebergCatalog
+from pyiceberg.catalog import load_catalog
+
+from loom.api.datalake import Catalog, CatalogType
+
+SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
+
+
+def catalog_properties(catalog: Catalog, secret: Mapping[str, str]) -> dict[str, str]:
+    """The property dict `load_catalog` takes: type, uri, warehouse, extra properties, then the
+    Secret's keys (credentials win over anything written in the spec)."""
+    props: dict[str, str] = {"type": CatalogType(catalog.type).value}
+    if catalog.uri:
+        props["uri"] = catalog.uri
+    if catalog.warehouse:
+        props["warehouse"] = catalog.warehouse
+    props.update(catalog.properties)
+    props.update(secret)
+    return props
+
+
+def _local_dirs(properties: Mapping[str, str]) -> list[Path]:
+    """Directories a SQL catalog needs on local disk: the file:// warehouse and the SQLite parent
+    directory (SQLAlchemy creates the database file, but not the directory it lives in)."""
+    dirs: list[Path] = []
+    warehouse = properties.get("warehouse", "")
+    if warehouse.startswith("file://"):
+        dirs.append(Path(unquote(urlparse(warehouse).path)))
+    uri = properties.get("uri", "")
+    for prefix in SQLITE_PREFIXES:
+        if uri.startswith(prefix):
+            path = uri[len(prefix) :].split("?", 1)[0]
+            if path and path != ":memory:":
+                dirs.append(Path(path).parent)
+    return dirs
+
+
+def open_catalog(name: str, properties: Mapping[str, str]) -> IcebergCatalog:
+    """A pyiceberg catalog for these properties; for sql catalogs the local directories are made first."""
+    if properties.get("type") == "sql":
+        for directory in _local_dirs(properties):
+            directory.mkdir(parents=True, exist_ok=True)
+    return load_catalog(name, **dict(properties))

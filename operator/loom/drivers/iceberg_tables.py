@@ -1,0 +1,189 @@
+"""Iceberg tables through pyiceberg: observe, create, evolve (one transaction per change), drop.
+
+Every write is a single catalog commit, so a table is either exactly as it was or fully changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import count
+
+from pyiceberg.catalog import Catalog as IcebergCatalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.schema import Schema
+from pyiceberg.table import Table as IcebergTable
+from pyiceberg.table import Transaction
+from pyiceberg.table.sorting import NullOrder
+from pyiceberg.table.update.schema import UpdateSchema
+from pyiceberg.table.update.sorting import UpdateSortOrder
+from pyiceberg.table.update.spec import UpdateSpec
+from pyiceberg.transforms import parse_transform
+from pyiceberg.types import NestedField
+
+from loom.api.datalake import Column
+from loom.drivers.iceberg_changes import (
+    AddColumn,
+    AddPartitionField,
+    DropColumn,
+    MoveColumn,
+    RemovePartitionField,
+    RenameColumn,
+    RenamePartitionField,
+    SchemaChange,
+    SortKey,
+    SpecChange,
+    TableChanges,
+    UpdateColumn,
+)
+from loom.drivers.iceberg_types import parse_type
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What Loom reports about a table, read from its metadata and current snapshot summary."""
+
+    name: str
+    metadata_location: str
+    current_snapshot_id: int | None
+    schema_id: int
+    spec_id: int
+    row_count: int
+    data_files: int
+    total_bytes: int
+
+
+def schema_for(columns: Iterable[Column]) -> Schema:
+    """The Iceberg schema of declared columns; ids are provisional (pyiceberg assigns fresh ones)."""
+    ids = count(1)
+    fields = []
+    for column in columns:
+        field_id = next(ids)
+        fields.append(NestedField(field_id, column.name, parse_type(column.type, ids), column.required, column.doc))
+    return Schema(*fields)
+
+
+def observe(table: IcebergTable) -> TableState:
+    snapshot = table.current_snapshot()
+    summary = snapshot.summary if snapshot and snapshot.summary else None
+
+    def total(key: str) -> int:
+        value = summary.get(key) if summary is not None else None
+        return int(value) if value is not None else 0
+
+    return TableState(
+        name=table.name()[-1],
+        metadata_location=table.metadata_location,
+        current_snapshot_id=snapshot.snapshot_id if snapshot else None,
+        schema_id=table.metadata.current_schema_id,
+        spec_id=table.metadata.default_spec_id,
+        row_count=total("total-records"),
+        data_files=total("total-data-files"),
+        total_bytes=total("total-files-size"),
+    )
+
+
+def ensure_namespace(catalog: IcebergCatalog, namespace: str) -> bool:
+    """Create the namespace if it is missing; True when it was created now."""
+    if catalog.namespace_exists(namespace):
+        return False
+    catalog.create_namespace_if_not_exists(namespace)
+    return True
+
+
+def load_table(catalog: IcebergCatalog, namespace: str, name: str) -> IcebergTable | None:
+    try:
+        return catalog.load_table((namespace, name))
+    except NoSuchTableError:
+        return None
+
+
+def create_table(
+    catalog: IcebergCatalog, namespace: str, name: str, schema: Schema, changes: TableChanges
+) -> tuple[IcebergTable, bool]:
+    """Create the table with its partition spec, sort order and properties in one commit; if someone
+    created it meanwhile, load theirs (the caller then plans against it). True when created now."""
+    txn = catalog.create_table_transaction((namespace, name), schema, properties=dict(changes.properties))
+    _apply_layout(txn, changes)
+    try:
+        return txn.commit_transaction(), True
+    except (TableAlreadyExistsError, CommitFailedException):  # the SQL catalog reports the race as the latter
+        existing = load_table(catalog, namespace, name)
+        if existing is None:
+            raise
+        return existing, False
+
+
+def evolve(table: IcebergTable, changes: TableChanges) -> IcebergTable:
+    """Apply one plan as one commit: one new schema, then spec, sort order and properties."""
+    with table.transaction() as txn:
+        if changes.schema:
+            with txn.update_schema() as update:
+                for change in changes.schema:
+                    _apply_schema_change(update, change)
+        _apply_layout(txn, changes)
+        if changes.properties:
+            txn.set_properties(dict(changes.properties))
+    return table
+
+
+def drop_table(catalog: IcebergCatalog, namespace: str, name: str) -> bool:
+    """Drop the table and delete its files; False when it did not exist."""
+    try:
+        catalog.purge_table((namespace, name))
+    except NoSuchTableError:
+        return False
+    return True
+
+
+def drop_namespace_if_empty(catalog: IcebergCatalog, namespace: str) -> bool:
+    try:
+        if catalog.list_tables(namespace):
+            return False
+        catalog.drop_namespace(namespace)
+    except NoSuchNamespaceError:
+        return False
+    return True
+
+
+def _apply_schema_change(update: UpdateSchema, change: SchemaChange) -> None:
+    if isinstance(change, AddColumn):
+        update.add_column(change.path, change.type, doc=change.doc)
+    elif isinstance(change, UpdateColumn):
+        update.update_column(
+            change.path, field_type=change.type, required=False if change.make_optional else None, doc=change.doc
+        )
+    elif isinstance(change, RenameColumn):
+        update.rename_column(change.path, change.new_name)
+    elif isinstance(change, DropColumn):
+        update.delete_column(change.path)
+    elif isinstance(change, MoveColumn):
+        if change.after is None:
+            update.move_first(change.name)
+        else:
+            update.move_after(change.name, change.after)
+
+
+def _apply_layout(txn: Transaction, changes: TableChanges) -> None:
+    """Partition spec and sort order; these resolve column names against the schema just updated."""
+    if changes.spec:
+        with txn.update_spec() as spec:
+            for change in changes.spec:
+                _apply_spec_change(spec, change)
+    if changes.sort_order is not None:
+        with txn.update_sort_order() as order:
+            for key in changes.sort_order:
+                _sort(order, key)
+
+
+def _apply_spec_change(spec: UpdateSpec, change: SpecChange) -> None:
+    if isinstance(change, AddPartitionField):
+        spec.add_field(change.column, parse_transform(change.transform), change.name)
+    elif isinstance(change, RemovePartitionField):
+        spec.remove_field(change.name)
+    elif isinstance(change, RenamePartitionField):
+        spec.rename_field(change.name, change.new_name)
+
+
+def _sort(order: UpdateSortOrder, key: SortKey) -> None:
+    add = order.desc if key.descending else order.asc
+    add(key.column, parse_transform(key.transform), NullOrder.NULLS_FIRST if key.nulls_first else NullOrder.NULLS_LAST)
