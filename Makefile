@@ -35,6 +35,14 @@ $(STAMP): setup.cfg pyproject.toml
 manifests: venv ## Generate crds/*.yaml from the API models in operator/loom/api.
 	$(PY) -m loom.cli manifests
 
+HELM_BIN = $(PY) -c 'from loom.devcluster.binaries import ensure_helm; print(ensure_helm())'
+
+helm: venv ## Build the helm CLI from the Go module proxy (cached in ~/.cache/loom/helm-<version>).
+	$(HELM_BIN)
+
+lint-chart: venv ## helm lint the chart.
+	"$$($(HELM_BIN))" lint --strict charts/loom
+
 controlplane: venv ## Build etcd, kube-apiserver, kube-controller-manager, kubectl (cached in ~/.cache/loom).
 	$(PY) -m loom.devcluster build
 
@@ -56,7 +64,7 @@ run: venv ## Run the operator against the current kubeconfig with the local exec
 system-deps: ## Debian packages the tests run for real (PostgreSQL, Redis, Prometheus, a JRE), if missing.
 	hack/install-system-deps.sh
 
-test: venv controlplane system-deps ## Unit and integration tests (the integration tier starts its own control plane).
+test: venv controlplane helm system-deps ## Unit and integration tests (the integration tier starts its own control plane).
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: venv ## Unit tests only (no control plane).
@@ -73,10 +81,10 @@ install: ## Install the CRDs into the cluster of the current kubeconfig.
 uninstall: ## Remove the CRDs (and so every Loom object) from the current cluster.
 	kubectl delete --ignore-not-found -f crds/
 
-deploy: ## Install the operator with Helm into the current cluster.
-	helm upgrade --install loom charts/loom --namespace loom-system --create-namespace
+deploy: venv ## Install the operator with Helm into the current cluster.
+	"$$($(HELM_BIN))" upgrade --install loom charts/loom --namespace loom-system --create-namespace $(HELM_ARGS)
 
-undeploy: ## Uninstall the operator release (CRDs stay, as Helm leaves them).
-	helm uninstall loom --namespace loom-system
+undeploy: venv ## Uninstall the operator release (CRDs stay, as Helm leaves them).
+	"$$($(HELM_BIN))" uninstall loom --namespace loom-system
 
-.PHONY: help system-deps venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy
+.PHONY: help helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy

@@ -33,9 +33,12 @@ def _manifests(args: argparse.Namespace) -> int:
     from loom.api.crd import render, write_all
     from loom.api.kinds import KINDS
     from loom.api.meta import GROUP
+    from loom.chartsync import stale_chart_files, sync_chart
 
     if not args.check:
         for path in write_all(args.output):
+            print(path)
+        for path in sync_chart(Path(".")):
             print(path)
         return 0
     stale = []
@@ -48,6 +51,9 @@ def _manifests(args: argparse.Namespace) -> int:
             sys.stdout.writelines(difflib.unified_diff(have.splitlines(True), want.splitlines(True), str(path), "generated"))
     if stale:
         print(f"{len(stale)} CRD(s) out of date; run `make manifests`", file=sys.stderr)
+        return 1
+    if stale_chart_files(Path(".")):
+        print("chart copies out of date; run `make manifests`", file=sys.stderr)
         return 1
     return 0
 

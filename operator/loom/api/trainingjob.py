@@ -63,7 +63,7 @@ class Resources(LoomModel):
     )
     cpu: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request per worker.")
     memory: str | None = Field(
-        default=None, pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|K|M|G|T)?$", description="Memory request per worker."
+        default=None, pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$", description="Memory request per worker."
     )
 
 

@@ -1,7 +1,8 @@
 """Control-plane binaries: built once from the Go module proxy, cached by version outside the repo.
 
-The versions live only in the wrapper modules' go.mod files (``hack/controlplane``, ``hack/etcd``),
-so bumping a version there is the single edit that makes every caller rebuild into a new cache dir.
+The versions live only in the wrapper modules' go.mod files (``hack/controlplane``, ``hack/etcd``,
+``hack/helm``), so bumping a version there is the single edit that makes every caller rebuild into a
+new cache dir.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 
 K8S_MODULE = "k8s.io/kubernetes"
 ETCD_MODULE = "go.etcd.io/etcd/server/v3"
+HELM_MODULE = "helm.sh/helm/v3"
 K8S_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kubectl")
 
 
@@ -51,6 +53,8 @@ class _Component:
     cache_prefix: str
     packages: tuple[str, ...]
     outputs: tuple[str, ...]
+    # Control-plane parts share cache_root(); tools that are not part of the cluster sit beside it.
+    controlplane: bool = True
 
 
 _K8S = _Component(
@@ -66,6 +70,14 @@ _ETCD = _Component(
     cache_prefix="etcd",
     packages=(ETCD_MODULE,),
     outputs=("etcd",),
+)
+_HELM = _Component(
+    wrapper="helm",
+    module=HELM_MODULE,
+    cache_prefix="helm",
+    packages=(f"{HELM_MODULE}/cmd/helm",),
+    outputs=("helm",),
+    controlplane=False,
 )
 
 
@@ -95,7 +107,8 @@ def module_version(go_mod: Path, module: str) -> str:
 
 def _cache_dir(component: _Component, hack: Path) -> Path:
     version = module_version(hack / component.wrapper / "go.mod", component.module)
-    return cache_root() / f"{component.cache_prefix}-{version}"
+    root = cache_root() if component.controlplane else cache_root().parent
+    return root / f"{component.cache_prefix}-{version}"
 
 
 def _complete(directory: Path, outputs: tuple[str, ...]) -> bool:
@@ -104,12 +117,27 @@ def _complete(directory: Path, outputs: tuple[str, ...]) -> bool:
 
 def _ldflags(component: _Component, hack: Path) -> str:
     """Strip symbols; stamp Kubernetes' version so `kubectl version` and kubeVersion checks see it."""
+    if component is _HELM:
+        return _helm_ldflags(hack)
     if component is not _K8S:
         return "-s"
     version = module_version(hack / component.wrapper / "go.mod", component.module)
     major, minor = version.lstrip("v").split(".")[:2]
     pkg = "k8s.io/component-base/version"
     return f"-s -X {pkg}.gitVersion={version} -X {pkg}.gitMajor={major} -X {pkg}.gitMinor={minor}"
+
+
+def _helm_ldflags(hack: Path) -> str:
+    """What helm's own Makefile stamps: its version, and the Kubernetes version of its client-go as the
+    default for `helm lint`/`helm template` (unstamped it is 1.20, which fails any kubeVersion >= 1.21)."""
+    go_mod = hack / _HELM.wrapper / "go.mod"
+    version = module_version(go_mod, HELM_MODULE)
+    client_major, client_minor = module_version(go_mod, "k8s.io/client-go").lstrip("v").split(".")[:2]
+    major, minor = str(int(client_major) + 1), client_minor
+    flags = ["-s", f"-X {HELM_MODULE}/internal/version.version={version}"]
+    for pkg in ("pkg/lint/rules", "pkg/chartutil"):
+        flags += [f"-X {HELM_MODULE}/{pkg}.k8sVersionMajor={major}", f"-X {HELM_MODULE}/{pkg}.k8sVersionMinor={minor}"]
+    return " ".join(flags)
 
 
 def _go_build(component: _Component, hack: Path, out_dir: Path) -> None:
@@ -166,3 +194,8 @@ def ensure_binaries(build: bool = True) -> Binaries:
         kube_controller_manager=k8s / "kube-controller-manager",
         kubectl=k8s / "kubectl",
     )
+
+
+def ensure_helm() -> Path:
+    """Path of the helm CLI pinned in hack/helm/go.mod, building it on first use (about two minutes)."""
+    return _ensure(_HELM, hack_dir(), build=True) / "helm"
