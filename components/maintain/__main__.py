@@ -28,27 +28,16 @@ from pydantic import TypeAdapter
 from loom.api.datalake import CompactionEngine
 from loom.api.meta import Duration, parse_duration
 from loom.drivers import iceberg_maintenance, spark
-from loom.drivers.iceberg_catalog import open_catalog
+from loom.drivers.iceberg_catalog import add_catalog_arguments, open_catalog, workload_properties
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyspark.sql import SparkSession
 
-PROPERTIES_ENV = "LOOM_CATALOG_PROPERTIES"
 AUTO = "auto"
 # `auto` rewrites tables below this many bytes of data files in-process with pyiceberg (which holds the
 # rewritten files in memory) and hands anything larger to Spark.
 SMALL_TABLE_BYTES = 256 * 1024 * 1024
-
-
-def catalog_properties(path: Path | None) -> dict[str, str]:
-    text = path.read_text() if path else os.environ.get(PROPERTIES_ENV)
-    if not text:
-        raise SystemExit(f"catalog properties are needed: --catalog-properties-file or ${PROPERTIES_ENV}")
-    properties = json.loads(text)
-    if not isinstance(properties, dict):
-        raise SystemExit("catalog properties must be a JSON object")
-    return {str(k): str(v) for k, v in properties.items()}
 
 
 def expire(catalog: Catalog, identifier: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -129,7 +118,7 @@ def _error(exc: BaseException) -> str:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    properties = catalog_properties(args.catalog_properties_file)
+    properties = workload_properties(args.catalog_properties_file, args.secret_property)
     catalog = open_catalog(args.catalog_name, properties)
     compactor = Compactor(args.catalog_name, properties, args) if args.action == "compact" else None
     action: Callable[[Catalog, str, argparse.Namespace], dict[str, Any]] = compactor or expire
@@ -160,10 +149,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="maintain", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--catalog-name", required=True, help="catalog name, as pyiceberg's load_catalog takes it")
-    p.add_argument(
-        "--catalog-properties-file", type=Path, help=f"JSON object of catalog properties (else ${PROPERTIES_ENV})"
-    )
+    add_catalog_arguments(p)
     p.add_argument("--table", action="append", required=True, help="NAMESPACE.TABLE; repeat for several")
     sub = p.add_subparsers(dest="action", required=True)
     e = sub.add_parser("expire", help="expire old snapshots")

@@ -23,6 +23,9 @@ class OperatorConfig:
     # How often every object is reconciled again without a change, to repair drift in the systems
     # Loom drives (e.g. a table dropped behind its back); 0 turns the resync off.
     resync_seconds: float = 300.0
+    # Workload images for the kubernetes executor, one per Python environment (see DESIGN: main, serve).
+    image_main: str | None = None
+    image_serve: str | None = None
 
     @classmethod
     def from_env(cls) -> "OperatorConfig":
@@ -33,4 +36,6 @@ class OperatorConfig:
             executor=ExecutorKind(env.get("LOOM_EXECUTOR", cls.executor.value)),
             dependency_retry_seconds=float(env.get("LOOM_DEPENDENCY_RETRY_SECONDS", cls.dependency_retry_seconds)),
             resync_seconds=float(env.get("LOOM_RESYNC_SECONDS", cls.resync_seconds)),
+            image_main=env.get("LOOM_IMAGE_MAIN") or None,
+            image_serve=env.get("LOOM_IMAGE_SERVE") or None,
         )

@@ -118,6 +118,9 @@ def start_operator(namespace: str) -> Operator:
     os.environ["LOOM_METRICS_PORT"] = str(metrics)
     os.environ["LOOM_METRICS_ADDRESS"] = "127.0.0.1"
     os.environ["LOOM_DEPENDENCY_RETRY_SECONDS"] = "1"
+    # The embedded default: workloads run as local processes, their state in this session's temp dir.
+    os.environ["LOOM_EXECUTOR"] = "local"
+    os.environ["LOOM_STATE_DIR"] = str(_LAKES / "operator-state")
     args = ["run", "--standalone", "--namespace", namespace, "-m", "loom.handlers",
             f"--liveness=http://127.0.0.1:{liveness}/healthz"]
     return Operator(

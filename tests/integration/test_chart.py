@@ -283,11 +283,12 @@ ALLOWED = [
     ("get", "secrets"),
     ("create", "configmaps"), ("delete", "configmaps"),
     ("create", "jobs.batch"), ("watch", "jobs.batch"), ("patch", "cronjobs.batch"),
+    ("get", "pods"), ("list", "pods"),
     ("create", "pytorchjobs.kubeflow.org"), ("patch", "seldondeployments.machinelearning.seldon.io"),
 ]
 DENIED = [
     ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("delete", "secrets"), ("update", "secrets"),
-    ("create", "pods"), ("create", "pods/exec"), ("get", "pods/log"),
+    ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("get", "pods/log"),
     ("delete", "datalakes.loom.dev"), ("create", "trainingjobs.loom.dev"), ("update", "featuresets.loom.dev"),
     ("create", "deployments.apps"), ("create", "serviceaccounts/token"),
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),

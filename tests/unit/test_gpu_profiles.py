@@ -116,7 +116,7 @@ def test_missing_field_is_named(tmp_path: Path) -> None:
 
 
 def test_name_must_match_file_name(tmp_path: Path) -> None:
-    path = _broken(tmp_path, name="renamed")
+    _broken(tmp_path, name="renamed")
     with pytest.raises(GpuProfileError, match="name 'nvidia-t4' must equal the file name 'renamed'"):
         load_profiles(tmp_path)
 

@@ -13,9 +13,8 @@ from loom.api.kinds import DATALAKE
 from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.drivers.kube import SecretNotFoundError
-from loom.handlers.reconcile import register
+from loom.handlers.reconcile import make_context, register
 from loom.services import datalake
-from loom.services.context import ReconcileContext
 
 # Kopf fixes a timer's interval when the handler is registered, i.e. at import.
 register(DATALAKE, datalake.reconcile, resync_seconds=OperatorConfig.from_env().resync_seconds)
@@ -31,7 +30,7 @@ def apply_deletion_policy(
         spec = DataLakeSpec.model_validate(dict(body.spec))
     except ValidationError as error:
         raise kopf.PermanentError(f"invalid spec, no tables dropped: {error.error_count()} error(s)") from error
-    ctx = ReconcileContext(namespace, name, body.metadata.get("generation"), memo.kube, memo.config)
+    ctx = make_context(body, namespace, name, memo)
     try:
         dropped = datalake.delete(spec, ctx)
     except SecretNotFoundError as error:

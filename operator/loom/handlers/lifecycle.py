@@ -11,6 +11,7 @@ import prometheus_client
 from loom.api.meta import GROUP
 from loom.config import OperatorConfig
 from loom.drivers.kube import Kube, load_config
+from loom.executors.factory import build_executor
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     load_config()
     memo.config = config
     memo.kube = Kube()
+    memo.executor = build_executor(config, memo.kube)
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
         log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)

@@ -65,13 +65,7 @@ def _reconcile(
             _write(kind, body, patch, Outcome((Observed(READY, False, "InvalidSpec", message),)))
             RECONCILES.labels(kind.kind, "invalid").inc()
             raise kopf.PermanentError(message) from error
-        ctx = ReconcileContext(
-            namespace=namespace,
-            name=name,
-            generation=body.metadata.get("generation"),
-            kube=memo.kube,
-            config=memo.config,
-        )
+        ctx = make_context(body, namespace, name, memo)
         outcome = service(spec, ctx)
         _write(kind, body, patch, outcome)
         if outcome.retry_after is not None:
@@ -86,6 +80,19 @@ def _reconcile(
         raise
     finally:
         RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
+
+
+def make_context(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo) -> ReconcileContext:
+    """The services' view of one object and of the drivers set up at start-up."""
+    return ReconcileContext(
+        namespace=namespace,
+        name=name,
+        uid=body.metadata.uid,
+        generation=body.metadata.get("generation"),
+        kube=memo.kube,
+        config=memo.config,
+        executor=memo.executor,
+    )
 
 
 def register(kind: Kind, service: Service, resync_seconds: float = 0) -> None:

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 from loom.config import OperatorConfig
 from loom.drivers.kube import Kube
+from loom.executors.base import Executor
 
 
 @dataclass(frozen=True)
 class ReconcileContext:
     namespace: str
     name: str
+    uid: str
     generation: int | None
     kube: Kube
     config: OperatorConfig
+    executor: Executor

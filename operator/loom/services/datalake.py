@@ -12,10 +12,12 @@ from pyiceberg.catalog import Catalog as IcebergCatalog
 
 from loom.api.datalake import DataLakeSpec, DataLakeStatus, Table, TableStatus
 from loom.api.kinds import DATALAKE
-from loom.api.meta import DeletionPolicy
+from loom.api.meta import API_VERSION, DeletionPolicy
 from loom.drivers import iceberg_tables as tables
 from loom.drivers.iceberg_catalog import catalog_properties, open_catalog
 from loom.drivers.kube import SecretNotFoundError
+from loom.executors.base import OwnerRef
+from loom.services import lake_ingest
 from loom.services.context import ReconcileContext
 from loom.services.schema_plan import Refusal, plan_creation, plan_table
 from loom.services.status import Event, Observed, Outcome
@@ -36,6 +38,7 @@ class Lake:
     ctx: ReconcileContext
     catalog: IcebergCatalog
     catalog_properties: Mapping[str, str]
+    secret_keys: tuple[str, ...]
     previous: DataLakeStatus
 
 
@@ -173,7 +176,30 @@ def reconcile_tables(lake: Lake) -> StepResult:
     )
 
 
-STEPS: tuple[Step, ...] = (reconcile_tables,)
+# --- ingest step ---------------------------------------------------------------------------------
+
+
+def reconcile_ingest(lake: Lake) -> StepResult:
+    """Keep one workload per `spec.ingest[]` and report `Ingested` plus each table's last ingest,
+    read from the table's own exactly-once record."""
+    namespace = lake.spec.namespace
+    properties = {
+        t.name: table.properties
+        for t in lake.spec.tables
+        if (table := tables.load_table(lake.catalog, namespace, t.name)) is not None
+    }
+    owner = OwnerRef(API_VERSION, DATALAKE.kind, lake.ctx.name, lake.ctx.uid)
+    report = lake_ingest.reconcile(
+        lake.spec, lake.ctx.namespace, lake.ctx.name, owner, lake.ctx.executor, properties, lake.secret_keys
+    )
+    return StepResult(
+        conditions=report.conditions,
+        tables={table: {"last_ingest": last} for table, last in report.last_ingest.items()},
+        retry_after=report.retry_after,
+    )
+
+
+STEPS: tuple[Step, ...] = (reconcile_tables, reconcile_ingest)
 
 
 # --- reconcile -----------------------------------------------------------------------------------
@@ -221,7 +247,7 @@ def reconcile(spec: DataLakeSpec, ctx: ReconcileContext) -> Outcome:
         except Exception as error:
             return Outcome((Observed(CATALOG_READY, False, "CatalogUnavailable", redact(error)),), retry_after=retry)
         previous = _previous_status(ctx)
-        lake = Lake(spec, ctx, catalog, properties, previous)
+        lake = Lake(spec, ctx, catalog, properties, tuple(sorted(secret)), previous)
         results = [step(lake) for step in STEPS]
     finally:
         catalog.close()

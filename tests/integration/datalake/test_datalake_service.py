@@ -4,7 +4,9 @@ Secrets and the previous status): conditions, status fields, events, refusals, s
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -14,6 +16,8 @@ from loom import devcluster
 from loom.api.datalake import DataLakeSpec
 from loom.config import OperatorConfig
 from loom.drivers.kube import Kube
+from loom.executors.base import PythonEnv
+from loom.executors.local import LocalExecutor
 from loom.services import datalake
 from loom.services.context import ReconcileContext
 from loom.services.status import Outcome
@@ -22,16 +26,21 @@ from tests.integration.datalake.conftest import CatalogUnderTest, Postgres
 
 
 @pytest.fixture
-def ctx(cluster: devcluster.Cluster, namespace: str) -> Iterator[ReconcileContext]:
+def ctx(cluster: devcluster.Cluster, namespace: str, tmp_path: Path) -> Iterator[ReconcileContext]:
     client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    yield ReconcileContext(namespace, "movielens", 1, Kube(client), OperatorConfig(dependency_retry_seconds=1))
+    kube = Kube(client)
+    executor = LocalExecutor(tmp_path / "runs", {PythonEnv.MAIN: sys.executable}, kube.get_secret)
+    yield ReconcileContext(namespace, "movielens", "uid-movielens", 1, kube,
+                           OperatorConfig(dependency_retry_seconds=1), executor)
     client.close()
 
 
 def lake_spec(properties: dict[str, str], **changes: Any) -> dict[str, Any]:
-    """samples/datalake.yaml's spec, pointed at the catalog under test."""
+    """samples/datalake.yaml's spec, pointed at the catalog under test; without its ingests (their
+    workloads are tested in test_ingest_service.py), so these tests see the tables step alone."""
     spec = copy.deepcopy(sample("datalake")["spec"])
     spec["catalog"] = {"type": "sql", "uri": properties["uri"], "warehouse": properties["warehouse"]}
+    spec["ingest"] = []
     spec.update(changes)
     return spec
 

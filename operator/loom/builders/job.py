@@ -1,0 +1,105 @@
+"""Workload -> batch/v1 Job and CronJob manifests (pure; the Kubernetes executor applies them).
+
+The container runs `python <components_dir>/<component> <args>` in the image of the workload's Python
+environment. Secret-backed variables are secretKeyRefs, so no credential ever appears in a manifest.
+A run's last log lines become its termination message (FallbackToLogsOnError), which is how the
+operator learns why it failed; a replacement pod starts only once the failed one is gone, so two
+attempts of one run never overlap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loom.executors.base import WORKLOAD_LABEL, Workload
+
+COMPONENTS_DIR = "/opt/loom/components"
+MANAGER = "loom-operator"
+HISTORY_LIMIT = 3
+
+
+def labels(workload: Workload) -> dict[str, str]:
+    """Recommended app.kubernetes.io labels, the workload's own, and the label runs are found by."""
+    return {
+        "app.kubernetes.io/name": "loom",
+        "app.kubernetes.io/instance": workload.name,
+        "app.kubernetes.io/component": workload.component,
+        "app.kubernetes.io/part-of": "loom",
+        "app.kubernetes.io/managed-by": MANAGER,
+        **workload.labels,
+        WORKLOAD_LABEL: workload.name,
+    }
+
+
+def _metadata(workload: Workload) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": workload.name, "namespace": workload.namespace, "labels": labels(workload)}
+    if workload.owner is not None:
+        meta["ownerReferences"] = [workload.owner.to_wire()]
+    return meta
+
+
+def _env(workload: Workload) -> list[dict[str, Any]]:
+    plain = [{"name": k, "value": v} for k, v in sorted(workload.env.items())]
+    secret = [
+        {"name": s.name, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
+        for s in workload.secret_env
+    ]
+    return plain + secret
+
+
+def _job_spec(workload: Workload, image: str, components_dir: str) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": workload.component,
+        "image": image,
+        "command": ["python", f"{components_dir}/{workload.component}"],
+        "args": list(workload.args),
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    env = _env(workload)
+    if env:
+        container["env"] = env
+    spec: dict[str, Any] = {
+        "backoffLimit": workload.retries,
+        "podReplacementPolicy": "Failed",
+        "template": {
+            "metadata": {"labels": labels(workload)},
+            "spec": {"restartPolicy": "Never", "containers": [container]},
+        },
+    }
+    if workload.ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = workload.ttl_seconds_after_finished
+    return spec
+
+
+def job(workload: Workload, image: str, components_dir: str = COMPONENTS_DIR) -> dict[str, Any]:
+    """The Job of a workload that runs once."""
+    if workload.schedule is not None:
+        raise ValueError(f"workload {workload.name} is scheduled; build a CronJob")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(workload),
+        "spec": _job_spec(workload, image, components_dir),
+    }
+
+
+def cronjob(workload: Workload, image: str, components_dir: str = COMPONENTS_DIR) -> dict[str, Any]:
+    """The CronJob of a scheduled workload: UTC, and no new run while the previous one is going."""
+    if workload.schedule is None:
+        raise ValueError(f"workload {workload.name} has no schedule; build a Job")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata(workload),
+        "spec": {
+            "schedule": workload.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "successfulJobsHistoryLimit": HISTORY_LIMIT,
+            "failedJobsHistoryLimit": HISTORY_LIMIT,
+            "jobTemplate": {
+                "metadata": {"labels": labels(workload)},
+                "spec": _job_spec(workload, image, components_dir),
+            },
+        },
+    }
