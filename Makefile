@@ -70,6 +70,14 @@ test: venv controlplane helm system-deps ## Unit and integration tests (the inte
 test-unit: venv ## Unit tests only (no control plane).
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+lint: venv ## ruff: unused/undefined names, import order, pycodestyle.
+	$(VENV)/bin/ruff check .
+
+bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline side by side (not tests).
+	$(PY) bench/ingest.py
+	$(PY) bench/datalake_reconcile.py
+	$(PY) bench/feature_online.py
+
 demo: cluster ## The lifecycle on the embedded local control plane.
 	DEV_DIR=$(DEV_DIR) PY=$(PY) hack/demo.sh
 
@@ -87,4 +95,4 @@ deploy: venv ## Install the operator with Helm into the current cluster.
 undeploy: venv ## Uninstall the operator release (CRDs stay, as Helm leaves them).
 	"$$($(HELM_BIN))" uninstall loom --namespace loom-system
 
-.PHONY: help helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy
+.PHONY: help bench lint helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
-# The lifecycle on the embedded local control plane: the operator runs with the local executor,
-# the MovieLens samples are applied with kubectl, and the resources' story is printed.
+# The lifecycle on the embedded local control plane, on real MovieLens data: the operator runs with the
+# local executor, the first 80% of the ratings land as files and are ingested into Iceberg, then a later
+# batch lands and becomes a new snapshot; the rest of the chain shows what it is waiting for.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 PY="${PY:-.venv/bin/python}"
 DEV_DIR="${DEV_DIR:-$HOME/.local/state/loom/dev}"
+INCOMING=/var/tmp/loom/movielens/incoming   # where samples/datalake.yaml's ingests look
 eval "$("$PY" -m loom.cli dev env --state-dir "$DEV_DIR")"
+export LOOM_STATE_DIR="$DEV_DIR/operator"
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+snapshot() { kubectl get datalake movielens -o jsonpath='{.status.tables[?(@.name=="ratings")].currentSnapshotId}'; }
+rows() { kubectl get datalake movielens -o jsonpath='{range .status.tables[*]}{.name}={.rowCount} {end}'; }
+
+step "MovieLens arrives: the initial load (first 80% of ratings by time)"
+"$PY" components/movielens --out "$INCOMING" initial
 
 log="$DEV_DIR/logs/operator.log"
 mkdir -p "$(dirname "$log")"
@@ -19,14 +29,26 @@ until curl -sf http://127.0.0.1:18081/healthz >/dev/null; do
 done
 echo "operator running (log: $log, metrics: http://127.0.0.1:18080/metrics)"
 
+step "kubectl apply -f samples/"
 kubectl apply -f samples/
-for kind in datalake featureset trainingjob inferenceservice; do
-  kubectl wait "$kind" --all --for=jsonpath='{.status.observedGeneration}' --timeout=60s >/dev/null
+kubectl wait datalake/movielens --for=condition=Ready --timeout=300s >/dev/null
+echo "tables: $(rows)"
+before=$(snapshot)
+echo "ratings snapshot: $before"
+
+step "A later batch lands; the scheduled ingest commits it as a new snapshot"
+"$PY" components/movielens --out "$INCOMING" next
+for _ in $(seq 1 150); do
+  [[ "$(snapshot)" != "$before" ]] && break
+  sleep 1
 done
-echo
+[[ "$(snapshot)" != "$before" ]] || { echo "no new snapshot; see $log" >&2; exit 1; }
+echo "tables: $(rows)"
+echo "ratings snapshot: $(snapshot)"
+
+step "kubectl get loom"
 kubectl get loom
 echo
-echo "Why each resource is (not yet) Ready:"
 kubectl get loom -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}: {range .status.conditions[*]}{.type}={.status} ({.reason}) {end}{"\n"}{end}'
-echo
+step "Recent events"
 kubectl get events --sort-by=.lastTimestamp | tail -8

@@ -25,9 +25,10 @@ def _ok_count(kind: str) -> float:
 
 
 def _resting_lake() -> dict:
-    """The DataLake sample without ingests: nothing left to do once its tables exist."""
+    """The DataLake sample without ingests or maintenance: nothing left to do once its tables exist."""
     lake = sample("datalake")
     lake["spec"]["ingest"] = []
+    lake["spec"].pop("maintenance")
     return lake
 
 

@@ -47,7 +47,12 @@ class ValueType(str, Enum):
 class Entity(LoomModel):
     name: Identifier = Field(description="Entity name, e.g. user.")
     join_keys: list[Identifier] = Field(
-        min_length=1, max_length=8, description="Columns that identify the entity, e.g. [userId]."
+        min_length=1,
+        max_length=1,
+        description=(
+            "Column that identifies the entity, e.g. [userId]. Feast 0.67 entities have exactly one join key; "
+            "declare several entities for a composite key."
+        ),
     )
     value_type: ValueType = Field(default=ValueType.INT64, description="Feast value type of the join key.")
     description: str | None = Field(default=None, max_length=1024, description="What the entity is.")
@@ -85,13 +90,20 @@ class OnlineStore(LoomModel):
     store: OnlineStoreType = Field(default=OnlineStoreType.REDIS, description="Online store kind.")
     connection_secret_ref: SecretKeyRef | None = Field(
         default=None,
-        description="Secret holding the connection string (redis host:port,password=...) or sqlite path.",
+        description=(
+            "Secret holding the connection string (redis host:port,password=...) or the sqlite file path, under "
+            "`key` (default: connection); the operator's default store when unset."
+        ),
     )
 
 
 class Materialization(LoomModel):
     schedule: Cron | None = Field(
-        default=None, description="Cron schedule; when unset materialization follows new lake snapshots only."
+        default=None,
+        description=(
+            "Cron schedule (UTC) for periodic full re-materializations, which also repair an online store that "
+            "lost data; new lake snapshots are materialized incrementally either way."
+        ),
     )
     suspend: bool = Field(default=False, description="Pause scheduled and snapshot-triggered materialization.")
 
@@ -100,9 +112,12 @@ class Registry(LoomModel):
     uri: str | None = Field(
         default=None,
         max_length=2048,
-        description="Feast SQL registry URI; the operator's default registry when unset.",
+        description=(
+            "Feast SQL registry URI (SQLAlchemy URL, sqlite or postgresql); the operator's default when unset. "
+            "Loom keeps its snapshot pins in the same database. Put no password here: the URI is stored in the "
+            "registry's data source; PostgreSQL credentials come from the environment (PGPASSWORD, PGPASSFILE)."
+        ),
     )
-    secret_ref: SecretKeyRef | None = Field(default=None, description="Secret with the registry URI (credentials).")
 
 
 class FeatureQuality(LoomModel):
@@ -148,9 +163,11 @@ class FeatureSetSpec(LoomModel):
 
 
 class MaterializationRun(LoomModel):
-    time: datetime = Field(description="When the run finished.")
-    rows: int = Field(ge=0, description="Rows written to the online store.")
+    time: datetime = Field(description="End of the materialized event-time window (when the run read the lake).")
+    rows: int = Field(ge=0, description="Entity rows written to the online store.")
     duration_seconds: float = Field(ge=0, description="Wall time of the run.")
+    snapshot_id: int = Field(description="Iceberg snapshot the run materialized.")
+    feature_view_version: str = Field(description="Feature view version the run materialized.")
 
 
 class FeatureSetStatus(StatusBase):

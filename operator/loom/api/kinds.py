@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from loom.api.datalake import DataLakeSpec, DataLakeStatus
 from loom.api.featureset import FeatureSetSpec, FeatureSetStatus
 from loom.api.inferenceservice import InferenceServiceSpec, InferenceServiceStatus
-from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 from loom.api.meta import GROUP, VERSION, LoomModel, StatusBase
+from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import Field
 
+from loom.api.featureset import DataLakeTableRef
 from loom.api.meta import (
     DNSLabel,
     Duration,
@@ -15,7 +16,6 @@ from loom.api.meta import (
     StatusBase,
     cel,
 )
-from loom.api.featureset import DataLakeTableRef
 
 
 class Labels(LoomModel):

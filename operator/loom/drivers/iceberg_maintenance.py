@@ -11,6 +11,7 @@ from datetime import datetime
 import pyarrow as pa
 from pyiceberg.exceptions import CommitStateUnknownException
 from pyiceberg.expressions import AlwaysTrue
+
 # The writer behind pyiceberg's own append/overwrite (partition split, bin packing to the target size);
 # pyiceberg 0.12 has no public call that writes data files without also committing a snapshot of its own.
 from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files

@@ -17,7 +17,7 @@ from loom.drivers import iceberg_tables as tables
 from loom.drivers.iceberg_catalog import catalog_properties, open_catalog
 from loom.drivers.kube import SecretNotFoundError
 from loom.executors.base import OwnerRef
-from loom.services import lake_ingest
+from loom.services import lake_ingest, lake_maintenance
 from loom.services.context import ReconcileContext
 from loom.services.schema_plan import Refusal, plan_creation, plan_table
 from loom.services.status import Event, Observed, Outcome
@@ -199,7 +199,16 @@ def reconcile_ingest(lake: Lake) -> StepResult:
     )
 
 
-STEPS: tuple[Step, ...] = (reconcile_tables, reconcile_ingest)
+def reconcile_maintenance(lake: Lake) -> StepResult:
+    """Scheduled snapshot expiry and compaction of the declared tables (`Maintained`)."""
+    owner = OwnerRef(API_VERSION, DATALAKE.kind, lake.ctx.name, lake.ctx.uid)
+    conditions, retry_after = lake_maintenance.reconcile(
+        lake.spec, lake.ctx.namespace, lake.ctx.name, owner, lake.ctx.executor, lake.secret_keys
+    )
+    return StepResult(conditions=conditions, retry_after=retry_after)
+
+
+STEPS: tuple[Step, ...] = (reconcile_tables, reconcile_ingest, reconcile_maintenance)
 
 
 # --- reconcile -----------------------------------------------------------------------------------

@@ -55,7 +55,7 @@ class IngestReport:
 
 
 @dataclass(frozen=True)
-class _State:
+class State:
     """One ingest's verdict: True done/healthy, False failed, None in progress."""
 
     status: bool | None
@@ -63,10 +63,17 @@ class _State:
     retry_after: float | None = None
 
 
-def workload(
-    spec: DataLakeSpec, ingest: Ingest, namespace: str, lake: str, owner: OwnerRef, secret_keys: Sequence[str]
-) -> Workload:
-    """The ingest component run for one ingest; catalog credentials stay in the catalog's Secret."""
+@dataclass(frozen=True)
+class CatalogAccess:
+    """How a lake workload reaches the catalog: plain properties in an env var, each credential from
+    the catalog's Secret into an env var of its own, named on the command line only by that variable."""
+
+    env: Mapping[str, str]
+    secret_env: tuple[SecretEnv, ...]
+    args: tuple[str, ...]
+
+
+def catalog_access(spec: DataLakeSpec, secret_keys: Sequence[str]) -> CatalogAccess:
     properties = json.dumps(catalog_properties(spec.catalog, {}), sort_keys=True)
     ref = spec.catalog.secret_ref
     secret_env = tuple(
@@ -74,20 +81,31 @@ def workload(
     ) if ref is not None else ()
     args = (
         "--catalog-name", spec.catalog.name,
+        *(a for s in secret_env for a in ("--secret-property", f"{s.key}={s.name}")),
+    )
+    return CatalogAccess({PROPERTIES_ENV: properties}, secret_env, args)
+
+
+def workload(
+    spec: DataLakeSpec, ingest: Ingest, namespace: str, lake: str, owner: OwnerRef, secret_keys: Sequence[str]
+) -> Workload:
+    """The ingest component run for one ingest; catalog credentials stay in the catalog's Secret."""
+    access = catalog_access(spec, secret_keys)
+    args = (
+        *access.args,
         "--table", f"{spec.namespace}.{ingest.table}",
         "--ingest", ingest.name,
         "--format", SourceFormat(ingest.source.format).value,
         "--uri", ingest.source.uri,
         "--mode", IngestMode(ingest.mode).value,
-        *(a for s in secret_env for a in ("--secret-property", f"{s.key}={s.name}")),
     )
     return Workload(
-        name=dns_name(f"{lake}-ingest-{ingest.name}", digest(properties, *args)),
+        name=dns_name(f"{lake}-ingest-{ingest.name}", digest(access.env[PROPERTIES_ENV], *args)),
         namespace=namespace,
         component=COMPONENT,
         args=args,
-        env={PROPERTIES_ENV: properties},
-        secret_env=secret_env,
+        env=access.env,
+        secret_env=access.secret_env,
         owner=owner,
         labels={DATALAKE_LABEL: lake, TASK_LABEL: COMPONENT, INGEST_LABEL: ingest.name},
         schedule=ingest.schedule,
@@ -95,30 +113,32 @@ def workload(
     )
 
 
-def _failure(ingest: Ingest, run: WorkloadStatus) -> str:
-    return run.message or f"ingest {ingest.name} failed (run {run.name}, exit code {run.exit_code})"
+def _failure(what: str, run: WorkloadStatus) -> str:
+    return run.message or f"{what} failed (run {run.name}, exit code {run.exit_code})"
 
 
-def _once(executor: Executor, work: Workload, ingest: Ingest, now: datetime) -> _State:
+def _once(executor: Executor, work: Workload, ingest: Ingest, now: datetime) -> State:
     runs = executor.runs(work.namespace, work.name)
     if not runs:
         executor.submit(work)
-        return _State(None, f"ingest {ingest.name} started", POLL_SECONDS)
+        return State(None, f"ingest {ingest.name} started", POLL_SECONDS)
     run = runs[0]
     if not run.finished:
-        return _State(None, f"ingest {ingest.name} is {run.phase.value.lower()}", POLL_SECONDS)
+        return State(None, f"ingest {ingest.name} is {run.phase.value.lower()}", POLL_SECONDS)
     if run.phase == Phase.SUCCEEDED:
-        return _State(True, f"ingest {ingest.name} succeeded")
+        return State(True, f"ingest {ingest.name} succeeded")
     waited = max(0.0, (now - (run.finished_at or now)).total_seconds())  # clocks of other hosts may run ahead
     if waited >= RETRY_FAILED_SECONDS:
         executor.delete(work.namespace, work.name)
         executor.submit(work)
-        return _State(False, f"{_failure(ingest, run)} (retrying now)", POLL_SECONDS)
-    return _State(False, f"{_failure(ingest, run)} (retry in {RETRY_FAILED_SECONDS - waited:.0f}s)",
+        return State(False, f"{_failure(f'ingest {ingest.name}', run)} (retrying now)", POLL_SECONDS)
+    return State(False, f"{_failure(f'ingest {ingest.name}', run)} (retry in {RETRY_FAILED_SECONDS - waited:.0f}s)",
                   RETRY_FAILED_SECONDS - waited)
 
 
-def _scheduled(executor: Executor, work: Workload, ingest: Ingest, now: datetime) -> _State:
+def scheduled(executor: Executor, work: Workload, what: str, now: datetime) -> State:
+    """Keep a cron workload in place and judge it by its newest finished run; for the local executor
+    the returned retry brings the reconcile back at the next tick, which is what starts that run."""
     assert work.schedule is not None
     executor.submit(work)
     runs = executor.runs(work.namespace, work.name)
@@ -128,14 +148,14 @@ def _scheduled(executor: Executor, work: Workload, ingest: Ingest, now: datetime
     last = next((r for r in runs if r.finished), None)
     if last is None:
         if active:
-            return _State(None, f"ingest {ingest.name}: first scheduled run in progress", retry)
-        return _State(True, f"ingest {ingest.name} scheduled ({work.schedule})", retry)
+            return State(None, f"{what}: first scheduled run in progress", retry)
+        return State(True, f"{what} scheduled ({work.schedule})", retry)
     if last.phase == Phase.FAILED:
-        return _State(False, _failure(ingest, last), retry)
-    return _State(True, f"ingest {ingest.name}: last scheduled run succeeded", retry)
+        return State(False, _failure(what, last), retry)
+    return State(True, f"{what}: last scheduled run succeeded", retry)
 
 
-def _condition(states: Mapping[str, _State]) -> Observed:
+def _condition(states: Mapping[str, State]) -> Observed:
     failed = [s.message for s in states.values() if s.status is False]
     if failed:
         return Observed(INGESTED, False, "IngestFailed", "; ".join(failed))
@@ -163,17 +183,19 @@ def reconcile(
     for stale in executor.names(namespace, {DATALAKE_LABEL: name, TASK_LABEL: COMPONENT}) - wanted:
         executor.delete(namespace, stale)
 
-    states: dict[str, _State] = {}
+    states: dict[str, State] = {}
     for ingest in spec.ingest:
         work = desired[ingest.name]
         if ingest.table not in table_properties:
-            states[ingest.name] = _State(None, f"ingest {ingest.name} waits for table {ingest.table}", POLL_SECONDS)
+            states[ingest.name] = State(None, f"ingest {ingest.name} waits for table {ingest.table}", POLL_SECONDS)
             continue
         try:
-            step = _scheduled if ingest.schedule else _once
-            states[ingest.name] = step(executor, work, ingest, now)
+            if ingest.schedule:
+                states[ingest.name] = scheduled(executor, work, f"ingest {ingest.name}", now)
+            else:
+                states[ingest.name] = _once(executor, work, ingest, now)
         except LookupError as error:  # a missing Secret key, image or interpreter: fixable config
-            states[ingest.name] = _State(False, f"ingest {ingest.name} cannot start: {error}", POLL_SECONDS * 6)
+            states[ingest.name] = State(False, f"ingest {ingest.name} cannot start: {error}", POLL_SECONDS * 6)
 
     last: dict[str, LastIngest] = {}
     for ingest in spec.ingest:

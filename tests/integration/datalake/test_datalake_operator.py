@@ -23,11 +23,12 @@ NS = "movielens"
 
 
 def datalake(properties: dict[str, str], **spec: Any) -> dict[str, Any]:
-    """samples/datalake.yaml pointed at the catalog under test, without its ingests (those run in
-    test_lake_lifecycle.py), so Ready here speaks of the tables alone."""
+    """samples/datalake.yaml pointed at the catalog under test, without its ingests and maintenance
+    (those run in test_lake_lifecycle.py), so Ready here speaks of the tables alone."""
     lake = sample("datalake")
     lake["spec"]["catalog"] = {"type": "sql", "uri": properties["uri"], "warehouse": properties["warehouse"]}
     lake["spec"]["ingest"] = []
+    lake["spec"].pop("maintenance")
     lake["spec"].update(spec)
     return lake
 

@@ -36,11 +36,12 @@ def ctx(cluster: devcluster.Cluster, namespace: str, tmp_path: Path) -> Iterator
 
 
 def lake_spec(properties: dict[str, str], **changes: Any) -> dict[str, Any]:
-    """samples/datalake.yaml's spec, pointed at the catalog under test; without its ingests (their
-    workloads are tested in test_ingest_service.py), so these tests see the tables step alone."""
+    """samples/datalake.yaml's spec, pointed at the catalog under test; without its ingests and
+    maintenance (their workloads are tested on their own), so these tests see the tables step alone."""
     spec = copy.deepcopy(sample("datalake")["spec"])
     spec["catalog"] = {"type": "sql", "uri": properties["uri"], "warehouse": properties["warehouse"]}
     spec["ingest"] = []
+    spec.pop("maintenance")
     spec.update(changes)
     return spec
 

@@ -1,0 +1,152 @@
+"""One materialization of a FeatureSet: quality gate on the snapshot, pin it, Feast `materialize`
+over the event-time window the snapshot added, and a record of the outcome next to the pin.
+
+The gate runs before anything moves: a rejected snapshot leaves the pin, the registry and the online
+store exactly as they were. The window starts at the earliest event time the new snapshot appended
+(see `drivers/feast_snapshots.py` for why Feast's `materialize_incremental` cannot be used for lake
+data that arrives late) and ends now; Feast writes the newest row per entity within it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loom.api.featureset import Quality
+from loom.drivers import feast_pins, feast_store
+from loom.drivers.feast_definition import FeatureViewDefinition, pin_env_name
+from loom.drivers.feast_snapshots import changes_since, scan_batches
+from loom.drivers.feast_store import StoreSettings
+from loom.drivers.iceberg_catalog import open_catalog
+from loom.services.feature_quality import Profiler, QualityReport, evaluate, profile
+
+# Feast's offline stores filter `ts >= start`; this is "from the beginning" for any real data.
+BEGINNING = datetime(1900, 1, 1, tzinfo=timezone.utc)
+MATERIALIZED = "materialized"
+REJECTED = "rejected"
+ONLINE_CONNECTION_ENV = "LOOM_FEAST_ONLINE_CONNECTION"
+
+
+class StaleRequest(Exception):
+    """The registry holds a different definition than the one this run was planned for."""
+
+
+class MaterializeRequest(BaseModel):
+    """Everything a run needs, as the operator plans it. No Secret values: those reach the process
+    as environment variables (the lake's FileIO keys via `pin_env_name`, the online connection via
+    LOOM_FEAST_ONLINE_CONNECTION)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    definition: dict[str, Any]
+    store: dict[str, str]
+    lake_catalog_name: str
+    lake_catalog: dict[str, str]
+    lake_secret_keys: list[str] = Field(default_factory=list)
+    lake_table: str
+    snapshot_id: int
+    previous_snapshot_id: int | None = None
+    quality: Quality = Quality()
+
+    def feature_view(self) -> FeatureViewDefinition:
+        return FeatureViewDefinition.from_json(self.definition)
+
+    def store_settings(self) -> StoreSettings:
+        settings = StoreSettings.from_json(self.store)
+        if not settings.online_connection and ONLINE_CONNECTION_ENV in os.environ:
+            return StoreSettings(settings.project, settings.registry_uri, settings.online_kind,
+                                 os.environ[ONLINE_CONNECTION_ENV])
+        return settings
+
+    def lake_properties(self) -> dict[str, str]:
+        secret = {key: os.environ[pin_env_name(key)] for key in self.lake_secret_keys}
+        return {**self.lake_catalog, **secret}
+
+
+@dataclass(frozen=True)
+class MaterializeResult:
+    definition: FeatureViewDefinition
+    snapshot_id: int
+    previous_snapshot_id: int | None
+    quality: QualityReport
+    rows_written: int
+    duration_seconds: float
+    window_start: datetime | None
+    window_end: datetime
+    online_row_count: int | None
+
+    @property
+    def passed(self) -> bool:
+        return self.quality.passed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": "Succeeded" if self.passed else "QualityCheckFailed",
+            "featureSet": self.definition.owner,
+            "featureViewVersion": self.definition.version,
+            "snapshotId": self.snapshot_id,
+            "previousSnapshotId": self.previous_snapshot_id,
+            "rowsWritten": self.rows_written,
+            "durationSeconds": round(self.duration_seconds, 3),
+            "windowStart": self.window_start.isoformat() if self.window_start else None,
+            "windowEnd": self.window_end.isoformat(),
+            "onlineRowCount": self.online_row_count,
+            "quality": self.quality.to_json(),
+        }
+
+    def record(self) -> dict[str, Any]:
+        """The compact form kept next to the pin (at most 1000 characters)."""
+        base = {"version": self.definition.version, "snapshot": self.snapshot_id, "time": self.window_end.isoformat()}
+        if not self.passed:
+            return {**base, "failures": self.quality.summary()[:700]}
+        return {**base, "rows": self.rows_written, "durationSeconds": round(self.duration_seconds, 3),
+                "onlineRows": self.online_row_count, "quality": self.quality.summary()[:400]}
+
+
+def run(request: MaterializeRequest, now: datetime | None = None) -> MaterializeResult:
+    started = time.monotonic()
+    now = now or datetime.now(timezone.utc)
+    definition, settings = request.feature_view(), request.store_settings()
+    source = definition.source
+    held = feast_store.applied_version(settings, definition)
+    if held != definition.version:
+        raise StaleRequest(
+            f"the registry holds version {held} of {definition.name}, this run was planned for {definition.version}"
+        )
+
+    table = open_catalog(request.lake_catalog_name, request.lake_properties()).load_table(request.lake_table)
+    changes = changes_since(table, request.snapshot_id, request.previous_snapshot_id, source.timestamp_field)
+    start = changes.earliest_event if not changes.everything and changes.earliest_event else BEGINNING
+    nothing_new = not changes.everything and changes.added_files == 0
+
+    columns = list(dict.fromkeys([*definition.join_keys, source.timestamp_field, *definition.feature_names]))
+    profiler = Profiler(definition.feature_names, source.timestamp_field, definition.join_keys, now, start)
+    snapshot = profile(scan_batches(table, request.snapshot_id, columns), profiler)
+    report = evaluate(snapshot, request.quality, now)
+
+    def result(rows: int, online: int | None) -> MaterializeResult:
+        return MaterializeResult(definition, request.snapshot_id, request.previous_snapshot_id, report, rows,
+                                 time.monotonic() - started, None if nothing_new else start, now, online)
+
+    if not report.passed:
+        rejected = result(0, None)
+        feast_pins.write_record(source.pin, REJECTED, rejected.record())
+        return rejected
+
+    feast_pins.move(source.pin, feast_pins.snapshot_metadata_location(table, request.snapshot_id))
+    window_entities = 0 if nothing_new else snapshot.window_entities
+    if definition.online and window_entities:
+        store = feast_store.open_store(settings)
+        with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress; stdout carries the result
+            store.materialize(start_date=start, end_date=now, feature_views=[definition.name])
+    online = feast_store.online_row_count(settings, definition) if definition.online else None
+    done = result(window_entities if definition.online else 0, online)
+    feast_pins.write_record(source.pin, MATERIALIZED, done.record())
+    feast_pins.remove_records(source.pin, [REJECTED])
+    return done

@@ -1,0 +1,152 @@
+"""The data-quality gate of a FeatureSet: one streaming pass over the source snapshot (pyarrow
+compute per batch, so memory is bounded by a batch plus the distinct entity keys), then a pure
+verdict. A failed verdict carries the numbers that failed; materialization writes nothing then."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from loom.api.featureset import Quality
+from loom.api.meta import parse_duration
+
+# Distinct-key tables are merged once this many candidate rows have piled up.
+_COMPACT_ROWS = 1_000_000
+
+
+@dataclass(frozen=True)
+class SnapshotProfile:
+    rows: int
+    null_counts: dict[str, int]
+    newest_event: datetime | None
+    window_entities: int  # distinct entity keys with an event inside the materialization window
+
+
+@dataclass
+class Profiler:
+    """Accumulates a SnapshotProfile batch by batch. The window is inclusive on both ends, as
+    Feast's offline stores filter it; `window_start=None` means from the beginning."""
+
+    features: Sequence[str]
+    timestamp_field: str
+    join_keys: Sequence[str]
+    window_end: datetime
+    window_start: datetime | None = None
+    _rows: int = 0
+    _nulls: dict[str, int] = field(default_factory=dict)
+    _newest: Any = None
+    _keys: list[pa.Table] = field(default_factory=list)
+    _pending: int = 0
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        self._rows += batch.num_rows
+        for name in self.features:
+            self._nulls[name] = self._nulls.get(name, 0) + batch.column(name).null_count
+        ts = batch.column(self.timestamp_field)
+        newest = pc.max(ts).as_py()
+        if newest is not None and (self._newest is None or newest > self._newest):
+            self._newest = newest
+        in_window = pc.less_equal(ts, pa.scalar(self.window_end, ts.type))
+        if self.window_start is not None:
+            in_window = pc.and_(in_window, pc.greater_equal(ts, pa.scalar(self.window_start, ts.type)))
+        keys = pa.Table.from_batches([batch.select(list(self.join_keys))]).filter(in_window)
+        self._keys.append(keys.group_by(list(self.join_keys)).aggregate([]))
+        self._pending += self._keys[-1].num_rows
+        if self._pending > _COMPACT_ROWS:
+            self._compact()
+
+    def _compact(self) -> None:
+        if self._keys:
+            merged = pa.concat_tables(self._keys).group_by(list(self.join_keys)).aggregate([])
+            self._keys = [merged]
+            self._pending = merged.num_rows
+
+    def result(self) -> SnapshotProfile:
+        self._compact()
+        newest = self._newest
+        if isinstance(newest, datetime) and newest.tzinfo is None:
+            newest = newest.replace(tzinfo=timezone.utc)
+        return SnapshotProfile(
+            rows=self._rows,
+            null_counts={name: self._nulls.get(name, 0) for name in self.features},
+            newest_event=newest,
+            window_entities=self._keys[0].num_rows if self._keys else 0,
+        )
+
+
+def profile(batches: Iterable[pa.RecordBatch], profiler: Profiler) -> SnapshotProfile:
+    for batch in batches:
+        profiler.add(batch)
+    return profiler.result()
+
+
+@dataclass(frozen=True)
+class Failure:
+    check: str  # minRows | maxNullFraction | freshness
+    subject: str  # the feature, or the table
+    expected: str
+    actual: str
+
+    def __str__(self) -> str:
+        return f"{self.check} {self.subject}: {self.actual} (expected {self.expected})"
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    rows: int
+    null_fractions: dict[str, float]
+    newest_event: datetime | None
+    failures: tuple[Failure, ...]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def summary(self) -> str:
+        if self.passed:
+            checked = ", ".join(f"{k} nulls {v:.4f}" for k, v in self.null_fractions.items())
+            return f"{self.rows} rows" + (f", {checked}" if checked else "")
+        return "; ".join(str(f) for f in self.failures)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "rows": self.rows,
+            "nullFractions": self.null_fractions,
+            "newestEvent": self.newest_event.isoformat() if self.newest_event else None,
+            "failures": [f.__dict__ for f in self.failures],
+        }
+
+
+def evaluate(snapshot: SnapshotProfile, quality: Quality, now: datetime) -> QualityReport:
+    """The verdict on one snapshot; pure, so the thresholds are tested without a lake."""
+    failures: list[Failure] = []
+    if quality.min_rows is not None and snapshot.rows < quality.min_rows:
+        failures.append(Failure("minRows", "table", f">= {quality.min_rows} rows", f"{snapshot.rows} rows"))
+    fractions = {
+        q.name: (snapshot.null_counts.get(q.name, 0) / snapshot.rows if snapshot.rows else 0.0)
+        for q in quality.features
+    }
+    for q in quality.features:
+        if fractions[q.name] > q.max_null_fraction:
+            nulls = snapshot.null_counts.get(q.name, 0)
+            failures.append(
+                Failure(
+                    "maxNullFraction",
+                    q.name,
+                    f"<= {q.max_null_fraction:g}",
+                    f"{fractions[q.name]:.4f} null ({nulls} of {snapshot.rows} rows)",
+                )
+            )
+    if quality.freshness is not None:
+        limit = parse_duration(quality.freshness)
+        newest = snapshot.newest_event
+        if newest is None or now - newest > limit:
+            age = "no events" if newest is None else f"newest event {newest.isoformat()} is {now - newest} old"
+            failures.append(Failure("freshness", "table", f"newest event within {quality.freshness}", age))
+    return QualityReport(snapshot.rows, fractions, snapshot.newest_event, tuple(failures))

@@ -1,0 +1,73 @@
+"""The quality gate's numbers: one streaming profile of a snapshot and a pure verdict on it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+
+from loom.api.featureset import Quality
+from loom.services.feature_quality import Profiler, SnapshotProfile, evaluate, profile
+
+T0 = datetime(2016, 10, 1, tzinfo=timezone.utc)
+TS = pa.timestamp("us", tz="UTC")
+
+
+def batch(users: list[int], ratings: list[float | None], days: list[int]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pydict(
+        {"userId": pa.array(users, pa.int64()), "meanRating": pa.array(ratings, pa.float64()),
+         "eventTimestamp": pa.array([T0 + timedelta(days=d) for d in days], TS)}
+    )
+
+
+def test_profile_counts_rows_nulls_newest_event_and_window_entities_across_batches() -> None:
+    batches = [batch([1, 2, 3], [4.0, None, 3.5], [0, 1, 2]), batch([1, 4, 5], [None, None, 2.0], [5, 9, 10])]
+    profiler = Profiler(["meanRating"], "eventTimestamp", ["userId"], window_end=T0 + timedelta(days=9),
+                        window_start=T0 + timedelta(days=2))
+    got = profile(batches, profiler)
+    assert got.rows == 6
+    assert got.null_counts == {"meanRating": 3}
+    assert got.newest_event == T0 + timedelta(days=10)
+    # days 2, 5 and 9 are inside the inclusive window: users 3, 1 and 4 (user 5 at day 10 is not)
+    assert got.window_entities == 3
+
+
+def test_window_entities_count_each_key_once() -> None:
+    batches = [batch([7, 7, 8], [1.0, 2.0, 3.0], [1, 2, 3]), batch([8, 7], [1.0, 1.0], [4, 5])]
+    got = profile(batches, Profiler(["meanRating"], "eventTimestamp", ["userId"], window_end=T0 + timedelta(days=30)))
+    assert got.window_entities == 2
+
+
+def test_passing_snapshot_reports_its_numbers() -> None:
+    snap = SnapshotProfile(rows=1000, null_counts={"meanRating": 5}, newest_event=T0, window_entities=10)
+    quality = Quality.model_validate({"minRows": 100, "freshness": "30d",
+                                      "features": [{"name": "meanRating", "maxNullFraction": 0.01}]})
+    report = evaluate(snap, quality, now=T0 + timedelta(days=1))
+    assert report.passed
+    assert report.null_fractions == {"meanRating": 0.005}
+    assert report.summary() == "1000 rows, meanRating nulls 0.0050"
+
+
+def test_every_failed_check_carries_the_numbers() -> None:
+    snap = SnapshotProfile(rows=42, null_counts={"meanRating": 21}, newest_event=T0, window_entities=42)
+    quality = Quality.model_validate({"minRows": 100, "freshness": "7d",
+                                      "features": [{"name": "meanRating", "maxNullFraction": 0.1}]})
+    report = evaluate(snap, quality, now=T0 + timedelta(days=10))
+    assert not report.passed
+    assert [(f.check, f.subject) for f in report.failures] == [
+        ("minRows", "table"), ("maxNullFraction", "meanRating"), ("freshness", "table")]
+    text = report.summary()
+    assert "minRows table: 42 rows (expected >= 100 rows)" in text
+    assert "maxNullFraction meanRating: 0.5000 null (21 of 42 rows) (expected <= 0.1)" in text
+    assert "freshness table: newest event 2016-10-01T00:00:00+00:00 is 10 days, 0:00:00 old" in text
+    assert report.to_json()["failures"][0] == {"check": "minRows", "subject": "table",
+                                                "expected": ">= 100 rows", "actual": "42 rows"}
+
+
+def test_an_empty_snapshot_fails_freshness_and_min_rows_but_has_no_null_fraction() -> None:
+    snap = SnapshotProfile(rows=0, null_counts={"meanRating": 0}, newest_event=None, window_entities=0)
+    quality = Quality.model_validate({"minRows": 1, "freshness": "1d",
+                                      "features": [{"name": "meanRating", "maxNullFraction": 0}]})
+    report = evaluate(snap, quality, now=T0)
+    assert [f.check for f in report.failures] == ["minRows", "freshness"]
+    assert report.null_fractions == {"meanRating": 0.0}
