@@ -10,9 +10,25 @@ DEV_DIR="${DEV_DIR:-$HOME/.local/state/loom/dev}"
 INCOMING=/var/tmp/loom/movielens/incoming   # where samples/datalake.yaml's ingests look
 eval "$("$PY" -m loom.cli dev env --state-dir "$DEV_DIR")"
 export LOOM_STATE_DIR="$DEV_DIR/operator"
+# The FeatureSet sample names no online store connection: the operator's default Redis is this one.
+REDIS_PORT=16379
+export LOOM_FEAST_REDIS="127.0.0.1:$REDIS_PORT"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-snapshot() { kubectl get datalake movielens -o jsonpath='{.status.tables[?(@.name=="ratings")].currentSnapshotId}'; }
+snapshot() { kubectl get datalake movielens -o jsonpath="{.status.tables[?(@.name==\"${1:-ratings}\")].currentSnapshotId}"; }
+materialized() { kubectl get featureset user-features -o jsonpath='{.status.sourceSnapshotId}'; }
+online() {
+  "$PY" - <<'PY'
+from loom.drivers.feast_online import OnlineFeatureReader
+from loom.drivers.feast_store import OnlineKind, StoreSettings
+from loom.services.featureset import FeastDefaults
+import os
+settings = StoreSettings("loom_default", FeastDefaults.from_env().registry_uri, OnlineKind.REDIS, os.environ["LOOM_FEAST_REDIS"])
+values = OnlineFeatureReader(settings, "user_features").read([{"userId": u} for u in (1, 2, 3)])
+for i, user in enumerate(values["userId"]):
+    print(f"  user {user}: " + ", ".join(f"{k}={v[i]}" for k, v in values.items() if k != "userId"))
+PY
+}
 rows() { kubectl get datalake movielens -o jsonpath='{range .status.tables[*]}{.name}={.rowCount} {end}'; }
 
 step "MovieLens arrives: the initial load (first 80% of ratings by time)"
@@ -20,6 +36,8 @@ step "MovieLens arrives: the initial load (first 80% of ratings by time)"
 
 log="$DEV_DIR/logs/operator.log"
 mkdir -p "$(dirname "$log")"
+redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+  --appendonly no --daemonize yes --dir "$DEV_DIR" --pidfile "$DEV_DIR/redis.pid" --logfile "$DEV_DIR/logs/redis.log"
 "$PY" -m loom.cli run --executor local --metrics-port 18080 --liveness http://127.0.0.1:18081/healthz >"$log" 2>&1 &
 operator=$!
 trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT
@@ -36,6 +54,11 @@ echo "tables: $(rows)"
 before=$(snapshot)
 echo "ratings snapshot: $before"
 
+step "The FeatureSet materializes user features from that snapshot into Redis"
+kubectl wait featureset/user-features --for=condition=Materialized --timeout=300s >/dev/null
+echo "user_features snapshot $(materialized) materialized; online values:"
+online
+
 step "A later batch lands; the scheduled ingest commits it as a new snapshot"
 "$PY" components/movielens --out "$INCOMING" next
 for _ in $(seq 1 150); do
@@ -45,6 +68,15 @@ done
 [[ "$(snapshot)" != "$before" ]] || { echo "no new snapshot; see $log" >&2; exit 1; }
 echo "tables: $(rows)"
 echo "ratings snapshot: $(snapshot)"
+
+step "The FeatureSet follows the new user_features snapshot and re-materializes"
+for _ in $(seq 1 240); do
+  [[ -n "$(snapshot user_features)" && "$(materialized)" == "$(snapshot user_features)" ]] && break
+  sleep 1
+done
+[[ "$(materialized)" == "$(snapshot user_features)" ]] || { echo "FeatureSet did not follow; see $log" >&2; exit 1; }
+echo "user_features snapshot $(materialized) materialized; online values:"
+online
 
 step "kubectl get loom"
 kubectl get loom

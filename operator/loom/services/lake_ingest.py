@@ -155,14 +155,17 @@ def scheduled(executor: Executor, work: Workload, what: str, now: datetime) -> S
     return State(True, f"{what}: last scheduled run succeeded", retry)
 
 
-def _condition(states: Mapping[str, State]) -> Observed:
-    failed = [s.message for s in states.values() if s.status is False]
-    if failed:
-        return Observed(INGESTED, False, "IngestFailed", "; ".join(failed))
-    going = [s.message for s in states.values() if s.status is None]
-    if going:
-        return Observed(INGESTED, None, "Ingesting", "; ".join(going))
-    return Observed(INGESTED, True, "Ingested", "; ".join(s.message for s in states.values()))
+def summarize(type_: str, states: Mapping[str, State], reasons: tuple[str, str, str]) -> Observed:
+    """One condition over several workloads: any failure wins, then anything still running; `reasons`
+    are the (failed, in progress, fine) reasons."""
+    failed, going, fine = reasons
+    failures = [s.message for s in states.values() if s.status is False]
+    if failures:
+        return Observed(type_, False, failed, "; ".join(failures))
+    running = [s.message for s in states.values() if s.status is None]
+    if running:
+        return Observed(type_, None, going, "; ".join(running))
+    return Observed(type_, True, fine, "; ".join(s.message for s in states.values()))
 
 
 def reconcile(
@@ -203,5 +206,5 @@ def reconcile(
         if found is not None and (ingest.table not in last or found.time > last[ingest.table].time):
             last[ingest.table] = found
     retries = [s.retry_after for s in states.values() if s.retry_after is not None]
-    conditions = (_condition(states),) if states else ()  # no ingest declared: nothing to report
+    conditions = (summarize(INGESTED, states, ("IngestFailed", "Ingesting", "Ingested")),) if states else ()  # no ingest declared: nothing to report
     return IngestReport(conditions, last, min(retries) if retries else None)

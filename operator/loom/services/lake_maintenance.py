@@ -22,6 +22,7 @@ from loom.services.lake_ingest import (
     State,
     catalog_access,
     scheduled,
+    summarize,
 )
 from loom.services.status import Observed
 
@@ -61,16 +62,6 @@ def workloads(
     return out
 
 
-def _condition(states: dict[str, State]) -> Observed:
-    failed = [s.message for s in states.values() if s.status is False]
-    if failed:
-        return Observed(MAINTAINED, False, "MaintenanceFailed", "; ".join(failed))
-    going = [s.message for s in states.values() if s.status is None]
-    if going:
-        return Observed(MAINTAINED, None, "Maintaining", "; ".join(going))
-    return Observed(MAINTAINED, True, "Scheduled", "; ".join(s.message for s in states.values()))
-
-
 def reconcile(
     spec: DataLakeSpec,
     namespace: str,
@@ -95,4 +86,5 @@ def reconcile(
     if not states:
         return (), None
     retries = [s.retry_after for s in states.values() if s.retry_after is not None]
-    return (_condition(states),), min(retries) if retries else None
+    summary = summarize(MAINTAINED, states, ("MaintenanceFailed", "Maintaining", "Scheduled"))
+    return (summary,), min(retries) if retries else None
