@@ -17,14 +17,15 @@ export LOOM_FEAST_REDIS="127.0.0.1:$REDIS_PORT"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 snapshot() { kubectl get datalake movielens -o jsonpath="{.status.tables[?(@.name==\"${1:-ratings}\")].currentSnapshotId}"; }
 materialized() { kubectl get featureset user-features -o jsonpath='{.status.sourceSnapshotId}'; }
-online() {
-  "$PY" - <<'PY'
+online() {  # online() USER...
+  USERS="$*" "$PY" - <<'PY'
 from loom.drivers.feast_online import OnlineFeatureReader
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.services.featureset import FeastDefaults
 import os
 settings = StoreSettings("loom_default", FeastDefaults.from_env().registry_uri, OnlineKind.REDIS, os.environ["LOOM_FEAST_REDIS"])
-values = OnlineFeatureReader(settings, "user_features").read([{"userId": u} for u in (1, 2, 3)])
+users = [int(u) for u in os.environ["USERS"].split()]
+values = OnlineFeatureReader(settings, "user_features").read([{"userId": u} for u in users])
 for i, user in enumerate(values["userId"]):
     print(f"  user {user}: " + ", ".join(f"{k}={v[i]}" for k, v in values.items() if k != "userId"))
 PY
@@ -50,33 +51,32 @@ echo "operator running (log: $log, metrics: http://127.0.0.1:18080/metrics)"
 step "kubectl apply -f samples/"
 kubectl apply -f samples/
 kubectl wait datalake/movielens --for=condition=Ready --timeout=300s >/dev/null
+# Scheduled ingests run at the next minute tick: wait for the data, not just for Ready.
+wait_for() { for _ in $(seq 1 "$1"); do eval "$2" && return 0; sleep 1; done; echo "timed out: $2; see $log" >&2; exit 1; }
+wait_for 180 '[[ -n "$(snapshot ratings)" && -n "$(snapshot user_features)" ]]'
 echo "tables: $(rows)"
-before=$(snapshot)
+before=$(snapshot ratings)
+features_before=$(snapshot user_features)
 echo "ratings snapshot: $before"
 
 step "The FeatureSet materializes user features from that snapshot into Redis"
-kubectl wait featureset/user-features --for=condition=Materialized --timeout=300s >/dev/null
+wait_for 240 '[[ "$(materialized)" == "$features_before" ]]'
 echo "user_features snapshot $(materialized) materialized; online values:"
-online
+online 1 2 3
 
 step "A later batch lands; the scheduled ingest commits it as a new snapshot"
-"$PY" components/movielens --out "$INCOMING" next
-for _ in $(seq 1 150); do
-  [[ "$(snapshot)" != "$before" ]] && break
-  sleep 1
-done
-[[ "$(snapshot)" != "$before" ]] || { echo "no new snapshot; see $log" >&2; exit 1; }
+batch=$("$PY" components/movielens --out "$INCOMING" next)
+echo "$batch"
+wait_for 180 '[[ "$(snapshot ratings)" != "$before" && "$(snapshot user_features)" != "$features_before" ]]'
 echo "tables: $(rows)"
-echo "ratings snapshot: $(snapshot)"
+echo "ratings snapshot: $(snapshot ratings)"
 
 step "The FeatureSet follows the new user_features snapshot and re-materializes"
-for _ in $(seq 1 240); do
-  [[ -n "$(snapshot user_features)" && "$(materialized)" == "$(snapshot user_features)" ]] && break
-  sleep 1
-done
-[[ "$(materialized)" == "$(snapshot user_features)" ]] || { echo "FeatureSet did not follow; see $log" >&2; exit 1; }
-echo "user_features snapshot $(materialized) materialized; online values:"
-online
+wait_for 240 '[[ "$(materialized)" == "$(snapshot user_features)" ]]'
+newest=$(ls "$INCOMING"/ratings/ratings-*.parquet | tail -1)
+active=$("$PY" -c "import pyarrow.parquet as pq, sys; print(*sorted(set(pq.read_table(sys.argv[1]).column('userId').to_pylist()))[:3])" "$newest")
+echo "user_features snapshot $(materialized) materialized; online values of users who rated in the new batch:"
+online $active
 
 step "kubectl get loom"
 kubectl get loom
