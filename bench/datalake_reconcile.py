@@ -22,23 +22,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from itertools import count
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import yaml
 from pyiceberg.partitioning import PartitionField, PartitionSpec
-from pyiceberg.schema import Schema
 from pyiceberg.table.sorting import NullOrder, SortDirection, SortField, SortOrder
 from pyiceberg.transforms import IdentityTransform, parse_transform
-from pyiceberg.types import NestedField
 
 from loom import devcluster
-from loom.api.datalake import Column, Table
+from loom.api.datalake import Table
 from loom.api.meta import GROUP, VERSION
 from loom.drivers.iceberg_catalog import open_catalog
-from loom.drivers.iceberg_types import parse_type
+from loom.drivers.iceberg_tables import schema_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench"
@@ -61,15 +58,6 @@ def declared_tables(n: int) -> list[dict[str, Any]]:
     return tables
 
 
-def baseline_schema(columns: list[Column]) -> Schema:
-    ids = count(1)
-    fields = []
-    for c in columns:
-        field_id = next(ids)
-        fields.append(NestedField(field_id, c.name, parse_type(c.type, ids), c.required, c.doc))
-    return Schema(*fields)
-
-
 def plain_pyiceberg(tables: list[dict[str, Any]], workdir: Path) -> float:
     """The same tables by hand: one process, one catalog, `create_table` per table."""
     started = time.perf_counter()
@@ -78,7 +66,7 @@ def plain_pyiceberg(tables: list[dict[str, Any]], workdir: Path) -> float:
     catalog.create_namespace("movielens")
     for raw in tables:
         table = Table.model_validate(raw)
-        schema = baseline_schema(table.columns)
+        schema = schema_for(table.columns)
         spec = PartitionSpec(*(
             PartitionField(schema.find_field(p.column).field_id, 1000 + i, parse_transform(p.transform),
                            p.name or f"{p.column}_{p.transform}")
