@@ -38,8 +38,8 @@ import redis
 
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
+from loom.domain.feature_views import FeatureViewDefinition
 from loom.drivers import feast_pins, feast_store
-from loom.drivers.feast_definition import FeatureViewDefinition
 from loom.drivers.feast_online import OnlineFeatureReader
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog

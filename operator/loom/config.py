@@ -1,10 +1,18 @@
-"""Operator settings, read once from the environment (the Helm chart and `loom run` set them)."""
+"""Operator settings: one typed, validated object, read once at start-up (`loom run` builds it from
+`LOOM_*` environment variables, which the Helm chart sets, plus its own flags) and passed down.
+Nothing below the CLI reads the environment for a setting."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import sys
 from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "loom" / "operator"
+DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[2] / "components"
 
 
 class ExecutorKind(str, Enum):
@@ -12,30 +20,55 @@ class ExecutorKind(str, Enum):
     LOCAL = "local"
 
 
-@dataclass(frozen=True)
-class OperatorConfig:
-    metrics_port: int = 8080
+class LogFormat(str, Enum):
+    PLAIN = "plain"
+    JSON = "json"
+
+
+class OperatorConfig(BaseSettings):
+    """Every field `x` is read from `LOOM_X` (e.g. `LOOM_FEAST_REDIS`)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOM_", frozen=True, extra="ignore")
+
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus /metrics port; 0 turns it off")
     metrics_address: str = "0.0.0.0"
     executor: ExecutorKind = ExecutorKind.KUBERNETES
-    field_manager: str = "loom-operator"
-    # How long to wait before looking again at a resource that is waiting on another one.
-    dependency_retry_seconds: float = 15.0
-    # How often every object is reconciled again without a change, to repair drift in the systems
-    # Loom drives (e.g. a table dropped behind its back); 0 turns the resync off.
-    resync_seconds: float = 300.0
-    # Workload images for the kubernetes executor, one per Python environment (see DESIGN: main, serve).
+    field_manager: str = Field("loom-operator", min_length=1, max_length=128,
+                               description="server-side apply field manager of every child object")
+    log_format: LogFormat = LogFormat.PLAIN
+    dependency_retry_seconds: float = Field(15.0, gt=0, description="backoff after an external system failed")
+    resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
+
+    # Kubernetes executor: one workload image per Python environment (main, serve).
     image_main: str | None = None
     image_serve: str | None = None
 
-    @classmethod
-    def from_env(cls) -> "OperatorConfig":
-        env = os.environ
-        return cls(
-            metrics_port=int(env.get("LOOM_METRICS_PORT", cls.metrics_port)),
-            metrics_address=env.get("LOOM_METRICS_ADDRESS", cls.metrics_address),
-            executor=ExecutorKind(env.get("LOOM_EXECUTOR", cls.executor.value)),
-            dependency_retry_seconds=float(env.get("LOOM_DEPENDENCY_RETRY_SECONDS", cls.dependency_retry_seconds)),
-            resync_seconds=float(env.get("LOOM_RESYNC_SECONDS", cls.resync_seconds)),
-            image_main=env.get("LOOM_IMAGE_MAIN") or None,
-            image_serve=env.get("LOOM_IMAGE_SERVE") or None,
-        )
+    # Local executor: where runs and schedules live, which components and interpreters run them.
+    state_dir: Path = DEFAULT_STATE_DIR
+    components_dir: Path = DEFAULT_COMPONENTS_DIR
+    python_main: str = sys.executable
+    python_serve: str | None = None
+
+    # Feast defaults for FeatureSets that name no registry or online store connection.
+    feast_registry: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under state_dir")
+    feast_redis: str = "localhost:6379"
+    feast_sqlite: Path | None = Field(None, description="SQLite online store; default: under state_dir")
+
+    @model_validator(mode="after")
+    def _feast_defaults_under_state_dir(self) -> OperatorConfig:
+        feast_dir = self.state_dir / "feast"
+        if self.feast_registry is None:
+            object.__setattr__(self, "feast_registry", f"sqlite:///{feast_dir / 'registry.db'}")
+        if self.feast_sqlite is None:
+            object.__setattr__(self, "feast_sqlite", feast_dir / "online.db")
+        return self
+
+    @property
+    def feast_registry_uri(self) -> str:
+        assert self.feast_registry is not None  # set by the validator
+        return self.feast_registry
+
+    @property
+    def feast_sqlite_path(self) -> str:
+        assert self.feast_sqlite is not None  # set by the validator
+        return str(self.feast_sqlite)

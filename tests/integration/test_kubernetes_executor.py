@@ -13,7 +13,7 @@ import kubernetes
 import pytest
 
 from loom import devcluster
-from loom.executors.base import OwnerRef, Phase, PythonEnv, SecretEnv, Workload
+from loom.domain.workloads import OwnerRef, Phase, PythonEnv, SecretEnv, Workload
 from loom.executors.kubernetes import KubernetesExecutor
 from tests.integration.conftest import Kubectl, eventually, sample
 

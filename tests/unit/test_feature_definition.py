@@ -11,7 +11,7 @@ import yaml
 
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
-from loom.drivers.feast_definition import FeatureViewDefinition, feast_name, feast_project, pin_env_name
+from loom.domain.feature_views import FeatureViewDefinition, feast_name, feast_project, pin_env_name
 from loom.services.featureset import feature_view_definition, source_moved
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"

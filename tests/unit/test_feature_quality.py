@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 
 from loom.api.featureset import Quality
-from loom.services.feature_quality import Profiler, SnapshotProfile, evaluate, profile
+from loom.features.quality import Profiler, SnapshotProfile, evaluate, profile
 
 T0 = datetime(2016, 10, 1, tzinfo=timezone.utc)
 TS = pa.timestamp("us", tz="UTC")

@@ -27,7 +27,7 @@ from pyiceberg.types import (
     UUIDType,
 )
 
-from loom.drivers.iceberg_types import TypeSyntaxError, format_type, parse_type
+from loom.domain.iceberg_types import TypeSyntaxError, format_type, parse_type
 
 PRIMITIVES = {
     "boolean": BooleanType(),

@@ -12,7 +12,7 @@ import yaml
 
 from loom.api.datalake import DataLakeSpec
 from loom.builders import job as builder
-from loom.executors.base import MAX_SCHEDULED_NAME, OwnerRef, Workload, dns_name
+from loom.domain.workloads import MAX_SCHEDULED_NAME, OwnerRef, Workload, dns_name
 from loom.services import lake_ingest
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from loom.api.datalake import DataLakeSpec
-from loom.executors.base import OwnerRef
+from loom.domain.workloads import OwnerRef
 from loom.services.lake_maintenance import workloads
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "datalake.yaml"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loom.executors.base import Phase, PythonEnv, SecretEnv, Workload, WorkloadStatus
+from loom.domain.workloads import Phase, PythonEnv, SecretEnv, Workload, WorkloadStatus
 from loom.executors.local import LocalExecutor
 from tests.conftest import ROOT, eventually
 
@@ -117,7 +117,7 @@ def test_status_survives_an_operator_that_is_gone(tmp_path: Path, components: Pa
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from loom.executors.base import PythonEnv, Workload
+        from loom.domain.workloads import PythonEnv, Workload
         from loom.executors.local import LocalExecutor
         ex = LocalExecutor(Path({str(tmp_path / 'state')!r}), {{PythonEnv.MAIN: sys.executable}}, lambda ns, n: {{}},
                            Path({str(components)!r}))

@@ -25,7 +25,7 @@ from pyiceberg.types import (
 )
 
 from loom.api.datalake import SchemaEvolution, Table
-from loom.drivers.iceberg_changes import (
+from loom.domain.table_changes import (
     AddColumn,
     AddPartitionField,
     DropColumn,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from loom.api.datalake import DataLakeStatus
-from loom.services.status import Observed, Outcome, merge_conditions, next_status
+from loom.domain.outcome import Observed, Outcome
+from loom.services.status import merge_conditions, next_status
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 T1 = T0 + timedelta(minutes=5)

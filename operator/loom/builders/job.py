@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from loom.executors.base import WORKLOAD_LABEL, Workload
+from loom.domain.workloads import WORKLOAD_LABEL, Workload
 
 COMPONENTS_DIR = "/opt/loom/components"
 MANAGER = "loom-operator"

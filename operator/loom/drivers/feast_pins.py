@@ -18,7 +18,7 @@ from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 from pyiceberg.serializers import FromInputFile
 from pyiceberg.table import Table
 
-from loom.drivers.feast_definition import PIN_CATALOG, PinRef
+from loom.domain.feature_views import PIN_CATALOG, PinRef
 
 
 class SnapshotNotPinnable(Exception):

@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loom.drivers.feast_definition import (
+from loom.domain.feature_views import (
     PIN_CATALOG,
     TAG_OWNER,
     TAG_VERSION,

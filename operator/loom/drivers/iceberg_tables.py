@@ -21,7 +21,8 @@ from pyiceberg.transforms import parse_transform
 from pyiceberg.types import NestedField
 
 from loom.api.datalake import Column
-from loom.drivers.iceberg_changes import (
+from loom.domain.iceberg_types import parse_type
+from loom.domain.table_changes import (
     AddColumn,
     AddPartitionField,
     DropColumn,
@@ -35,7 +36,6 @@ from loom.drivers.iceberg_changes import (
     TableChanges,
     UpdateColumn,
 )
-from loom.drivers.iceberg_types import parse_type
 
 
 @dataclass(frozen=True)

@@ -1,123 +1,13 @@
-"""The executor interface: what a workload is, how its runs are reported, and the four operations
-every executor offers. Services build `Workload`s and read `WorkloadStatus`es; whether a run is a
-Kubernetes Job or a local process is the executor's business.
-
-A workload either runs once (`schedule` unset: one run, named like the workload) or on a cron
-schedule (a Kubernetes CronJob; the local executor starts due runs when the operator's periodic
-reconcile calls `submit` again). Either way `submit` is idempotent: calling it again with the same
-name never starts a second run of the same thing, so services call it on every reconcile.
-"""
+"""The executor interface: the four operations every executor offers. Services build `Workload`s
+(see `loom.domain.workloads`) and read `WorkloadStatus`es; whether a run is a Kubernetes Job or a
+local process is the executor's business."""
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from enum import Enum
 from typing import Protocol
 
-from cronsim import CronSim
-
-WORKLOAD_LABEL = "loom.dev/workload"
-# A CronJob's name gets 11 characters appended for its Jobs, and a Job's name becomes a label value.
-MAX_SCHEDULED_NAME = 52
-MAX_NAME = 63
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-# cronsim reads five fields only; Kubernetes CronJobs also accept these macros.
-_MACROS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-
-class PythonEnv(str, Enum):
-    """Which Python environment (in a cluster: which image) runs the component; see DESIGN.md."""
-
-    MAIN = "main"
-    SERVE = "serve"
-
-
-class Phase(str, Enum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-
-
-@dataclass(frozen=True)
-class OwnerRef:
-    """The Loom object a workload belongs to; Kubernetes garbage-collects the workload with it."""
-
-    api_version: str
-    kind: str
-    name: str
-    uid: str
-
-    def to_wire(self) -> dict[str, object]:
-        return {
-            "apiVersion": self.api_version,
-            "kind": self.kind,
-            "name": self.name,
-            "uid": self.uid,
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-
-
-@dataclass(frozen=True)
-class SecretEnv:
-    """An environment variable whose value stays in a Secret (secretKeyRef); never copied inline."""
-
-    name: str
-    secret: str
-    key: str
-
-
-@dataclass(frozen=True)
-class Workload:
-    """One component run (or schedule of runs): `python components/<component> <args>`."""
-
-    name: str
-    namespace: str
-    component: str
-    args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    secret_env: tuple[SecretEnv, ...] = ()
-    python: PythonEnv = PythonEnv.MAIN
-    owner: OwnerRef | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    schedule: str | None = None
-    retries: int = 2
-    ttl_seconds_after_finished: int | None = None
-
-    def __post_init__(self) -> None:
-        limit = MAX_SCHEDULED_NAME if self.schedule else MAX_NAME
-        if len(self.name) > limit or not _DNS_LABEL.match(self.name):
-            raise ValueError(f"workload name {self.name!r} is not a DNS label of at most {limit} characters")
-
-
-@dataclass(frozen=True)
-class WorkloadStatus:
-    """One run as the executor sees it; `name` is the run's own name (a scheduled workload's runs
-    are named after it with a suffix). `message` is the last line the run wrote: components end with
-their verdict (a failure names what failed)."""
-
-    name: str
-    phase: Phase
-    message: str = ""
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    exit_code: int | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.phase in (Phase.SUCCEEDED, Phase.FAILED)
+from loom.domain.workloads import Workload, WorkloadStatus
 
 
 class Executor(Protocol):
@@ -134,29 +24,3 @@ class Executor(Protocol):
 
     def delete(self, namespace: str, name: str) -> None:
         """Remove the workload, its schedule and its runs; a run still going is stopped."""
-
-
-def dns_name(base: str, suffix: str, max_length: int = MAX_SCHEDULED_NAME) -> str:
-    """`<base>-<suffix>` as a DNS label, `base` cut to fit; the suffix (a hash) keeps it unique."""
-    clean = re.sub(r"[^a-z0-9-]+", "-", base.lower()).strip("-")
-    head = clean[: max_length - len(suffix) - 1].rstrip("-")
-    return f"{head}-{suffix}" if head else suffix
-
-
-def digest(*parts: str, length: int = 8) -> str:
-    """A short stable hash of the parts, for names that must change exactly when their input does."""
-    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:length]
-
-
-def _cron(expression: str) -> str:
-    return _MACROS.get(expression, expression)
-
-
-def latest_tick(schedule: str, now: datetime) -> datetime:
-    """The last time at or before `now` the cron schedule (UTC) fired."""
-    return next(CronSim(_cron(schedule), now + timedelta(seconds=1), reverse=True))
-
-
-def next_tick(schedule: str, now: datetime) -> datetime:
-    """The first time after `now` the cron schedule (UTC) fires."""
-    return next(CronSim(_cron(schedule), now))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from loom.config import ExecutorKind, OperatorConfig
+from loom.domain.workloads import PythonEnv
 from loom.drivers.kube import Kube
-from loom.executors.base import Executor, PythonEnv
+from loom.executors.base import Executor
 
 
 def build_executor(config: OperatorConfig, kube: Kube) -> Executor:

@@ -15,7 +15,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from loom.builders import job as job_builder
-from loom.executors.base import WORKLOAD_LABEL, Phase, PythonEnv, Workload, WorkloadStatus
+from loom.domain.workloads import WORKLOAD_LABEL, Phase, PythonEnv, Workload, WorkloadStatus
 
 APPLY = "application/apply-patch+yaml"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"

@@ -25,13 +25,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from loom.executors.base import (
-    Phase,
-    PythonEnv,
-    Workload,
-    WorkloadStatus,
-    latest_tick,
-)
+from loom.domain.schedules import latest_tick
+from loom.domain.workloads import Phase, PythonEnv, Workload, WorkloadStatus
 from loom.executors.procfs import alive
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
 

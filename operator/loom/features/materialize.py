@@ -19,12 +19,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from loom.api.featureset import Quality
+from loom.domain.feature_views import FeatureViewDefinition, pin_env_name
 from loom.drivers import feast_pins, feast_store
-from loom.drivers.feast_definition import FeatureViewDefinition, pin_env_name
 from loom.drivers.feast_snapshots import changes_since, scan_batches
 from loom.drivers.feast_store import StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
-from loom.services.feature_quality import Profiler, QualityReport, evaluate, profile
+from loom.features.quality import Profiler, QualityReport, evaluate, profile
 
 # Feast's offline stores filter `ts >= start`; this is "from the beginning" for any real data.
 BEGINNING = datetime(1900, 1, 1, tzinfo=timezone.utc)

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.catalog import load_catalog
 
+from loom.domain.feature_views import PIN_CATALOG, TAG_VERSION
 from loom.drivers import feast_pins, feast_store
-from loom.drivers.feast_definition import PIN_CATALOG, TAG_VERSION
 from loom.drivers.feast_store import StoreSettings
 
 FEAST_TIMESTAMP = "event_timestamp"

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ValidationError
 
 from loom.api.kinds import Kind
 from loom.api.meta import GROUP, VERSION
+from loom.domain.outcome import READY, Observed, Outcome
 from loom.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from loom.services.context import ReconcileContext
-from loom.services.status import READY, Observed, Outcome, Transition, next_status
+from loom.services.status import Transition, next_status
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 Service = Callable[[Any, ReconcileContext], Outcome]

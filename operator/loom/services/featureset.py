@@ -9,7 +9,6 @@ named for exactly that, so submitting it again on every reconcile never starts a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -19,8 +18,7 @@ from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
 from loom.api.kinds import DATALAKE, FEATURESET
 from loom.api.meta import API_VERSION, parse_duration
-from loom.drivers import feast_pins, feast_store
-from loom.drivers.feast_definition import (
+from loom.domain.feature_views import (
     EntityDefinition,
     FeatureDefinition,
     FeatureViewDefinition,
@@ -30,27 +28,19 @@ from loom.drivers.feast_definition import (
     feast_project,
     pin_env_name,
 )
+from loom.domain.outcome import Observed, Outcome
+from loom.domain.schedules import latest_tick
+from loom.domain.workloads import MAX_NAME, OwnerRef, Phase, SecretEnv, Workload, WorkloadStatus, digest, dns_name
+from loom.drivers import feast_pins, feast_store
 from loom.drivers.feast_store import DefinitionConflict, OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import catalog_properties
 from loom.drivers.kube import SecretNotFoundError
-from loom.executors.base import (
-    MAX_NAME,
-    Executor,
-    OwnerRef,
-    Phase,
-    SecretEnv,
-    Workload,
-    WorkloadStatus,
-    digest,
-    dns_name,
-    latest_tick,
-)
+from loom.executors.base import Executor
 from loom.features.materialize import MATERIALIZED as MATERIALIZED_RECORD
 from loom.features.materialize import ONLINE_CONNECTION_ENV, MaterializeRequest
 from loom.features.materialize import REJECTED as REJECTED_RECORD
 from loom.services.context import ReconcileContext
 from loom.services.references import check_reference
-from loom.services.status import Observed, Outcome
 
 SOURCE_READY = "SourceReady"
 REGISTRY_READY = "RegistryReady"
@@ -62,32 +52,14 @@ Record = Mapping[str, Any]  # what the materialization keeps next to its pin
 Records = Mapping[str, Record]
 
 
-@dataclass(frozen=True)
-class FeastDefaults:
-    """The operator's own registry and online stores, for FeatureSets that name none."""
-
-    registry_uri: str = "sqlite:////var/tmp/loom/feast/registry.db"
-    redis: str = "localhost:6379"
-    sqlite_path: str = "/var/tmp/loom/feast/online.db"
-
-    @classmethod
-    def from_env(cls) -> "FeastDefaults":
-        env = os.environ
-        return cls(
-            env.get("LOOM_FEAST_REGISTRY") or cls.registry_uri,
-            env.get("LOOM_FEAST_REDIS") or cls.redis,
-            env.get("LOOM_FEAST_SQLITE") or cls.sqlite_path,
-        )
-
-
 def store_settings(spec: FeatureSetSpec, ctx: ReconcileContext, read_secret: bool) -> StoreSettings:
     """Registry and online store of this FeatureSet. A connection held in a Secret is read only when
     the operator itself must connect (`read_secret`); workloads receive it as an environment variable."""
-    defaults = FeastDefaults.from_env()
+    config = ctx.config
     kind = OnlineKind(spec.online.store)
     ref = spec.online.connection_secret_ref
     if ref is None:
-        connection = defaults.redis if kind is OnlineKind.REDIS else defaults.sqlite_path
+        connection = config.feast_redis if kind is OnlineKind.REDIS else config.feast_sqlite_path
     elif read_secret:
         values = ctx.kube.get_secret(ctx.namespace, ref.name)
         key = ref.key or CONNECTION_KEY
@@ -96,7 +68,7 @@ def store_settings(spec: FeatureSetSpec, ctx: ReconcileContext, read_secret: boo
         connection = values[key]
     else:
         connection = ""
-    return StoreSettings(feast_project(ctx.namespace), spec.registry.uri or defaults.registry_uri, kind, connection)
+    return StoreSettings(feast_project(ctx.namespace), spec.registry.uri or config.feast_registry_uri, kind, connection)
 
 
 def feature_view_definition(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from loom.api.inferenceservice import InferenceServiceSpec
 from loom.api.kinds import TRAININGJOB
+from loom.domain.outcome import Observed, Outcome
 from loom.services.context import ReconcileContext
 from loom.services.references import check_reference
-from loom.services.status import Observed, Outcome
 
 MODEL_READY = "ModelReady"
 PREDICTOR_READY = "PredictorReady"

@@ -18,20 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from loom.api.datalake import DataLakeSpec, Ingest, IngestMode, LastIngest, SourceFormat
+from loom.domain.outcome import Observed
+from loom.domain.schedules import next_tick
+from loom.domain.workloads import OwnerRef, Phase, SecretEnv, Workload, WorkloadStatus, digest, dns_name
 from loom.drivers import ingest_record
 from loom.drivers.iceberg_catalog import catalog_properties
-from loom.executors.base import (
-    Executor,
-    OwnerRef,
-    Phase,
-    SecretEnv,
-    Workload,
-    WorkloadStatus,
-    digest,
-    dns_name,
-    next_tick,
-)
-from loom.services.status import Observed
+from loom.executors.base import Executor
 
 INGESTED = "Ingested"
 COMPONENT = "ingest"

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from loom.api.datalake import CompactionEngine, DataLakeSpec
-from loom.executors.base import Executor, OwnerRef, Workload, digest, dns_name
+from loom.domain.outcome import Observed
+from loom.domain.workloads import OwnerRef, Workload, digest, dns_name
+from loom.executors.base import Executor
 from loom.services.lake_ingest import (
     DATALAKE_LABEL,
     PROPERTIES_ENV,
@@ -24,7 +26,6 @@ from loom.services.lake_ingest import (
     scheduled,
     summarize,
 )
-from loom.services.status import Observed
 
 MAINTAINED = "Maintained"
 COMPONENT = "maintain"

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from loom.api.kinds import Kind
+from loom.domain.outcome import READY, Observed
 from loom.services.context import ReconcileContext
-from loom.services.status import READY, Observed
 
 
 def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:

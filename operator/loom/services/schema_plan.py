@@ -31,7 +31,8 @@ from pyiceberg.types import (
 )
 
 from loom.api.datalake import Column, SchemaEvolution, Table
-from loom.drivers.iceberg_changes import (
+from loom.domain.iceberg_types import TypeSyntaxError, format_type, parse_type
+from loom.domain.table_changes import (
     AddColumn,
     AddPartitionField,
     ColumnPath,
@@ -47,7 +48,6 @@ from loom.drivers.iceberg_changes import (
     UpdateColumn,
     dotted,
 )
-from loom.drivers.iceberg_types import TypeSyntaxError, format_type, parse_type
 
 
 @dataclass(frozen=True)

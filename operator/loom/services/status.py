@@ -4,62 +4,12 @@ decision whether anything changed at all (status is written only when it did).""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from loom.api.meta import Condition, ConditionStatus, StatusBase
-
-READY = "Ready"
-
-
-@dataclass(frozen=True)
-class Observed:
-    """One condition as a service observed it; timestamps and generations are added here."""
-
-    type: str
-    status: bool | None
-    reason: str
-    message: str = ""
-
-    @property
-    def wire_status(self) -> ConditionStatus:
-        if self.status is None:
-            return ConditionStatus.UNKNOWN
-        return ConditionStatus.TRUE if self.status else ConditionStatus.FALSE
-
-
-@dataclass(frozen=True)
-class Event:
-    """Something that happened outside any condition flip (a table recreated, a schema evolved); the
-    glue posts it as a Kubernetes Event. Services emit one only when they changed something."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a service reports after one reconcile: conditions, kind-specific status fields, events,
-    and when to look again ("not yet" is a retry, never a sleep)."""
-
-    conditions: tuple[Observed, ...]
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    retry_after: float | None = None
-    events: tuple[Event, ...] = ()
-
-    @property
-    def ready(self) -> Observed:
-        """Ready is True only when every other condition is; otherwise it carries the first blocker."""
-        blockers = [c for c in self.conditions if c.type != READY and c.status is not True]
-        explicit = next((c for c in self.conditions if c.type == READY), None)
-        if explicit is not None:
-            return explicit
-        if not blockers:
-            return Observed(READY, True, "Ready", "all conditions are satisfied")
-        first = blockers[0]
-        return Observed(READY, False if first.status is False else None, first.reason, first.message)
+from loom.domain.outcome import READY, Observed, Outcome
 
 
 @dataclass(frozen=True)

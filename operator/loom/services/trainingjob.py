@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from loom.api.kinds import DATALAKE, FEATURESET
 from loom.api.trainingjob import TrainingJobSpec
+from loom.domain.outcome import Observed, Outcome
 from loom.services.context import ReconcileContext
 from loom.services.references import check_reference
-from loom.services.status import Observed, Outcome
 
 DATA_READY = "DataReady"
 SUCCEEDED = "Succeeded"

@@ -15,12 +15,12 @@ import pytest
 from loom import devcluster
 from loom.api.datalake import DataLakeSpec
 from loom.config import OperatorConfig
+from loom.domain.outcome import Outcome
+from loom.domain.workloads import PythonEnv
 from loom.drivers.kube import Kube
-from loom.executors.base import PythonEnv
 from loom.executors.local import LocalExecutor
 from loom.services import datalake
 from loom.services.context import ReconcileContext
-from loom.services.status import Outcome
 from tests.integration.conftest import Kubectl, sample
 from tests.integration.datalake.conftest import CatalogUnderTest, Postgres
 

@@ -15,10 +15,10 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from loom.api.datalake import DataLakeSpec
-from loom.executors.base import OwnerRef, Phase, PythonEnv
+from loom.domain.outcome import Observed
+from loom.domain.workloads import OwnerRef, Phase, PythonEnv
 from loom.executors.local import LocalExecutor
 from loom.services import lake_ingest
-from loom.services.status import Observed
 from tests.conftest import eventually
 from tests.integration.datalake.conftest import CatalogUnderTest
 from tests.integration.datalake.test_ingest import MOVIES, RATINGS, YEAR, ratings

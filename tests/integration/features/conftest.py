@@ -23,7 +23,7 @@ from pyiceberg.table import Table
 
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
-from loom.drivers.feast_definition import FeatureViewDefinition, feast_project
+from loom.domain.feature_views import FeatureViewDefinition, feast_project
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
 from loom.features.materialize import MaterializeRequest

@@ -18,8 +18,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from loom.domain.feature_views import feast_project
 from loom.drivers import feast_store
-from loom.drivers.feast_definition import feast_project
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
 from tests.integration.conftest import Kubectl, Operator, condition, eventually

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from pyiceberg.types import IcebergType, PrimitiveType
 
-from loom.drivers.iceberg_types import format_type
+from loom.domain.iceberg_types import format_type
 
 ColumnPath = tuple[str, ...]
 
