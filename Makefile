@@ -70,16 +70,22 @@ test: venv controlplane helm system-deps ## Unit and integration tests (the inte
 test-unit: venv ## Unit tests only (no control plane).
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: venv ## ruff: unused/undefined names, import order, pycodestyle.
+lint: venv ## ruff, import-linter (the layers of docs/architecture.md) and mypy on operator/loom.
 	$(VENV)/bin/ruff check .
+	cd operator && ../$(VENV)/bin/lint-imports --no-cache ../.importlinter
+	$(VENV)/bin/mypy
 
 bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline side by side (not tests).
 	$(PY) bench/ingest.py
 	$(PY) bench/datalake_reconcile.py
 	$(PY) bench/feature_online.py
 
-demo: cluster ## The lifecycle on the embedded local control plane.
+# system-deps first: a machine without Redis fails at once, not after building the control plane.
+demo: system-deps cluster ## The lifecycle on the local control plane; it all keeps running, data in DEV_DIR.
 	DEV_DIR=$(DEV_DIR) PY=$(PY) hack/demo.sh
+
+demo-down: venv ## Stop what `make demo` started (operator, workloads, Redis, control plane); PURGE=1 deletes its data.
+	DEV_DIR=$(DEV_DIR) PY=$(PY) PURGE=$(PURGE) hack/demo.sh down
 
 ##@ Deployment
 
@@ -95,4 +101,4 @@ deploy: venv ## Install the operator with Helm into the current cluster.
 undeploy: venv ## Uninstall the operator release (CRDs stay, as Helm leaves them).
 	"$$($(HELM_BIN))" uninstall loom --namespace loom-system
 
-.PHONY: help bench lint helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit demo install uninstall deploy undeploy
+.PHONY: help bench lint helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit demo demo-down install uninstall deploy undeploy

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -15,12 +14,14 @@ CRD_DIR = Path("crds")
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    os.environ["LOOM_METRICS_PORT"] = str(args.metrics_port)
-    os.environ["LOOM_EXECUTOR"] = args.executor
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
-    import loom.handlers  # noqa: F401  (registers the handlers)
+    from loom.config import OperatorConfig
+    from loom.handlers import build_registry
 
+    flags = {"metrics_port": args.metrics_port, "executor": args.executor}
+    config = OperatorConfig(**{k: v for k, v in flags.items() if v is not None})  # flags win over LOOM_*
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     kopf.run(
+        registry=build_registry(config),
         clusterwide=not args.namespace,
         namespaces=args.namespace or (),
         standalone=True,
@@ -79,10 +80,10 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
     run.add_argument("-n", "--namespace", action="append", help="watch only this namespace (repeatable)")
-    run.add_argument("--metrics-port", type=int, default=8080, help="Prometheus /metrics port (0 disables)")
+    run.add_argument("--metrics-port", type=int, help="Prometheus /metrics port, 0 disables (LOOM_METRICS_PORT; 8080)")
     run.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL")
-    run.add_argument("--executor", choices=("kubernetes", "local"), default="kubernetes",
-                     help="where workloads run: Kubernetes Jobs, or local processes (embedded mode)")
+    run.add_argument("--executor", choices=("kubernetes", "local"),
+                     help="where workloads run: Kubernetes Jobs, or local processes (LOOM_EXECUTOR; kubernetes)")
     run.add_argument("-v", "--verbose", action="store_true")
     run.set_defaults(func=_run)
 

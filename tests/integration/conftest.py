@@ -21,6 +21,8 @@ import yaml
 from kopf.testing import KopfRunner
 
 from loom import devcluster
+from loom.config import ExecutorKind, OperatorConfig
+from loom.handlers import build_registry
 from tests.conftest import ROOT, eventually
 
 
@@ -110,23 +112,28 @@ class Operator:
     runner: KopfRunner
     metrics_url: str
     liveness_url: str
+    config: OperatorConfig
 
 
-def start_operator(namespace: str) -> Operator:
-    """A Kopf runner for `loom.handlers` on fresh ports; enter `.runner` to run it."""
+def start_operator(namespace: str, **settings: Any) -> Operator:
+    """A Kopf runner with Loom's handlers on fresh ports; enter `.runner` to run it. `settings`
+    override fields of the operator's configuration."""
     metrics, liveness = free_port(), free_port()
-    os.environ["LOOM_METRICS_PORT"] = str(metrics)
-    os.environ["LOOM_METRICS_ADDRESS"] = "127.0.0.1"
-    os.environ["LOOM_DEPENDENCY_RETRY_SECONDS"] = "1"
-    # The embedded default: workloads run as local processes, their state in this session's temp dir.
-    os.environ["LOOM_EXECUTOR"] = "local"
-    os.environ["LOOM_STATE_DIR"] = str(_LAKES / "operator-state")
-    args = ["run", "--standalone", "--namespace", namespace, "-m", "loom.handlers",
-            f"--liveness=http://127.0.0.1:{liveness}/healthz"]
+    config = OperatorConfig(
+        metrics_port=metrics,
+        metrics_address="127.0.0.1",
+        dependency_retry_seconds=1,
+        # The embedded default: workloads run as local processes, their state in this session's temp dir.
+        executor=ExecutorKind.LOCAL,
+        state_dir=_LAKES / "operator-state",
+        **settings,
+    )
+    args = ["run", "--standalone", "--namespace", namespace, f"--liveness=http://127.0.0.1:{liveness}/healthz"]
     return Operator(
-        KopfRunner(args, timeout=60),
+        KopfRunner(args, timeout=60, registry=build_registry(config)),
         f"http://127.0.0.1:{metrics}/metrics",
         f"http://127.0.0.1:{liveness}/healthz",
+        config,
     )
 
 

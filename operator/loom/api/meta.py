@@ -9,15 +9,16 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import JsonDict
 
 GROUP = "loom.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
 
-def cel(rule: str, message: str, *, field_path: str | None = None) -> dict[str, str]:
+def cel(rule: str, message: str, *, field_path: str | None = None) -> JsonDict:
     """One CEL `x-kubernetes-validations` entry; the message must name the offending field."""
-    entry = {"rule": rule, "message": message}
+    entry: JsonDict = {"rule": rule, "message": message}
     if field_path:
         entry["fieldPath"] = field_path
     return entry
@@ -33,7 +34,7 @@ def keyed(description: str, max_items: int, key: str = "name") -> dict[str, Any]
     }
 
 
-def immutable(field: str) -> dict[str, str]:
+def immutable(field: str) -> JsonDict:
     """A transition rule that refuses any change of the field once set."""
     return cel("self == oldSelf", f"{field} is immutable")
 

@@ -1,4 +1,5 @@
-"""Reads of Kubernetes objects for services (Kopf itself writes status and events)."""
+"""The Kubernetes calls of services and handlers besides Kopf's own (Kopf writes status and events):
+reads of Loom objects and Secrets, and the trigger annotations that bring an object back."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from loom.api.kinds import Kind
 from loom.api.meta import GROUP, VERSION
+from loom.domain.errors import SecretNotFoundError
 
 
 def load_config() -> None:
@@ -20,10 +22,6 @@ def load_config() -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
-
-
-class SecretNotFoundError(LookupError):
-    """The referenced Secret does not exist (yet); services report it and look again later."""
 
 
 class Kube:
@@ -41,6 +39,16 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+
+    def annotate(self, kind: Kind, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge annotations into a Loom object; an object that is gone is left alone. A patch that
+        changes nothing does not change the object (the API server drops no-op writes)."""
+        body = {"metadata": {"annotations": annotations}}
+        try:
+            self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, kind.plural, name, body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     def get_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's keys and decoded values; callers must keep the values out of logs, status and events."""

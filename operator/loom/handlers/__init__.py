@@ -1,5 +1,18 @@
-"""Importing this package registers every Loom handler with Kopf (`kopf run -m loom.handlers`)."""
+"""Kopf handlers: thin glue between Kopf and the services. Nothing registers at import; the CLI
+(or a test) calls `build_registry(config)` with the configuration read once at start-up."""
 
-from loom.handlers import datalake, featureset, inferenceservice, lifecycle, trainingjob
+from __future__ import annotations
 
-__all__ = ["datalake", "featureset", "inferenceservice", "lifecycle", "trainingjob"]
+import kopf
+
+from loom.config import OperatorConfig
+from loom.handlers import datalake, featureset, inferenceservice, lifecycle, links, trainingjob
+
+
+def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
+    """Every Loom handler, registered with this configuration into a registry of its own."""
+    registry = kopf.OperatorRegistry()
+    for module in (lifecycle, datalake, featureset, trainingjob, inferenceservice):
+        module.register(registry, config)
+    links.register(registry)
+    return registry

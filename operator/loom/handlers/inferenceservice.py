@@ -1,7 +1,14 @@
-"""Kopf handlers for inferenceservices: parse, reconcile, report (the logic lives in loom.services.inferenceservice)."""
+"""Kopf handlers for inferenceservices (the logic lives in loom.services.inferenceservice)."""
+
+from __future__ import annotations
+
+import kopf
 
 from loom.api.kinds import INFERENCESERVICE
-from loom.handlers.reconcile import register
+from loom.config import OperatorConfig
+from loom.handlers import reconcile
 from loom.services import inferenceservice
 
-register(INFERENCESERVICE, inferenceservice.reconcile)
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    reconcile.register(registry, config, INFERENCESERVICE, inferenceservice.reconcile)

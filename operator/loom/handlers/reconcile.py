@@ -1,24 +1,26 @@
 """The Kopf glue every kind shares: parse the spec at the boundary, run the service, write status
-only when it changed, turn condition transitions into Events, count it all in metrics."""
+only when it changed, turn condition transitions into Events, hand the next due time to the
+scheduler, and count it all in metrics."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 import kopf
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from loom.api.kinds import Kind
-from loom.api.meta import GROUP, VERSION
+from loom.api.meta import API_VERSION, GROUP, VERSION
+from loom.config import OperatorConfig
 from loom.domain.outcome import READY, Observed, Outcome
+from loom.handlers.triggers import ObjectRef
 from loom.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from loom.services.context import ReconcileContext
 from loom.services.status import Transition, next_status
 
-SpecT = TypeVar("SpecT", bound=BaseModel)
 Service = Callable[[Any, ReconcileContext], Outcome]
 
 
@@ -43,10 +45,8 @@ def _post_events(body: kopf.Body, transitions: list[Transition]) -> None:
         kopf.event(body, type=kind, reason=cond.reason, message=message)
 
 
-def _write(kind: Kind, body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> None:
-    status, transitions = next_status(
-        kind.status, body.get("status"), outcome, body.metadata.get("generation"), datetime.now(timezone.utc)
-    )
+def _write(kind: Kind, body: kopf.Body, patch: kopf.Patch, outcome: Outcome, now: datetime) -> None:
+    status, transitions = next_status(kind.status, body.get("status"), outcome, body.metadata.get("generation"), now)
     if status is not None:
         patch.status.update(status)
     _post_events(body, transitions)
@@ -54,26 +54,47 @@ def _write(kind: Kind, body: kopf.Body, patch: kopf.Patch, outcome: Outcome) -> 
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
-def _reconcile(
-    kind: Kind, service: Service, body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo
-) -> None:
+def make_context(kind: Kind, body: kopf.Body, memo: kopf.Memo, now: datetime) -> ReconcileContext:
+    """The services' view of one object and of the drivers set up at start-up."""
+    return ReconcileContext(
+        namespace=body.metadata.namespace or "",
+        name=body.metadata.name or "",
+        uid=body.metadata.uid or "",
+        generation=body.metadata.get("generation"),
+        kube=memo.kube,
+        config=memo.config,
+        executor=memo.executor,
+        now=now,
+        status=dict(body.get("status") or {}),
+        api_version=API_VERSION,
+        kind=kind.kind,
+    )
+
+
+def reconcile_once(kind: Kind, service: Service, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
+    """One reconcile. The wall clock is read here, once, and passed down as `now`.
+
+    An invalid spec is reported (Ready=False/InvalidSpec naming the fields) and not retried: it
+    stays invalid until the user changes it, which is an update. An external system that failed is
+    retried as an error (TemporaryError). Anything due later goes to the scheduler."""
     started = time.monotonic()
+    now = datetime.now(timezone.utc)
     try:
         try:
             spec = kind.spec.model_validate(dict(body.spec))
         except ValidationError as error:
-            message = describe_errors(error)
-            _write(kind, body, patch, Outcome((Observed(READY, False, "InvalidSpec", message),)))
+            _write(kind, body, patch, Outcome((Observed(READY, False, "InvalidSpec", describe_errors(error)),)), now)
             RECONCILES.labels(kind.kind, "invalid").inc()
-            raise kopf.PermanentError(message) from error
-        ctx = make_context(body, namespace, name, memo)
-        outcome = service(spec, ctx)
-        _write(kind, body, patch, outcome)
+            return
+        outcome = service(spec, make_context(kind, body, memo, now))
+        _write(kind, body, patch, outcome, now)
+        memo.scheduler.at(ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or ""),
+                          outcome.requeue_at)
         if outcome.retry_after is not None:
-            RECONCILES.labels(kind.kind, "waiting").inc()
+            RECONCILES.labels(kind.kind, "retry").inc()
             raise kopf.TemporaryError(outcome.ready.message, delay=outcome.retry_after)
         RECONCILES.labels(kind.kind, "ok").inc()
-    except (kopf.PermanentError, kopf.TemporaryError):
+    except kopf.TemporaryError:
         raise
     except Exception:
         RECONCILE_ERRORS.labels(kind.kind).inc()
@@ -83,34 +104,21 @@ def _reconcile(
         RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
 
 
-def make_context(body: kopf.Body, namespace: str, name: str, memo: kopf.Memo) -> ReconcileContext:
-    """The services' view of one object and of the drivers set up at start-up."""
-    return ReconcileContext(
-        namespace=namespace,
-        name=name,
-        uid=body.metadata.uid,
-        generation=body.metadata.get("generation"),
-        kube=memo.kube,
-        config=memo.config,
-        executor=memo.executor,
-    )
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind, service: Service) -> None:
+    """One level-based reconcile for create, update (including trigger annotations) and operator
+    restart (resume); with `config.resync_seconds`, also a timer that runs the same reconcile on
+    objects left unchanged that long, so drift in the driven systems is repaired (a resync that finds
+    nothing new writes nothing)."""
 
+    @kopf.on.resume(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
+    @kopf.on.create(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
+    @kopf.on.update(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
+    def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        reconcile_once(kind, service, body, patch, memo)
 
-def register(kind: Kind, service: Service, resync_seconds: float = 0) -> None:
-    """Register one level-based reconcile for create, update and operator restart (resume); with
-    `resync_seconds`, also a timer that runs the same reconcile on objects left unchanged that long,
-    so drift in the driven systems is repaired (a resync that finds nothing new writes nothing)."""
+    if config.resync_seconds > 0:
 
-    @kopf.on.resume(GROUP, VERSION, kind.plural, id="reconcile")
-    @kopf.on.create(GROUP, VERSION, kind.plural, id="reconcile")
-    @kopf.on.update(GROUP, VERSION, kind.plural, id="reconcile")
-    def reconcile(
-        body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo, **_: Any
-    ) -> None:
-        _reconcile(kind, service, body, patch, namespace, name, memo)
-
-    if resync_seconds > 0:
-
-        @kopf.timer(GROUP, VERSION, kind.plural, id="resync", interval=resync_seconds, idle=resync_seconds)
-        def resync(body: kopf.Body, patch: kopf.Patch, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-            _reconcile(kind, service, body, patch, namespace, name, memo)
+        @kopf.timer(GROUP, VERSION, kind.plural, id="resync", interval=config.resync_seconds,
+                    idle=config.resync_seconds, registry=registry)
+        def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+            reconcile_once(kind, service, body, patch, memo)

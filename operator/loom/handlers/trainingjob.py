@@ -1,7 +1,14 @@
-"""Kopf handlers for trainingjobs: parse, reconcile, report (the logic lives in loom.services.trainingjob)."""
+"""Kopf handlers for trainingjobs (the logic lives in loom.services.trainingjob)."""
+
+from __future__ import annotations
+
+import kopf
 
 from loom.api.kinds import TRAININGJOB
-from loom.handlers.reconcile import register
+from loom.config import OperatorConfig
+from loom.handlers import reconcile
 from loom.services import trainingjob
 
-register(TRAININGJOB, trainingjob.reconcile)
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    reconcile.register(registry, config, TRAININGJOB, trainingjob.reconcile)

@@ -1,10 +1,15 @@
-"""What a service gets besides the typed spec: identity of the object and the drivers to use."""
+"""What a service gets besides the typed spec: the object's identity and current status (as Kopf
+delivered it, never re-read), the time of this reconcile, and the drivers set up at start-up."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from loom.config import OperatorConfig
+from loom.domain.workloads import OwnerRef
 from loom.drivers.kube import Kube
 from loom.executors.base import Executor
 
@@ -18,3 +23,12 @@ class ReconcileContext:
     kube: Kube
     config: OperatorConfig
     executor: Executor
+    now: datetime
+    status: Mapping[str, Any] = field(default_factory=dict)
+    api_version: str = ""
+    kind: str = ""
+
+    @property
+    def owner(self) -> OwnerRef:
+        """This object as the owner of its children (garbage-collected with it)."""
+        return OwnerRef(self.api_version, self.kind, self.name, self.uid)

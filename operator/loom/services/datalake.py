@@ -13,11 +13,11 @@ from pyiceberg.catalog import Catalog as IcebergCatalog
 from loom.api.datalake import DataLakeSpec, DataLakeStatus, Table, TableStatus
 from loom.api.kinds import DATALAKE
 from loom.api.meta import API_VERSION, DeletionPolicy
+from loom.domain.errors import SecretNotFoundError
 from loom.domain.outcome import Event, Observed, Outcome
 from loom.domain.workloads import OwnerRef
 from loom.drivers import iceberg_tables as tables
 from loom.drivers.iceberg_catalog import catalog_properties, open_catalog
-from loom.drivers.kube import SecretNotFoundError
 from loom.services import lake_ingest, lake_maintenance
 from loom.services.context import ReconcileContext
 from loom.services.schema_plan import Refusal, plan_creation, plan_table

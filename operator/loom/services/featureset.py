@@ -18,6 +18,7 @@ from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
 from loom.api.kinds import DATALAKE, FEATURESET
 from loom.api.meta import API_VERSION, parse_duration
+from loom.domain.errors import SecretNotFoundError
 from loom.domain.feature_views import (
     EntityDefinition,
     FeatureDefinition,
@@ -34,7 +35,6 @@ from loom.domain.workloads import MAX_NAME, OwnerRef, Phase, SecretEnv, Workload
 from loom.drivers import feast_pins, feast_store
 from loom.drivers.feast_store import DefinitionConflict, OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import catalog_properties
-from loom.drivers.kube import SecretNotFoundError
 from loom.executors.base import Executor
 from loom.features.materialize import MATERIALIZED as MATERIALIZED_RECORD
 from loom.features.materialize import ONLINE_CONNECTION_ENV, MaterializeRequest

@@ -16,7 +16,7 @@ def reconcile(spec: InferenceServiceSpec, ctx: ReconcileContext) -> Outcome:
     if spec.model.training_job_ref is not None:
         model, _ = check_reference(ctx, TRAININGJOB, spec.model.training_job_ref.name, MODEL_READY)
         if not model.status:
-            return Outcome((model,), retry_after=ctx.config.dependency_retry_seconds)
+            return Outcome((model,))  # its change brings this InferenceService back (handlers.links)
     else:
         model = Observed(MODEL_READY, True, "ModelUriGiven", f"serving {spec.model.uri}")
     pending = "serving is not available in this operator version"

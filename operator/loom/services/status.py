@@ -39,7 +39,7 @@ def merge_conditions(
             observed_generation=generation,
         )
         merged.append(new)
-        if flipped or old.reason != obs.reason:
+        if old is None or flipped or old.reason != obs.reason:
             transitions.append(Transition(new, None if old is None else ConditionStatus(old.status)))
     merged.extend(by_type.values())  # conditions owned by someone else are kept as they are
     return merged, transitions

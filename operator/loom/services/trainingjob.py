@@ -17,7 +17,7 @@ def reconcile(spec: TrainingJobSpec, ctx: ReconcileContext) -> Outcome:
     labels, _ = check_reference(ctx, DATALAKE, spec.dataset.labels.data_lake_ref.name, DATA_READY)
     blocker = next((c for c in (features, labels) if not c.status), None)
     if blocker is not None:
-        return Outcome((blocker,), retry_after=ctx.config.dependency_retry_seconds)
+        return Outcome((blocker,))  # its change brings this TrainingJob back (handlers.links)
     pending = "training is not available in this operator version"
     return Outcome((Observed(DATA_READY, True, "DataReady", "features and labels are Ready"),
                     Observed(SUCCEEDED, None, "Pending", pending)))

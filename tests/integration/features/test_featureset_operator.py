@@ -10,7 +10,6 @@ the DataLake to report the new snapshot at once instead of at its next periodic 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,7 +198,7 @@ def test_online_connection_from_a_secret(
     assert eventually(materialized, timeout=180, what="Ready")["status"]["sourceSnapshotId"] == s1
     settings = StoreSettings(feast_project(namespace), feast_env, OnlineKind.REDIS, redis_server)
     assert feast_store.online_row_count(settings, _definition_stub(settings)) == movielens[0].num_rows
-    runs = list((Path(os.environ["LOOM_STATE_DIR"]) / "runs" / namespace).iterdir())
+    runs = list((operator.config.state_dir / "runs" / namespace).iterdir())
     assert runs and all(redis_server not in (run / "run.json").read_text() for run in runs)
 
     kc.run("delete", "featureset", "user-features", "--wait=true", "--timeout=120s")

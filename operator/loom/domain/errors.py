@@ -1,0 +1,7 @@
+"""Errors every layer may raise or catch, so callers need not import the layer that raised them."""
+
+from __future__ import annotations
+
+
+class SecretNotFoundError(LookupError):
+    """A referenced Secret (or a key in it) does not exist (yet); services report it and look again later."""
