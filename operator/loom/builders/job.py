@@ -11,24 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from loom.domain.workloads import WORKLOAD_LABEL, Workload
+from loom.builders.labels import workload_labels
+from loom.domain.workloads import Workload
 
 COMPONENTS_DIR = "/opt/loom/components"
-MANAGER = "loom-operator"
 HISTORY_LIMIT = 3
 
 
 def labels(workload: Workload) -> dict[str, str]:
-    """Recommended app.kubernetes.io labels, the workload's own, and the label runs are found by."""
-    return {
-        "app.kubernetes.io/name": "loom",
-        "app.kubernetes.io/instance": workload.name,
-        "app.kubernetes.io/component": workload.component,
-        "app.kubernetes.io/part-of": "loom",
-        "app.kubernetes.io/managed-by": MANAGER,
-        **workload.labels,
-        WORKLOAD_LABEL: workload.name,
-    }
+    """The labels of the workload's objects, in the one scheme of `builders.labels`."""
+    return workload_labels(workload.name, workload.component, dict(workload.labels))
 
 
 def _metadata(workload: Workload) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from loom.api.meta import ConditionStatus
 
@@ -69,3 +69,15 @@ class Outcome:
             return Observed(READY, True, "Ready", "all conditions are satisfied")
         first = blockers[0]
         return Observed(READY, False if first.status is False else None, first.reason, first.message)
+
+
+A = TypeVar("A")
+
+
+@dataclass(frozen=True)
+class Decision(Generic[A]):
+    """What a service's pure `decide` returns: the outcome to report and the actions (typed values of
+    the service's own) that its `act` step carries out to get there."""
+
+    outcome: Outcome
+    actions: tuple[A, ...] = ()

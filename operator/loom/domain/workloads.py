@@ -22,7 +22,8 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class PythonEnv(str, Enum):
-    """Which Python environment (in a cluster: which image) runs the component; see DESIGN.md."""
+    """Which Python environment (in a cluster: which image) runs the component: `main` has the data
+    and training stack, `serve` the model-serving one, whose pins conflict with it."""
 
     MAIN = "main"
     SERVE = "serve"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -24,8 +24,22 @@ def load_config() -> None:
         kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
 
 
-class Kube:
-    """The few Kubernetes calls services need, behind one small typed surface."""
+class Kube(Protocol):
+    """The few Kubernetes calls services need, behind one small typed surface (`tests/support/kube.py`
+    has an in-memory one for unit tests of the act steps)."""
+
+    def get_loom(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Loom object as a plain dict, or None if it does not exist."""
+
+    def annotate(self, kind: Kind, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        """Merge annotations into a Loom object; an object that is gone is left alone."""
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, str]:
+        """A Secret's keys and decoded values; raises SecretNotFoundError when it does not exist."""
+
+
+class KubeClient:
+    """`Kube` over the Kubernetes API with the official client."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self._custom = kubernetes.client.CustomObjectsApi(api_client)

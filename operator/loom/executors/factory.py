@@ -1,21 +1,28 @@
-"""The one executor an operator process uses, chosen by its configuration."""
+"""The one executor an operator process uses, chosen and set up from its configuration alone."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from loom.config import ExecutorKind, OperatorConfig
-from loom.domain.workloads import PythonEnv
+from loom.domain.workloads import PythonEnv, RunChange
 from loom.drivers.kube import Kube
 from loom.executors.base import Executor
 
 
-def build_executor(config: OperatorConfig, kube: Kube) -> Executor:
-    """Kubernetes Jobs in a cluster; supervised local processes in the embedded default."""
+def build_executor(config: OperatorConfig, kube: Kube, on_change: Callable[[RunChange], None]) -> Executor:
+    """Kubernetes Jobs in a cluster (their runs are watched elsewhere, so `on_change` is not used);
+    supervised local processes in the embedded default, reporting run changes to `on_change`."""
     if config.executor == ExecutorKind.LOCAL:
         from loom.executors.local import LocalExecutor
 
-        return LocalExecutor.from_env(kube.get_secret)
+        interpreters = {PythonEnv.MAIN: config.python_main}
+        if config.python_serve:
+            interpreters[PythonEnv.SERVE] = config.python_serve
+        return LocalExecutor(config.state_dir, interpreters, kube.get_secret, config.components_dir,
+                             on_change=on_change)
     from loom.executors.kubernetes import KubernetesExecutor
 
     images = {env: image for env, image in ((PythonEnv.MAIN, config.image_main), (PythonEnv.SERVE, config.image_serve))
               if image}
-    return KubernetesExecutor(images)
+    return KubernetesExecutor(images, field_manager=config.field_manager)

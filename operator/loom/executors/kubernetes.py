@@ -15,6 +15,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from loom.builders import job as job_builder
+from loom.builders.labels import MANAGER
 from loom.domain.workloads import WORKLOAD_LABEL, Phase, PythonEnv, Workload, WorkloadStatus
 
 APPLY = "application/apply-patch+yaml"
@@ -33,7 +34,7 @@ class KubernetesExecutor:
         self,
         images: Mapping[PythonEnv, str],
         api_client: kubernetes.client.ApiClient | None = None,
-        field_manager: str = job_builder.MANAGER,
+        field_manager: str = MANAGER,
         components_dir: str = job_builder.COMPONENTS_DIR,
     ) -> None:
         self.images = dict(images)
@@ -42,6 +43,12 @@ class KubernetesExecutor:
         self._batch = kubernetes.client.BatchV1Api(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._api = self._batch.api_client
+
+    def start(self) -> None:
+        """Nothing to start: the Job and CronJob controllers run in the cluster."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
 
     def submit(self, workload: Workload) -> None:
         image = self.images.get(PythonEnv(workload.python))

@@ -1,75 +1,103 @@
-"""The local executor: each run is `components/<component>` under its environment's interpreter, as a
-detached process in its own session, watched by a small supervisor (`executors/supervisor.py`) that
-writes the pid and the exit code into the run's directory. Everything the executor knows lives in the
-state directory, so an operator that restarts (or was killed) finds every run as it is:
+"""The local executor: on one machine, what the Kubernetes Job and CronJob controllers do in a cluster.
 
-    <state>/runs/<namespace>/<run>/       run.json (labels, schedule), pid.json, exit.json, output.log
-    <state>/schedules/<namespace>/<name>.json   cron, labels and the last tick a run was started for
+Each attempt of a run is `components/<component>` under its environment's interpreter, as a detached
+process in its own session, watched by a small supervisor (`executors/supervisor.py`) that writes the
+pid and the exit code into the attempt's directory. Everything the executor knows lives in the state
+directory, so an operator that restarts (or was killed) finds every run as it is:
 
-Schedules have no timer of their own: each `submit` (the operator's periodic reconcile) starts the run
-for the latest tick not yet started, unless a run of the schedule is still going (as a CronJob with
-concurrencyPolicy Forbid would). Missed ticks collapse into one run. Finished runs of a schedule are
-pruned to the newest few, like a CronJob's history limits.
+    <state>/schedules/<namespace>/<name>.json   the scheduled workload as submitted, and lastTick: the
+                                                last tick a run was started for
+    <state>/runs/<namespace>/<run>/run.json     the workload as submitted (owner, labels, retries;
+                                                Secret references, never their values), its schedule
+    <state>/runs/<namespace>/<run>/notified.json  the last change of the run reported to `on_change`
+    <state>/runs/<namespace>/<run>/attempt-<n>/ pid.json, exit.json (written by the supervisor),
+                                                output.log, failed.json (why the attempt failed when
+                                                no exit code tells), retry.json (when the next is due)
+    <state>/locks/<namespace>/<workload>.lock   flock'ed while a run of the workload is checked and
+                                                started, or the workload deleted
+
+`submit` of a workload without a schedule starts its one run at once (a name stands for one run, so
+submitting it again starts nothing). `submit` of a scheduled workload only stores it. The rest is done
+by one background thread (`start`/`stop`), the local stand-in for the controllers:
+
+- Schedules: at each tick (UTC cron) a run starts unless one of the schedule is still going (as with
+  concurrencyPolicy Forbid); missed ticks collapse into one run; a new schedule's first run is at its
+  next tick, as with a new CronJob; finished runs are pruned to the newest HISTORY_LIMIT per outcome.
+- Retries: a failed attempt is started again after a backoff (`retry_delay`) while `Workload.retries`
+  allows, like a Job's backoffLimit; meanwhile the run is Pending and says which attempt failed how.
+- Notifications: `on_change` hears of each run that starts running and of each that finishes for good,
+  once, also when it finished while no operator was running.
+- No overlap: before any run or attempt of a workload starts, earlier runs of it whose supervisor died
+  but whose component lives on (in the supervisor's process group) are ended and recorded as failed.
+
+The thread wakes at the next tick, at the next retry, and every `poll_seconds` while an attempt is live
+(nothing tells it when a process ends). Ticks and backoffs are computed on the injected clock; times
+reported in run statuses are wall-clock times written when things happened.
 """
 
 from __future__ import annotations
 
-import json
+import fcntl
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta, timezone
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from loom.domain.schedules import latest_tick
-from loom.domain.workloads import Phase, PythonEnv, Workload, WorkloadStatus
-from loom.executors.procfs import alive
+from loom.domain.errors import SecretNotFoundError
+from loom.domain.schedules import latest_tick, next_tick, validate
+from loom.domain.workloads import Phase, PythonEnv, RunChange, Workload, WorkloadStatus
+from loom.executors.local_runs import (
+    ATTEMPT_PREFIX,
+    FAILED_FILE,
+    LOG_FILE,
+    NOTIFIED_FILE,
+    RETRY_FILE,
+    RUN_FILE,
+    Run,
+    attempt_dirs,
+    attempt_status,
+    last_line,
+    read_json,
+    utcnow,
+    workload_from_json,
+    workload_to_json,
+    write_json,
+)
+from loom.executors.procfs import alive, group_members
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
+
+log = logging.getLogger(__name__)
 
 SecretReader = Callable[[str, str], Mapping[str, str]]
 Clock = Callable[[], datetime]
+OnChange = Callable[[RunChange], None]
 
-RUN_FILE = "run.json"
-LOG_FILE = "output.log"
 HISTORY_LIMIT = 3
-# A run directory whose supervisor never wrote its pid (the operator died while starting it).
-START_GRACE = timedelta(seconds=60)
-MESSAGE_BYTES = 2048
-DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "loom" / "operator"
+RETRY_BASE = timedelta(seconds=10)
+RETRY_CAP = timedelta(minutes=5)
+POLL_SECONDS = 1.0
+# The longest sleep: the wall clock may be set while the thread waits for a tick.
+MAX_SLEEP_SECONDS = 60.0
+# Between SIGTERM and SIGKILL when a run is stopped or an orphaned component ended.
+STOP_GRACE_SECONDS = 10.0
+# After a run or schedule could not be looked at (a damaged file): look again, without flooding the log.
+ERROR_RETRY = timedelta(seconds=30)
 DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[3] / "components"
 
 
-def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+def retry_delay(failed_attempts: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_CAP) -> timedelta:
+    """How long to wait after the n-th failed attempt: base, doubling each time, capped (a Job's backoff)."""
+    return min(cap, base * 2 ** max(0, failed_attempts - 1))
 
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def last_line(path: Path) -> str:
-    """The last non-empty line of a run's log: components end with their verdict."""
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - MESSAGE_BYTES))
-            text = f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return ""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 class LocalExecutor:
@@ -79,183 +107,426 @@ class LocalExecutor:
         interpreters: Mapping[PythonEnv, str],
         secrets: SecretReader,
         components_dir: Path = DEFAULT_COMPONENTS_DIR,
-        clock: Clock = _utcnow,
+        clock: Clock = utcnow,
+        *,
+        on_change: OnChange | None = None,
+        retry_base: timedelta = RETRY_BASE,
+        poll_seconds: float = POLL_SECONDS,
+        stop_grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
         self.state_dir = state_dir
         self.interpreters = dict(interpreters)
         self.secrets = secrets
         self.components_dir = components_dir
         self.clock = clock
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
-
-    @classmethod
-    def from_env(cls, secrets: SecretReader) -> LocalExecutor:
-        """LOOM_STATE_DIR, LOOM_COMPONENTS_DIR, LOOM_PYTHON_MAIN (default: this interpreter) and
-        LOOM_PYTHON_SERVE (no default: the serve environment is a separate virtualenv)."""
-        env = os.environ
-        interpreters = {PythonEnv.MAIN: env.get("LOOM_PYTHON_MAIN", sys.executable)}
-        if env.get("LOOM_PYTHON_SERVE"):
-            interpreters[PythonEnv.SERVE] = env["LOOM_PYTHON_SERVE"]
-        return cls(
-            Path(env.get("LOOM_STATE_DIR", DEFAULT_STATE_DIR)),
-            interpreters,
-            secrets,
-            Path(env.get("LOOM_COMPONENTS_DIR", DEFAULT_COMPONENTS_DIR)),
-        )
+        self.on_change = on_change
+        self.retry_base = retry_base
+        self.poll_seconds = poll_seconds
+        self.stop_grace_seconds = stop_grace_seconds
+        self._children: dict[int, tuple[subprocess.Popen[bytes], Path]] = {}  # by pid, with the attempt
+        self._children_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     # --- the Executor interface ----------------------------------------------------------------
 
     def submit(self, workload: Workload) -> None:
         if workload.schedule is None:
-            self._start(workload, workload.name, schedule=None)
+            self._submit_once(workload)
         else:
-            self._tick(workload)
+            self._submit_schedule(workload)
+        self.wake()
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
         self._reap()
         if self._schedule_path(namespace, name).exists():
-            return [self._status(d) for d in self._schedule_runs(namespace, name)]
-        run_dir = self._run_dir(namespace, name)
-        return [self._status(run_dir)] if run_dir.is_dir() else []
+            found = [self._read(d) for d in self._schedule_runs(namespace, name)]
+            return [r.status() for r in found if r is not None]
+        run = self._read(self._run_dir(namespace, name))
+        return [run.status()] if run is not None else []
 
     def names(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         found: set[str] = set()
         for path in sorted((self.state_dir / "schedules" / namespace).glob("*.json")):
-            if _matches((_read_json(path) or {}).get("labels", {}), labels):
+            if _matches(((read_json(path) or {}).get("workload") or {}).get("labels", {}), labels):
                 found.add(path.stem)
         for run_dir in self._run_dirs(namespace):
-            run = _read_json(run_dir / RUN_FILE) or {}
-            if _matches(run.get("labels", {}), labels):
+            run = read_json(run_dir / RUN_FILE) or {}
+            if _matches((run.get("workload") or {}).get("labels", {}), labels):
                 found.add(run.get("schedule") or run_dir.name)
         return found
 
     def delete(self, namespace: str, name: str) -> None:
-        schedule = self._schedule_path(namespace, name)
-        run_dirs = self._schedule_runs(namespace, name) if schedule.exists() else [self._run_dir(namespace, name)]
-        schedule.unlink(missing_ok=True)
-        for run_dir in run_dirs:
-            self._stop(run_dir)
-            shutil.rmtree(run_dir, ignore_errors=True)
+        """Waits until the workload's processes are gone, so a run submitted next never overlaps them."""
+        with self._lock(namespace, name):
+            self._schedule_path(namespace, name).unlink(missing_ok=True)
+            for run_dir in self._workload_runs(namespace, name):
+                for attempt in attempt_dirs(run_dir):
+                    self._end_group(attempt)
+                shutil.rmtree(run_dir, ignore_errors=True)
+            self._lock_path(namespace, name).unlink(missing_ok=True)
+        self._reap()
 
-    # --- runs ----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the thread that runs schedules and retries and reports run changes (one per executor)."""
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="loom-local-executor", daemon=True)
+        self._thread.start()
 
-    def _run_dir(self, namespace: str, name: str) -> Path:
-        return self.state_dir / "runs" / namespace / name
+    def stop(self) -> None:
+        """Stop the thread and wait for it; runs that are going keep going (they are not its children
+        in any way that matters: the next `start`, here or in a new process, picks them up)."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+        self._thread = None
 
-    def _run_dirs(self, namespace: str) -> list[Path]:
-        base = self.state_dir / "runs" / namespace
-        return sorted(p for p in base.iterdir() if p.is_dir()) if base.is_dir() else []
+    def wake(self) -> None:
+        """Have the thread look at the state now instead of at its next planned time (after a submit,
+        or after a test moved the injected clock)."""
+        self._wake.set()
+
+    # --- submitting ------------------------------------------------------------------------------
+
+    def _submit_once(self, workload: Workload) -> None:
+        run_dir = self._run_dir(workload.namespace, workload.name)
+        if run_dir.exists():
+            return
+        self._command(workload)  # a missing interpreter or Secret key raises here and leaves no trace
+        self._environment(workload)
+        with self._lock(workload.namespace, workload.name):
+            self._create_run(workload, workload.name, schedule=None)
+
+    def _submit_schedule(self, workload: Workload) -> None:
+        assert workload.schedule is not None
+        validate(workload.schedule)
+        self._command(workload)
+        wanted = workload_to_json(workload)
+        path = self._schedule_path(workload.namespace, workload.name)
+        with self._lock(workload.namespace, workload.name):
+            state = read_json(path)
+            if state is not None and state["workload"] == wanted:
+                return
+            # A new schedule starts from now, as a new CronJob does; a changed one keeps its lastTick.
+            last = state["lastTick"] if state is not None else self.clock().isoformat()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json(path, {"workload": wanted, "lastTick": last})
+
+    # --- starting runs and attempts (callers hold the workload's lock) ---------------------------
+
+    @contextmanager
+    def _lock(self, namespace: str, name: str) -> Iterator[None]:
+        """An exclusive flock on the workload's lock file, for threads and processes alike. `delete`
+        removes the file while holding it, so a lock taken on a file no longer at the path is retried."""
+        path = self._lock_path(namespace, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        try:
+            yield
+        finally:
+            os.close(fd)
+
+    def _create_run(self, workload: Workload, run_name: str, schedule: str | None) -> bool:
+        """Create the run and start its first attempt, unless it exists. The run directory appears
+        whole (renamed into place with its run.json), so readers never see half of one."""
+        run_dir = self._run_dir(workload.namespace, run_name)
+        if run_dir.exists():
+            return False
+        self._end_orphans(workload.namespace, schedule or workload.name)
+        tmp = run_dir.with_name(f".{run_name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a starter that died
+        tmp.mkdir(parents=True)
+        write_json(tmp / RUN_FILE, {
+            "workload": workload_to_json(workload),
+            "schedule": schedule,
+            "createdAt": utcnow().isoformat(),
+        })
+        os.rename(tmp, run_dir)
+        self._launch(run_dir, 1, workload)
+        return True
+
+    def _launch(self, run_dir: Path, number: int, workload: Workload) -> None:
+        """Start attempt `number`; what keeps it from starting is recorded as its failure."""
+        attempt = run_dir / f"{ATTEMPT_PREFIX}{number}"
+        attempt.mkdir()
+        try:
+            command = self._command(workload)
+            env = self._environment(workload)
+            with (attempt / LOG_FILE).open("ab") as output:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "loom.executors.supervisor", str(attempt), "--", *command],
+                    stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=env, cwd=run_dir,
+                    start_new_session=True,
+                )
+        except Exception as error:  # E2BIG, a missing interpreter or Secret, an unreachable API server
+            write_json(attempt / FAILED_FILE, {"message": f"could not start: {error}", "at": utcnow().isoformat()})
+            return
+        with self._children_lock:
+            self._children[child.pid] = (child, attempt)
+
+    def _command(self, workload: Workload) -> list[str]:
+        interpreter = self.interpreters.get(PythonEnv(workload.python))
+        if interpreter is None:
+            raise LookupError(f"no interpreter for the {workload.python} environment (set LOOM_PYTHON_SERVE)")
+        return [interpreter, str(self.components_dir / workload.component), *workload.args]
 
     def _environment(self, workload: Workload) -> dict[str, str]:
         env = {**os.environ, **workload.env, "PYTHONUNBUFFERED": "1"}
         for ref in workload.secret_env:
             values = self.secrets(workload.namespace, ref.secret)
             if ref.key not in values:
-                raise LookupError(f"Secret {workload.namespace}/{ref.secret} has no key {ref.key!r}")
+                raise SecretNotFoundError(f"Secret {workload.namespace}/{ref.secret} has no key {ref.key!r}")
             env[ref.name] = values[ref.key]
         return env
 
-    def _start(self, workload: Workload, run_name: str, schedule: str | None) -> None:
-        """Start a run unless its directory exists; creating the directory is the claim, so two
-        callers never start the same run."""
-        run_dir = self._run_dir(workload.namespace, run_name)
-        if run_dir.exists():
-            return
-        interpreter = self.interpreters.get(PythonEnv(workload.python))
-        if interpreter is None:
-            raise LookupError(f"no interpreter for the {workload.python} environment (set LOOM_PYTHON_SERVE)")
-        env = self._environment(workload)  # before claiming: a missing Secret leaves no trace
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            return
-        _write_json(run_dir / RUN_FILE, {
-            "labels": dict(workload.labels),
-            "schedule": schedule,
-            "component": workload.component,
-            "createdAt": _utcnow().isoformat(),  # wall time, for START_GRACE; the clock is for schedules
-        })
-        command = [interpreter, str(self.components_dir / workload.component), *workload.args]
-        with (run_dir / LOG_FILE).open("ab") as log:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "loom.executors.supervisor", str(run_dir), "--", *command],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, cwd=run_dir, start_new_session=True,
-            )
-        self._children[child.pid] = child
+    def _end_orphans(self, namespace: str, workload_name: str) -> None:
+        """End what is left of earlier runs of the workload whose supervisor is gone: a component (and
+        its children) still in the supervisor's process group. An attempt that never recorded how it
+        ended is recorded as failed."""
+        for run_dir in self._workload_runs(namespace, workload_name):
+            for attempt in attempt_dirs(run_dir):
+                pid = read_json(attempt / PID_FILE)
+                if pid is None or alive(pid["pid"], pid["startTicks"], pid["bootId"]):
+                    continue
+                ended = self._end_group(attempt)
+                if ended and not (attempt / EXIT_FILE).exists() and not (attempt / FAILED_FILE).exists():
+                    pids = ", ".join(str(p) for p in ended)
+                    write_json(attempt / FAILED_FILE, {
+                        "message": f"supervisor died; ended the orphaned component (pid {pids})",
+                        "at": utcnow().isoformat(),
+                    })
+
+    def _end_group(self, attempt: Path) -> list[int]:
+        """SIGTERM to the attempt's process group (supervisor, component and its children), SIGKILL
+        to what is left after the grace; returns once none is left. Returns the pids it found."""
+        pid = read_json(attempt / PID_FILE)
+        if pid is None:
+            return []
+
+        def members() -> list[int]:
+            return group_members(pid["pid"], pid["startTicks"], pid["bootId"])
+
+        found = members()
+        for sig, grace in ((signal.SIGTERM, self.stop_grace_seconds), (signal.SIGKILL, self.stop_grace_seconds)):
+            if not members():
+                break
+            try:
+                os.killpg(pid["pid"], sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + grace
+            while members() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return found
 
     def _reap(self) -> None:
-        """Collect supervisors this process started that have exited (no zombies left behind)."""
-        for pid, child in list(self._children.items()):
-            if child.poll() is not None:
+        """Collect supervisors this process started that have exited (no zombies left behind); one that
+        exited before writing its pid could not start (its log says why, e.g. loom not importable)."""
+        with self._children_lock:
+            for pid, (child, attempt) in list(self._children.items()):
+                code = child.poll()
+                if code is None:
+                    continue
                 del self._children[pid]
+                if attempt.is_dir() and not (attempt / PID_FILE).exists():
+                    why = last_line(attempt / LOG_FILE) or f"exit code {code}"
+                    write_json(attempt / FAILED_FILE, {"message": f"the supervisor could not start: {why}",
+                                                        "at": utcnow().isoformat()})
 
-    def _status(self, run_dir: Path) -> WorkloadStatus:
-        run = _read_json(run_dir / RUN_FILE) or {}
-        pid = _read_json(run_dir / PID_FILE)
-        done = _read_json(run_dir / EXIT_FILE)
-        started = datetime.fromisoformat(pid["startedAt"]) if pid else None
-        if done is not None:
-            code = int(done["code"])
-            return WorkloadStatus(
-                run_dir.name, Phase.SUCCEEDED if code == 0 else Phase.FAILED, last_line(run_dir / LOG_FILE),
-                started, datetime.fromisoformat(done["finishedAt"]), code,
-            )
-        if pid is not None:
-            if alive(pid["pid"], pid["startTicks"], pid["bootId"]):
-                return WorkloadStatus(run_dir.name, Phase.RUNNING, "", started)
-            return WorkloadStatus(
-                run_dir.name, Phase.FAILED,
-                f"the run's supervisor (pid {pid['pid']}) ended without recording an exit code "
-                "(killed, or the machine restarted)", started,
-            )
-        created = datetime.fromisoformat(run["createdAt"]) if run.get("createdAt") else None
-        if created is not None and _utcnow() - created < START_GRACE:
-            return WorkloadStatus(run_dir.name, Phase.PENDING)
-        return WorkloadStatus(run_dir.name, Phase.FAILED, "the run never started (the operator stopped while starting it)")
+    # --- the controller thread -------------------------------------------------------------------
 
-    def _stop(self, run_dir: Path) -> None:
-        """SIGTERM to the run's whole session (supervisor and component), if it is still going."""
-        pid = _read_json(run_dir / PID_FILE)
-        if pid is not None and _read_json(run_dir / EXIT_FILE) is None and alive(pid["pid"], pid["startTicks"], pid["bootId"]):
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
             try:
-                os.killpg(pid["pid"], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+                timeout = self._pass()
+            except Exception:  # a full disk, an unreadable state dir: try again, never die
+                log.exception("local executor: pass over the state directory failed")
+                timeout = self.poll_seconds
+            self._wake.wait(timeout)
 
-    # --- schedules -----------------------------------------------------------------------------
-
-    def _schedule_path(self, namespace: str, name: str) -> Path:
-        return self.state_dir / "schedules" / namespace / f"{name}.json"
-
-    def _schedule_runs(self, namespace: str, name: str) -> list[Path]:
-        """Run directories of a schedule, newest first (run names end in the tick's minute)."""
-        runs = [d for d in self._run_dirs(namespace) if (_read_json(d / RUN_FILE) or {}).get("schedule") == name]
-        return sorted(runs, key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True)
-
-    def _tick(self, workload: Workload) -> None:
-        assert workload.schedule is not None
+    def _pass(self) -> float:
+        """One look at every run and schedule; returns how long to sleep."""
         now = self.clock()
-        path = self._schedule_path(workload.namespace, workload.name)
-        state = _read_json(path) or {"lastTick": now.isoformat()}  # like a new CronJob: the next tick is the first
-        state.update(cron=workload.schedule, labels=dict(workload.labels))
-        tick = latest_tick(workload.schedule, now)
-        runs = [self._status(d) for d in self._schedule_runs(workload.namespace, workload.name)]
-        if tick > datetime.fromisoformat(state["lastTick"]) and all(r.finished for r in runs):
-            self._start(workload, f"{workload.name}-{int(tick.timestamp()) // 60}", schedule=workload.name)
-            state["lastTick"] = tick.isoformat()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(path, state)
+        self._reap()
+        wakes: list[datetime] = []
+        live = False
+        for run_dir in self._all(self.state_dir / "runs", Path.is_dir):
+            if self._stopping.is_set():
+                return 0.0
+            try:
+                live |= self._follow(run_dir, now, wakes)
+            except Exception:
+                if run_dir.is_dir():  # else it was deleted while we looked
+                    log.exception("local executor: could not follow run %s", run_dir)
+                    wakes.append(now + ERROR_RETRY)
+        for path in self._all(self.state_dir / "schedules", lambda p: p.suffix == ".json"):
+            if self._stopping.is_set():
+                return 0.0
+            try:
+                live |= self._tick(path, now, wakes)
+            except Exception:
+                if path.exists():
+                    log.exception("local executor: could not run schedule %s", path)
+                    wakes.append(now + ERROR_RETRY)
+        timeout = MAX_SLEEP_SECONDS
+        if wakes:
+            timeout = min(timeout, (min(wakes) - now).total_seconds())
+        if live:
+            timeout = min(timeout, self.poll_seconds)
+        return max(0.0, timeout)
+
+    def _follow(self, run_dir: Path, now: datetime, wakes: list[datetime]) -> bool:
+        """Report the run's change, start its next attempt when due; True while an attempt is live."""
+        run = self._read(run_dir)
+        if run is None:
+            return False
+        self._notify(run)
+        if not run.needs_attempt:
+            return run.live
+        due = self._retry_at(run, now)
+        if due > now:
+            wakes.append(due)
+            return False
+        with self._lock(run.workload.namespace, run.workload_name):
+            run = self._read(run_dir)  # again, under the lock: another thread or process may have acted
+            if run is None or not run.needs_attempt:
+                return run is not None and run.live
+            self._end_orphans(run.workload.namespace, run.workload_name)
+            self._launch(run_dir, len(run.attempts) + 1, run.workload)
+        return True
+
+    def _retry_at(self, run: Run, now: datetime) -> datetime:
+        """When the next attempt is due: recorded the first time the thread sees the failure."""
+        if not run.attempts:
+            return now
+        path = run.attempts[-1] / RETRY_FILE
+        recorded = read_json(path)
+        if recorded is not None:
+            return datetime.fromisoformat(recorded["at"])
+        due = now + retry_delay(len(run.attempts), self.retry_base)
+        write_json(path, {"at": due.isoformat()})
+        return due
+
+    def _notify(self, run: Run) -> None:
+        """Report a run that started running (each attempt) or finished for good, once each."""
+        if self.on_change is None:
+            return
+        status = run.status()
+        if status.finished:
+            mark: dict[str, Any] = {"phase": status.phase.value}
+        elif status.phase == Phase.RUNNING:
+            mark = {"phase": status.phase.value, "attempt": len(run.attempts)}
+        else:
+            return
+        path = run.dir / NOTIFIED_FILE
+        if read_json(path) == mark:
+            return
+        change = RunChange(run.workload.namespace, run.workload_name, run.workload.owner, status)
+        try:
+            self.on_change(change)
+        except Exception:  # the periodic resync covers a change that could not be reported
+            log.exception("local executor: could not report %s of run %s", status.phase.value, status.name)
+        write_json(path, mark)
+
+    def _tick(self, path: Path, now: datetime, wakes: list[datetime]) -> bool:
+        """Start the schedule's run for its latest tick if that is new and no run of it is going
+        (missed ticks collapse into one run); prune its history. True if a run started."""
+        state = read_json(path)
+        if state is None:
+            return False
+        workload = workload_from_json(state["workload"])
+        assert workload.schedule is not None
+        wakes.append(next_tick(workload.schedule, now))
+        started = False
+        if latest_tick(workload.schedule, now) > datetime.fromisoformat(state["lastTick"]):
+            with self._lock(workload.namespace, workload.name):
+                started = self._start_tick(path, now)
         self._prune(workload.namespace, workload.name)
+        return started
+
+    def _start_tick(self, path: Path, now: datetime) -> bool:
+        state = read_json(path)  # again, under the lock: deleted or changed meanwhile
+        if state is None:
+            return False
+        workload = workload_from_json(state["workload"])
+        assert workload.schedule is not None
+        tick = latest_tick(workload.schedule, now)
+        if tick <= datetime.fromisoformat(state["lastTick"]):
+            return False
+        runs = (self._read(d) for d in self._schedule_runs(workload.namespace, workload.name))
+        if any(r is not None and not r.status().finished for r in runs):
+            return False  # concurrencyPolicy Forbid: the tick waits for the run that is going
+        started = self._create_run(workload, f"{workload.name}-{int(tick.timestamp()) // 60}", workload.name)
+        write_json(path, {**state, "lastTick": tick.isoformat()})
+        return started
 
     def _prune(self, namespace: str, name: str) -> None:
         kept = {Phase.SUCCEEDED: 0, Phase.FAILED: 0}
         for run_dir in self._schedule_runs(namespace, name):
-            phase = self._status(run_dir).phase
+            run = self._read(run_dir)
+            phase = run.status().phase if run is not None else None
             if phase in kept:
                 kept[phase] += 1
                 if kept[phase] > HISTORY_LIMIT:
                     shutil.rmtree(run_dir, ignore_errors=True)
+
+    # --- the state directory ---------------------------------------------------------------------
+
+    def _read(self, run_dir: Path) -> Run | None:
+        run = read_json(run_dir / RUN_FILE)
+        if run is None:
+            return None
+        attempts = tuple(attempt_dirs(run_dir))
+        last = attempt_status(attempts[-1]) if attempts else None
+        return Run(run_dir, workload_from_json(run["workload"]), run["schedule"], attempts, last)
+
+    def _run_dir(self, namespace: str, name: str) -> Path:
+        return self.state_dir / "runs" / namespace / name
+
+    def _run_dirs(self, namespace: str) -> list[Path]:
+        base = self.state_dir / "runs" / namespace
+        return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) if base.is_dir() else []
+
+    def _all(self, base: Path, keep: Callable[[Path], bool]) -> list[Path]:
+        """Entries of every namespace under `base` (runs or schedules), without temporary ones."""
+        if not base.is_dir():
+            return []
+        return sorted(p for ns in base.iterdir() if ns.is_dir() for p in ns.iterdir()
+                      if not p.name.startswith(".") and keep(p))
+
+    def _workload_runs(self, namespace: str, name: str) -> list[Path]:
+        """The runs of a workload: a schedule's runs, or the one run of a once-workload."""
+        own = self._run_dir(namespace, name)
+        return self._schedule_runs(namespace, name) + ([own] if own.is_dir() else [])
+
+    def _schedule_path(self, namespace: str, name: str) -> Path:
+        return self.state_dir / "schedules" / namespace / f"{name}.json"
+
+    def _lock_path(self, namespace: str, name: str) -> Path:
+        return self.state_dir / "locks" / namespace / f"{name}.lock"
+
+    def _schedule_runs(self, namespace: str, name: str) -> list[Path]:
+        """Run directories of a schedule, newest first (run names end in the tick's minute)."""
+        runs = [
+            d for d in self._run_dirs(namespace)
+            if d.name.startswith(f"{name}-") and (read_json(d / RUN_FILE) or {}).get("schedule") == name
+        ]
+        return sorted(runs, key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True)
 
 
 def _matches(have: Mapping[str, str], want: Mapping[str, str]) -> bool:

@@ -11,7 +11,7 @@ _PROC = Path("/proc")
 def _stat_fields(pid: int) -> list[str] | None:
     try:
         text = (_PROC / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
+    except (FileNotFoundError, ProcessLookupError):  # gone, or going while we read
         return None
     # The command name (field 2) is in parentheses and may contain spaces; fields restart after it.
     return text[text.rindex(")") + 2 :].split()
@@ -34,3 +34,26 @@ def alive(pid: int, ticks: int | None, boot: str) -> bool:
         return False
     state, started = fields[0], int(fields[19])
     return state not in ("Z", "X") and started == ticks
+
+
+def group_members(leader: int, ticks: int | None, boot: str) -> list[int]:
+    """Live processes of the process group that the process `leader` (with start time `ticks`) led,
+    whether or not the leader itself still exists: a supervisor killed with SIGKILL leaves its
+    component running in the group. Empty when `leader` now names another process (the group id
+    cannot then be the one the supervisor made) or after a reboot. Members that started before the
+    leader cannot be its descendants and are never counted."""
+    if boot != boot_id():
+        return []
+    now_leader = _stat_fields(leader)
+    if now_leader is not None and ticks is not None and int(now_leader[19]) != ticks:
+        return []
+    members = []
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is None or fields[0] in ("Z", "X") or int(fields[2]) != leader:
+            continue
+        if ticks is None or int(fields[19]) >= ticks:
+            members.append(int(entry.name))
+    return sorted(members)

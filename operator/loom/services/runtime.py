@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from loom.config import OperatorConfig
 from loom.domain.workloads import RunChange
-from loom.drivers.kube import Kube, load_config
+from loom.drivers.kube import Kube, KubeClient, load_config
 from loom.executors.base import Executor
 from loom.executors.factory import build_executor
 
@@ -22,5 +22,5 @@ class Runtime:
 def connect(config: OperatorConfig, on_run_change: Callable[[RunChange], None]) -> Runtime:
     """Load the cluster credentials, then build the clients; the executor is not started yet."""
     load_config()
-    kube = Kube()
+    kube = KubeClient()
     return Runtime(kube, build_executor(config, kube, on_run_change))

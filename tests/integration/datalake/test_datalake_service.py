@@ -17,7 +17,7 @@ from loom.api.datalake import DataLakeSpec
 from loom.config import OperatorConfig
 from loom.domain.outcome import Outcome
 from loom.domain.workloads import PythonEnv
-from loom.drivers.kube import Kube
+from loom.drivers.kube import KubeClient
 from loom.executors.local import LocalExecutor
 from loom.services import datalake
 from loom.services.context import ReconcileContext
@@ -28,7 +28,7 @@ from tests.integration.datalake.conftest import CatalogUnderTest, Postgres
 @pytest.fixture
 def ctx(cluster: devcluster.Cluster, namespace: str, tmp_path: Path) -> Iterator[ReconcileContext]:
     client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    kube = Kube(client)
+    kube = KubeClient(client)
     executor = LocalExecutor(tmp_path / "runs", {PythonEnv.MAIN: sys.executable}, kube.get_secret)
     yield ReconcileContext(namespace, "movielens", "uid-movielens", 1, kube,
                            OperatorConfig(dependency_retry_seconds=1), executor)

@@ -1,0 +1,38 @@
+"""The one label scheme of everything Loom creates: Kubernetes' recommended app.kubernetes.io labels,
+plus `loom.dev/<kind>: <name>` naming the Loom object a child belongs to (how a service finds its
+children again) and `loom.dev/workload` on every run of a workload (how an executor finds its runs)."""
+
+from __future__ import annotations
+
+from loom.domain.workloads import WORKLOAD_LABEL
+
+PART_OF = "loom"
+# app.kubernetes.io/managed-by of every child; also the server-side-apply field manager's default.
+MANAGER = "loom-operator"
+
+
+def owner_label(kind: str) -> str:
+    """The label naming a child's Loom owner, e.g. loom.dev/datalake for a DataLake's ingests."""
+    return f"loom.dev/{kind.lower()}"
+
+
+def owned_by(kind: str, name: str) -> dict[str, str]:
+    """The selector of a Loom object's children."""
+    return {owner_label(kind): name}
+
+
+def recommended(instance: str, component: str) -> dict[str, str]:
+    """app.kubernetes.io labels of one child: `instance` is the child's own name."""
+    return {
+        "app.kubernetes.io/name": PART_OF,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def workload_labels(name: str, component: str, extra: dict[str, str]) -> dict[str, str]:
+    """Labels of a workload's Job/CronJob and pods: recommended ones, the workload's own (`extra`,
+    e.g. `owned_by`), and the run label, which neither may override."""
+    return {**recommended(name, component), **extra, WORKLOAD_LABEL: name}
