@@ -4,16 +4,11 @@ children again) and `loom.dev/workload` on every run of a workload (how an execu
 
 from __future__ import annotations
 
-from loom.domain.workloads import WORKLOAD_LABEL
+from loom.domain.workloads import WORKLOAD_LABEL, owner_label
 
 PART_OF = "loom"
 # app.kubernetes.io/managed-by of every child; also the server-side-apply field manager's default.
 MANAGER = "loom-operator"
-
-
-def owner_label(kind: str) -> str:
-    """The label naming a child's Loom owner, e.g. loom.dev/datalake for a DataLake's ingests."""
-    return f"loom.dev/{kind.lower()}"
 
 
 def owned_by(kind: str, name: str) -> dict[str, str]:

@@ -15,6 +15,13 @@ from datetime import datetime
 from enum import Enum
 
 WORKLOAD_LABEL = "loom.dev/workload"
+
+
+def owner_label(kind: str) -> str:
+    """The label naming the Loom object a workload belongs to (`loom.dev/datalake: movielens`): how
+    runs are traced to their owner even where ownerReferences point elsewhere (a CronJob's Jobs)."""
+    return f"loom.dev/{kind.lower()}"
+
 # A CronJob's name gets 11 characters appended for its Jobs, and a Job's name becomes a label value.
 MAX_SCHEDULED_NAME = 52
 MAX_NAME = 63

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import kopf
 
-from loom.config import OperatorConfig
-from loom.handlers import datalake, featureset, inferenceservice, lifecycle, links, trainingjob
+from loom.api.kinds import KINDS
+from loom.config import ExecutorKind, OperatorConfig
+from loom.handlers import datalake, featureset, inferenceservice, lifecycle, links, runs, trainingjob
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -15,4 +16,6 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     for module in (lifecycle, datalake, featureset, trainingjob, inferenceservice):
         module.register(registry, config)
     links.register(registry)
+    if config.executor == ExecutorKind.KUBERNETES:  # the local executor reports its own runs
+        runs.register(registry, KINDS)
     return registry

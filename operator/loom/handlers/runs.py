@@ -1,0 +1,41 @@
+"""Run changes in a cluster: the Kubernetes executor's runs are Jobs, whose controller is the cluster's,
+so a watch on Loom's Jobs reports a run that started or finished to its owner, as the local executor
+reports its own (`Nudger.run_changed`). The owner is read from the owner label, because a scheduled
+run's ownerReference is its CronJob."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from loom.api.kinds import Kind
+from loom.domain.workloads import WORKLOAD_LABEL, Phase, owner_label
+from loom.handlers.triggers import WORKLOAD, ObjectRef, marker
+
+
+def job_phase(status: Mapping[str, Any]) -> Phase | None:
+    """The run's phase as far as its owner cares: started (running) or finished; None before."""
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "True" and condition.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return Phase.SUCCEEDED
+        if condition.get("status") == "True" and condition.get("type") in ("Failed", "FailureTarget"):
+            return Phase.FAILED
+    return Phase.RUNNING if status.get("active") or status.get("startTime") else None
+
+
+def owners(labels: Mapping[str, str], namespace: str, kinds: Iterable[Kind]) -> list[ObjectRef]:
+    return [ObjectRef(k.plural, namespace, labels[owner_label(k.kind)]) for k in kinds if owner_label(k.kind) in labels]
+
+
+def register(registry: kopf.OperatorRegistry, kinds: Iterable[Kind]) -> None:
+    kinds = tuple(kinds)
+
+    @kopf.on.event("batch", "v1", "jobs", labels={WORKLOAD_LABEL: kopf.PRESENT}, registry=registry)
+    def job_changed(*, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        phase = job_phase(body.get("status") or {})
+        if phase is None:
+            return
+        for ref in owners(body.get("metadata", {}).get("labels") or {}, namespace or "", kinds):
+            memo.nudger(ref, WORKLOAD, marker([name, phase.value]))
