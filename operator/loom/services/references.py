@@ -1,15 +1,31 @@
-"""Links between Loom resources: a resource is only as ready as what it consumes."""
+"""Links between Loom resources: a resource is only as ready as what it consumes. Observing a
+reference (one GET) is apart from judging it (pure), so decide functions take the observed object."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from loom.api.kinds import Kind
 from loom.domain.outcome import READY, Observed
-from loom.services.context import ReconcileContext
+from loom.drivers.kube import Kube
 
 
-def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class Reference:
+    """A Loom object named in a spec, as observed: `body` is None when it does not exist."""
+
+    kind: Kind
+    name: str
+    body: Mapping[str, Any] | None
+
+
+def observe_reference(kube: Kube, kind: Kind, namespace: str, name: str) -> Reference:
+    return Reference(kind, name, kube.get_loom(kind, namespace, name))
+
+
+def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The Ready condition of a Loom object, if it has one for its current generation."""
     status = obj.get("status") or {}
     generation = obj.get("metadata", {}).get("generation")
@@ -19,15 +35,19 @@ def ready_condition(obj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def check_reference(
-    ctx: ReconcileContext, kind: Kind, name: str, condition_type: str
-) -> tuple[Observed, dict[str, Any] | None]:
-    """Observe whether the referenced resource exists and is Ready; return it for further checks."""
-    obj = ctx.kube.get_loom(kind, ctx.namespace, name)
-    if obj is None:
-        return Observed(condition_type, False, f"{kind.kind}NotFound", f'{kind.kind} "{name}" does not exist'), None
-    ready = ready_condition(obj)
+def reference_condition(ref: Reference, condition_type: str) -> Observed:
+    """Whether the referenced resource exists and is Ready, as a condition of the referrer."""
+    kind = ref.kind.kind
+    if ref.body is None:
+        return Observed(condition_type, False, f"{kind}NotFound", f'{kind} "{ref.name}" does not exist')
+    ready = ready_condition(ref.body)
     if ready is None or ready.get("status") != "True":
         detail = f": {ready.get('message')}" if ready and ready.get("message") else ""
-        return Observed(condition_type, False, f"{kind.kind}NotReady", f'{kind.kind} "{name}" is not Ready{detail}'), obj
-    return Observed(condition_type, True, f"{kind.kind}Ready", f'{kind.kind} "{name}" is Ready'), obj
+        return Observed(condition_type, False, f"{kind}NotReady", f'{kind} "{ref.name}" is not Ready{detail}')
+    return Observed(condition_type, True, f"{kind}Ready", f'{kind} "{ref.name}" is Ready')
+
+
+def check_reference(ctx: Any, kind: Kind, name: str, condition_type: str) -> tuple[Observed, Mapping[str, Any] | None]:
+    """Observe and judge in one step, for services not yet split into observe and decide."""
+    ref = observe_reference(ctx.kube, kind, ctx.namespace, name)
+    return reference_condition(ref, condition_type), ref.body
