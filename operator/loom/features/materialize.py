@@ -16,10 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from loom.api.featureset import Quality
 from loom.domain.feature_views import FeatureViewDefinition, pin_env_name
+from loom.domain.materialization import ONLINE_CONNECTION_ENV, MaterializeRequest
 from loom.drivers import feast_pins, feast_store
 from loom.drivers.feast_snapshots import changes_since, scan_batches
 from loom.drivers.feast_store import StoreSettings
@@ -30,43 +28,26 @@ from loom.features.quality import Profiler, QualityReport, evaluate, profile
 BEGINNING = datetime(1900, 1, 1, tzinfo=timezone.utc)
 MATERIALIZED = "materialized"
 REJECTED = "rejected"
-ONLINE_CONNECTION_ENV = "LOOM_FEAST_ONLINE_CONNECTION"
 
 
 class StaleRequest(Exception):
     """The registry holds a different definition than the one this run was planned for."""
 
 
-class MaterializeRequest(BaseModel):
-    """Everything a run needs, as the operator plans it. No Secret values: those reach the process
-    as environment variables (the lake's FileIO keys via `pin_env_name`, the online connection via
-    LOOM_FEAST_ONLINE_CONNECTION)."""
+def store_settings(request: MaterializeRequest) -> StoreSettings:
+    """The request's store, with the online connection from its environment variable when the
+    operator left it out (it lives in a Secret)."""
+    settings = StoreSettings.from_json(request.store)
+    if not settings.online_connection and ONLINE_CONNECTION_ENV in os.environ:
+        return StoreSettings(settings.project, settings.registry_uri, settings.online_kind,
+                             os.environ[ONLINE_CONNECTION_ENV])
+    return settings
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    definition: dict[str, Any]
-    store: dict[str, str]
-    lake_catalog_name: str
-    lake_catalog: dict[str, str]
-    lake_secret_keys: list[str] = Field(default_factory=list)
-    lake_table: str
-    snapshot_id: int
-    previous_snapshot_id: int | None = None
-    quality: Quality = Quality()
-
-    def feature_view(self) -> FeatureViewDefinition:
-        return FeatureViewDefinition.from_json(self.definition)
-
-    def store_settings(self) -> StoreSettings:
-        settings = StoreSettings.from_json(self.store)
-        if not settings.online_connection and ONLINE_CONNECTION_ENV in os.environ:
-            return StoreSettings(settings.project, settings.registry_uri, settings.online_kind,
-                                 os.environ[ONLINE_CONNECTION_ENV])
-        return settings
-
-    def lake_properties(self) -> dict[str, str]:
-        secret = {key: os.environ[pin_env_name(key)] for key in self.lake_secret_keys}
-        return {**self.lake_catalog, **secret}
+def lake_properties(request: MaterializeRequest) -> dict[str, str]:
+    """The lake catalog's properties, with the Secret's keys from their environment variables."""
+    secret = {key: os.environ[pin_env_name(key)] for key in request.lake_secret_keys}
+    return {**request.lake_catalog, **secret}
 
 
 @dataclass(frozen=True)
@@ -112,7 +93,7 @@ class MaterializeResult:
 def run(request: MaterializeRequest, now: datetime | None = None) -> MaterializeResult:
     started = time.monotonic()
     now = now or datetime.now(timezone.utc)
-    definition, settings = request.feature_view(), request.store_settings()
+    definition, settings = request.feature_view(), store_settings(request)
     source = definition.source
     held = feast_store.applied_version(settings, definition)
     if held != definition.version:
@@ -120,7 +101,7 @@ def run(request: MaterializeRequest, now: datetime | None = None) -> Materialize
             f"the registry holds version {held} of {definition.name}, this run was planned for {definition.version}"
         )
 
-    table = open_catalog(request.lake_catalog_name, request.lake_properties()).load_table(request.lake_table)
+    table = open_catalog(request.lake_catalog_name, lake_properties(request)).load_table(request.lake_table)
     changes = changes_since(table, request.snapshot_id, request.previous_snapshot_id, source.timestamp_field)
     start = changes.earliest_event if not changes.everything and changes.earliest_event else BEGINNING
     nothing_new = not changes.everything and changes.added_files == 0
