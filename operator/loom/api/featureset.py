@@ -28,7 +28,14 @@ class FeatureSource(LoomModel):
     data_lake_ref: DataLakeTableRef = Field(description="The DataLake table the features are read from.")
     timestamp_field: Identifier = Field(description="Event-time column used for point-in-time joins.")
     created_timestamp_field: Identifier | None = Field(
-        default=None, description="Row-creation time column; breaks ties between rows of equal event time."
+        default=None,
+        description=(
+            "Row-creation time column (timestamp or timestamptz). It only breaks ties: among rows of one entity "
+            "with equal event time, point-in-time joins (training sets) and materialization take the row with the "
+            "latest created timestamp. It is never compared with a label's time, so that row wins even when it "
+            "was created after the label's event time (Feast's rule): a correction written later is seen by "
+            "earlier labels. Without this column, which of the tied rows is taken is undefined."
+        ),
     )
     snapshot_id: int | None = Field(
         default=None, description="Pin an Iceberg snapshot; when unset the table's current snapshot is followed."
@@ -170,6 +177,21 @@ class MaterializationRun(LoomModel):
     feature_view_version: str = Field(description="Feature view version the run materialized.")
 
 
+class MaterializationFailure(LoomModel):
+    """A materialization run that failed, and the input it failed for. A deterministic failure is not
+    retried until that input changes (the spec, the lake table's snapshot or schema); a transient one
+    is retried after a backoff that doubles with each attempt."""
+
+    run: str = Field(description="Name of the failed run (a Job, or a local run of the operator).")
+    time: datetime = Field(description="When the run failed.")
+    generation: int | None = Field(default=None, description="FeatureSet generation the run was for.")
+    snapshot_id: int = Field(description="Lake table snapshot the run was materializing.")
+    schema_id: int = Field(description="Schema id of that snapshot.")
+    feature_view_version: str = Field(description="Feature view version the run was for.")
+    transient: bool = Field(description="Whether the failure may heal by itself (an unreachable system).")
+    attempts: int = Field(ge=1, description="Failed runs for this input so far.")
+
+
 class FeatureSetStatus(StatusBase):
     """Observed state of the feature view: what was read, applied and materialized."""
 
@@ -177,3 +199,6 @@ class FeatureSetStatus(StatusBase):
     feature_view_version: str | None = Field(default=None, description="Hash of the applied definition.")
     last_materialized: MaterializationRun | None = Field(default=None, description="Last materialization.")
     online_row_count: int | None = Field(default=None, ge=0, description="Entity rows in the online store.")
+    last_failure: MaterializationFailure | None = Field(
+        default=None, description="The last failed materialization run and the input it failed for."
+    )
