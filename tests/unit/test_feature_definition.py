@@ -1,10 +1,9 @@
-"""What a FeatureSet asks of Feast, computed without Feast: names, the version hash, the pinned
-source, and the marker that tells the operator a lake snapshot or schedule tick needs a reconcile."""
+"""What a FeatureSet asks of Feast, computed without Feast: names, the version hash and the pinned
+source. When to materialize is the decision's business (test_featureset_decide.py)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import yaml
@@ -12,7 +11,7 @@ import yaml
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
 from loom.domain.feature_views import FeatureViewDefinition, feast_name, feast_project, pin_env_name
-from loom.services.featureset import feature_view_definition, source_moved
+from loom.services.featureset import feature_view_definition
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 REGISTRY = "sqlite:////var/tmp/loom/feast/registry.db"
@@ -62,31 +61,3 @@ def test_version_is_stable_and_follows_only_the_definition() -> None:
     assert definition(materialization={"schedule": "@daily", "suspend": True}).version == base.version
     assert definition(quality={"minRows": 1}).version == base.version
     assert replace(base, online=False).version != base.version
-
-
-NOW = datetime.now(timezone.utc)
-
-
-def lake(snapshot: int | None) -> dict:
-    return {"status": {"tables": [{"name": "user_features", "currentSnapshotId": snapshot}]}}
-
-
-def test_a_new_lake_snapshot_needs_a_reconcile_once() -> None:
-    spec = sample("featureset")["spec"] | {"materialization": {}}
-    assert source_moved(spec, {}, lake(None)) is None
-    assert source_moved(spec, {}, lake(11)) == "snapshot=11"
-    assert source_moved(spec, {"sourceSnapshotId": 11}, lake(11)) is None
-    assert source_moved(spec, {"sourceSnapshotId": 11}, lake(12)) == "snapshot=12"
-    assert source_moved(spec | {"materialization": {"suspend": True}}, {"sourceSnapshotId": 11}, lake(12)) is None
-    pinned = spec | {"source": spec["source"] | {"snapshotId": 11}}
-    assert source_moved(pinned, {"sourceSnapshotId": 11}, lake(12)) is None
-    assert source_moved(spec, {}, None) is None
-
-
-def test_a_due_schedule_tick_needs_a_reconcile() -> None:
-    spec = sample("featureset")["spec"] | {"materialization": {"schedule": "@hourly"}}
-    recent = {"sourceSnapshotId": 11, "lastMaterialized": {"time": NOW.isoformat()}}
-    assert source_moved(spec, recent, lake(11)) is None
-    old = {"sourceSnapshotId": 11, "lastMaterialized": {"time": (NOW - timedelta(hours=2)).isoformat()}}
-    marker = source_moved(spec, old, lake(11))
-    assert marker is not None and marker.startswith("tick=")
