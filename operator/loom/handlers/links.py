@@ -22,15 +22,18 @@ def readiness(body: Mapping[str, Any]) -> object:
 
 
 def lake_table(lake: Mapping[str, Any], featureset: Mapping[str, Any]) -> object:
-    """A FeatureSet reads one table of its DataLake: its declaration, its state in status (snapshot,
-    schema) and the lake's catalog; other tables and the lake's other conditions do not concern it."""
+    """A FeatureSet reads one table of its DataLake, and is ready when that table is: how to reach the
+    catalog, whether the table is declared, its snapshot and schema as the DataLake reports them (a
+    reported schema is a table that exists) and whether the catalog is reachable. Other tables, their
+    refused edits, row counts and ingest records, and the lake's other conditions do not concern it."""
     table = featureset["source"]["dataLakeRef"]["table"]
     spec = lake.get("spec") or {}
-    declared = next((t for t in spec.get("tables") or [] if t.get("name") == table), None)
-    status = next((t for t in (lake.get("status") or {}).get("tables") or [] if t.get("name") == table), None)
-    observed = {k: v for k, v in (status or {}).items() if k != "lastIngest"}
-    conditions = {c.get("type"): c.get("status") for c in (lake.get("status") or {}).get("conditions") or []}
-    return [spec.get("catalog"), spec.get("namespace"), declared, observed, conditions.get("CatalogReady")]
+    status = lake.get("status") or {}
+    declared = any(t.get("name") == table for t in spec.get("tables") or [])
+    entry = next((t for t in status.get("tables") or [] if t.get("name") == table), None) or {}
+    catalog = next((c.get("status") for c in status.get("conditions") or [] if c.get("type") == "CatalogReady"), None)
+    return [spec.get("catalog"), spec.get("namespace"), declared, entry.get("currentSnapshotId"),
+            entry.get("schemaId"), catalog]
 
 
 def _one(*path: str) -> Any:
