@@ -1,5 +1,6 @@
-"""Job and CronJob manifests of ingest workloads, against golden YAML (LOOM_UPDATE_GOLDEN=1 rewrites
-the files after an intended change; review the diff)."""
+"""The DataLake's workload builders (ingest, maintenance) and the Job and CronJob manifests of their
+workloads, against golden YAML (LOOM_UPDATE_GOLDEN=1 rewrites the files after an intended change;
+review the diff)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import pytest
 import yaml
 
 from loom.api.datalake import DataLakeSpec
+from loom.builders import ingest, maintenance
 from loom.builders import job as builder
+from loom.builders.lake_access import LakeRef
 from loom.domain.workloads import MAX_SCHEDULED_NAME, OwnerRef, Workload, dns_name
-from loom.services import lake_ingest
+from loom.drivers.iceberg_catalog import catalog_properties
 
 GOLDEN = Path(__file__).parent / "golden"
 OWNER = OwnerRef("loom.dev/v1alpha1", "DataLake", "movielens", "6f1c2a3e-0000-4000-8000-000000000001")
@@ -39,11 +42,22 @@ SPEC = DataLakeSpec.model_validate({
     ],
 })
 SECRET_KEYS = ("s3.secret-access-key", "s3.access-key-id")
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "datalake.yaml"
 
 
-def _workload(ingest: str) -> Workload:
-    entry = next(i for i in SPEC.ingest if i.name == ingest)
-    return lake_ingest.workload(SPEC, entry, "ml", "movielens", OWNER, SECRET_KEYS)
+def lake(spec: DataLakeSpec, secret_keys: tuple[str, ...] = SECRET_KEYS) -> LakeRef:
+    return LakeRef("ml", OWNER, catalog_properties(spec.catalog, {}), secret_keys)
+
+
+def _workload(name: str) -> Workload:
+    entry = next(i for i in SPEC.ingest if i.name == name)
+    return ingest.workload(SPEC, entry, lake(SPEC))
+
+
+def sample(**maintenance: object) -> DataLakeSpec:
+    raw = yaml.safe_load(SAMPLE.read_text())["spec"]
+    raw["maintenance"].update(maintenance)
+    return DataLakeSpec.model_validate(raw)
 
 
 def _golden(name: str, manifest: dict[str, Any]) -> None:
@@ -62,6 +76,17 @@ def test_scheduled_ingest_is_a_cronjob() -> None:
     _golden("ingest-cronjob.yaml", builder.cronjob(_workload("ratings-batches"), IMAGE))
 
 
+def test_maintenance_is_a_cronjob_per_action() -> None:
+    work = maintenance.workloads(SPEC.model_copy(update={"maintenance": sample().maintenance}), lake(SPEC))
+    _golden("maintain-expire-cronjob.yaml", builder.cronjob(work["expire"], IMAGE))
+    _golden("maintain-compact-cronjob.yaml", builder.cronjob(work["compact"], IMAGE))
+
+
+def test_workloads_carry_the_owner_label() -> None:
+    for work in (_workload("movies"), *maintenance.workloads(sample(), lake(sample())).values()):
+        assert work.labels == {"loom.dev/datalake": "movielens"} and work.owner == OWNER
+
+
 def test_secret_values_are_references_only() -> None:
     manifest = builder.cronjob(_workload("ratings-batches"), IMAGE)
     env = manifest["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -76,7 +101,7 @@ def test_secret_values_are_references_only() -> None:
 def test_workload_name_changes_with_what_it_runs() -> None:
     first = _workload("movies")
     changed = SPEC.model_copy(update={"ingest": [SPEC.ingest[0].model_copy(update={"mode": "append"}), SPEC.ingest[1]]})
-    second = lake_ingest.workload(changed, changed.ingest[0], "ml", "movielens", OWNER, SECRET_KEYS)
+    second = ingest.workload(changed, changed.ingest[0], lake(changed))
     assert first.name != second.name
     assert first.name == _workload("movies").name  # deterministic
     assert first.name.startswith("movielens-ingest-movies-")
@@ -97,3 +122,40 @@ def test_names_are_dns_labels_within_limits() -> None:
         Workload("Not_A_Label", "ns", "ingest")
     with pytest.raises(ValueError, match="at most 52"):
         Workload("x" * 60, "ns", "ingest", schedule="@daily")
+
+
+def test_one_maintenance_workload_per_action_over_all_tables() -> None:
+    work = maintenance.workloads(sample(), lake(sample(), ()))
+    assert set(work) == {"expire", "compact"}
+    expire, compact = work["expire"], work["compact"]
+    assert expire.component == compact.component == "maintain"
+    assert expire.args[-5:] == ("expire", "--older-than", "72h", "--retain-last", "10")
+    assert compact.args[-5:] == ("compact", "--engine", "pyiceberg", "--target-file-size-bytes", "134217728")
+    tables = [expire.args[i + 1] for i, a in enumerate(expire.args) if a == "--table"]
+    assert tables == ["movielens.ratings", "movielens.movies", "movielens.user_features"]
+    assert expire.schedule == "@daily" and expire.owner == OWNER
+    assert '"uri": "sqlite:////var/tmp/loom/movielens/catalog.db"' in expire.env["LOOM_CATALOG_PROPERTIES"]
+
+
+def test_changed_maintenance_settings_make_a_new_workload() -> None:
+    before = maintenance.workloads(sample(), lake(sample(), ()))["expire"].name
+    changed = sample(expireSnapshots={"retainLast": 3})
+    after = maintenance.workloads(changed, lake(changed, ()))["expire"].name
+    assert before != after and before.startswith("movielens-expire-")
+
+
+def test_maintenance_credentials_come_from_the_secret_by_env_var_only() -> None:
+    raw = yaml.safe_load(SAMPLE.read_text())["spec"]
+    raw["catalog"]["secretRef"] = {"name": "lake-credentials"}
+    spec = DataLakeSpec.model_validate(raw)
+    work = maintenance.workloads(spec, lake(spec, ("password",)))["compact"]
+    assert [(s.secret, s.key) for s in work.secret_env] == [("lake-credentials", "password")]
+    assert "--secret-property" in work.args
+    assert "password=" + work.secret_env[0].name in work.args
+
+
+def test_no_maintenance_no_workloads() -> None:
+    raw = yaml.safe_load(SAMPLE.read_text())["spec"]
+    raw.pop("maintenance")
+    spec = DataLakeSpec.model_validate(raw)
+    assert maintenance.workloads(spec, lake(spec)) == {}

@@ -1,0 +1,54 @@
+"""What every workload of one DataLake shares: whom it belongs to, and how it reaches the catalog —
+the plain catalog properties as JSON in one environment variable, each credential from the catalog's
+Secret into an environment variable of its own, named on the command line only by that variable (the
+`--catalog-name`/`--secret-property` options the lake components take)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from loom.api.datalake import DataLakeSpec
+from loom.builders.labels import owned_by
+from loom.domain.workloads import OwnerRef, SecretEnv
+
+PROPERTIES_ENV = "LOOM_CATALOG_PROPERTIES"
+SECRET_ENV = "LOOM_CATALOG_SECRET_{}"
+# Runs of a schedule are disposable: their outcome is in the table and in the DataLake's conditions.
+SCHEDULED_RUN_TTL_SECONDS = 86400
+
+
+@dataclass(frozen=True)
+class LakeRef:
+    """The DataLake whose workloads are built. `catalog_properties` are the plain ones (never the
+    Secret's values); `secret_keys` are the keys of the catalog Secret that join them at run time."""
+
+    namespace: str
+    owner: OwnerRef
+    catalog_properties: Mapping[str, str]
+    secret_keys: tuple[str, ...] = ()
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return owned_by(self.owner.kind, self.owner.name)
+
+
+@dataclass(frozen=True)
+class CatalogAccess:
+    env: Mapping[str, str]
+    secret_env: tuple[SecretEnv, ...]
+    args: tuple[str, ...]
+
+
+def catalog_access(spec: DataLakeSpec, lake: LakeRef) -> CatalogAccess:
+    properties = json.dumps(dict(lake.catalog_properties), sort_keys=True)
+    ref = spec.catalog.secret_ref
+    secret_env = tuple(
+        SecretEnv(SECRET_ENV.format(i), ref.name, key) for i, key in enumerate(sorted(lake.secret_keys))
+    ) if ref is not None else ()
+    args = (
+        "--catalog-name", spec.catalog.name,
+        *(a for s in secret_env for a in ("--secret-property", f"{s.key}={s.name}")),
+    )
+    return CatalogAccess({PROPERTIES_ENV: properties}, secret_env, args)
