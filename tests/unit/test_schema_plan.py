@@ -38,7 +38,7 @@ from loom.domain.table_changes import (
     UpdateColumn,
 )
 from loom.drivers.iceberg_tables import schema_for
-from loom.services.schema_plan import Plan, Refusal, plan_creation, plan_table
+from loom.services.datalake.schema_plan import Plan, Refusal, plan_creation, plan_table
 
 STRICT = SchemaEvolution()
 LENIENT = SchemaEvolution(allow_drop_columns=True, allow_renames=True)

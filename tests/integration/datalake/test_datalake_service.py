@@ -1,11 +1,14 @@
 """The DataLake service against real catalogs (SQLite, PostgreSQL) and the real kube-apiserver (for
-Secrets and the previous status): conditions, status fields, events, refusals, secrets, deletion."""
+Secrets): conditions, status fields, events, refusals, secrets, deletion. The status a reconcile
+wrote is what the next one gets, as Kopf delivers it."""
 
 from __future__ import annotations
 
 import copy
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,8 @@ import kubernetes
 import pytest
 
 from loom import devcluster
-from loom.api.datalake import DataLakeSpec
+from loom.api.datalake import DataLakeSpec, DataLakeStatus
+from loom.api.meta import API_VERSION
 from loom.config import OperatorConfig
 from loom.domain.outcome import Outcome
 from loom.domain.workloads import PythonEnv
@@ -21,8 +25,11 @@ from loom.drivers.kube import KubeClient
 from loom.executors.local import LocalExecutor
 from loom.services import datalake
 from loom.services.context import ReconcileContext
+from loom.services.status import next_status
 from tests.integration.conftest import Kubectl, sample
 from tests.integration.datalake.conftest import CatalogUnderTest, Postgres
+
+NOW = datetime(2025, 3, 1, 12, 0, 30, tzinfo=timezone.utc)
 
 
 @pytest.fixture
@@ -31,8 +38,14 @@ def ctx(cluster: devcluster.Cluster, namespace: str, tmp_path: Path) -> Iterator
     kube = KubeClient(client)
     executor = LocalExecutor(tmp_path / "runs", {PythonEnv.MAIN: sys.executable}, kube.get_secret)
     yield ReconcileContext(namespace, "movielens", "uid-movielens", 1, kube,
-                           OperatorConfig(dependency_retry_seconds=1), executor)
+                           OperatorConfig(dependency_retry_seconds=1), executor, NOW, {}, API_VERSION, "DataLake")
     client.close()
+
+
+def after(ctx: ReconcileContext, outcome: Outcome) -> ReconcileContext:
+    """The context of the next reconcile: the status this outcome is written as."""
+    written, _ = next_status(DataLakeStatus, ctx.status, outcome, ctx.generation, ctx.now)
+    return ctx if written is None else replace(ctx, status=written)
 
 
 def lake_spec(properties: dict[str, str], **changes: Any) -> dict[str, Any]:
@@ -76,7 +89,7 @@ def test_first_reconcile_creates_everything_second_changes_nothing(
     assert "ratings, movies, user_features" in first.events[1].message
 
     before = locations(iceberg_catalog, "ratings", "movies", "user_features")
-    second = datalake.reconcile(spec, ctx)
+    second = datalake.reconcile(spec, after(ctx, first))
     assert second.events == ()
     assert second.conditions == first.conditions and second.fields == first.fields
     assert locations(iceberg_catalog, "ratings", "movies", "user_features") == before, "no commit on a no-op"
@@ -153,6 +166,18 @@ def test_catalog_credentials_come_from_the_secret_and_never_leak(
     assert "password authentication failed" in message
     assert wrong not in repr(failed) and postgres.password not in repr(failed)
     assert failed.retry_after == 1
+
+
+def test_a_table_dropped_outside_loom_is_recreated_with_a_warning(
+    sql_catalog_sqlite: CatalogUnderTest, ctx: ReconcileContext
+) -> None:
+    spec = parse(lake_spec(sql_catalog_sqlite.properties))
+    first = datalake.reconcile(spec, ctx)
+    sql_catalog_sqlite.catalog.purge_table(("movielens", "movies"))
+    again = datalake.reconcile(spec, after(ctx, first))  # the status says Loom had the table before
+    assert [(e.type, e.reason) for e in again.events] == [("Warning", "TableRecreated")]
+    assert sql_catalog_sqlite.catalog.table_exists(("movielens", "movies"))
+    assert again.ready.status is True
 
 
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])

@@ -17,7 +17,7 @@ from pyiceberg.types import IntegerType, ListType, MapType, NestedField, StringT
 
 from loom.api.datalake import SchemaEvolution, Table
 from loom.drivers import iceberg_tables as tables
-from loom.services.schema_plan import Plan, plan_creation, plan_table
+from loom.services.datalake.schema_plan import Plan, plan_creation, plan_table
 from tests.integration.datalake.conftest import CatalogUnderTest
 
 NS = "lake"

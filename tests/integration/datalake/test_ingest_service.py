@@ -1,29 +1,36 @@
-"""The DataLake ingestion step (services/lake_ingest.py) driving the real local executor and the real
-ingest component against a real SQL catalog: once and scheduled ingests, the `Ingested` condition,
-`lastIngest` per table, failures that name the file, and an operator restart in between."""
+"""DataLake ingestion through the whole service (services/datalake) with the real local executor, its
+thread and the real ingest component, against a real SQL catalog: once and scheduled ingests, the
+`Ingested` condition, `lastIngest` per table, failures that name the file, and an operator restart in
+between. Nothing polls the service: it is reconciled again when the executor reports that a run
+finished, as the operator's nudge does, and no outcome asks to come back (no retry_after, no requeue_at)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from pyiceberg.catalog import Catalog
 
-from loom.api.datalake import DataLakeSpec
-from loom.domain.outcome import Observed
-from loom.domain.workloads import OwnerRef, Phase, PythonEnv
+from loom.api.datalake import DataLakeSpec, DataLakeStatus, LastIngest
+from loom.api.meta import API_VERSION
+from loom.config import OperatorConfig
+from loom.domain.outcome import Observed, Outcome
+from loom.domain.workloads import Phase, PythonEnv, RunChange
 from loom.executors.local import LocalExecutor
-from loom.services import lake_ingest
+from loom.services import datalake
+from loom.services.context import ReconcileContext
+from loom.services.status import next_status
 from tests.conftest import eventually
 from tests.integration.datalake.conftest import CatalogUnderTest
-from tests.integration.datalake.test_ingest import MOVIES, RATINGS, YEAR, ratings
+from tests.integration.datalake.test_ingest import ratings
+from tests.support.kube import FakeKube  # these lakes have no Secret: the Kubernetes API is not involved
 
-OWNER = OwnerRef("loom.dev/v1alpha1", "DataLake", "movielens", "00000000-0000-4000-8000-0000000000aa")
+SELECTOR = {"loom.dev/datalake": "movielens"}
 
 
 class Clock:
@@ -34,13 +41,60 @@ class Clock:
         return self.now
 
 
-@pytest.fixture
-def lake(iceberg_catalog: CatalogUnderTest) -> tuple[dict[str, str], Catalog]:
-    properties, catalog = iceberg_catalog
-    catalog.create_namespace("movielens")
-    catalog.create_table("movielens.ratings", RATINGS, partition_spec=YEAR)
-    catalog.create_table("movielens.movies", MOVIES)
-    return properties, catalog
+class Lake:
+    """One DataLake reconciled as the operator does it: each reconcile gets the status the previous one
+    wrote, and the executor's thread runs schedules and retries and reports run changes."""
+
+    def __init__(self, state: Path, clock: Clock, retry_base: timedelta) -> None:
+        self.state, self.clock, self.retry_base = state, clock, retry_base
+        self.status: dict[str, Any] = {}
+        self.changes: list[RunChange] = []
+        self.lock = threading.Lock()
+        self.executor = self._start()
+
+    def _start(self) -> LocalExecutor:
+        ex = LocalExecutor(self.state, {PythonEnv.MAIN: sys.executable}, lambda ns, n: {}, clock=self.clock,
+                           on_change=self._changed, retry_base=self.retry_base, poll_seconds=0.2)
+        ex.start()
+        return ex
+
+    def _changed(self, change: RunChange) -> None:
+        with self.lock:
+            self.changes.append(change)
+
+    def restart(self) -> None:
+        """A new executor over the same state, as after an operator restart."""
+        self.executor.stop()
+        self.executor = self._start()
+
+    def stop(self) -> None:
+        self.executor.stop()
+        for name in self.executor.names("ml", {}):  # nothing left running after a failed test
+            self.executor.delete("ml", name)
+
+    def reconcile(self, spec: DataLakeSpec) -> Outcome:
+        ctx = ReconcileContext("ml", "movielens", "00000000-0000-4000-8000-0000000000aa", 1, FakeKube(),
+                               OperatorConfig(dependency_retry_seconds=1), self.executor, self.clock(),
+                               self.status, API_VERSION, "DataLake")
+        outcome = datalake.reconcile(spec, ctx)
+        written, _ = next_status(DataLakeStatus, self.status, outcome, 1, self.clock())
+        if written is not None:
+            self.status = written
+        assert outcome.retry_after is None and outcome.requeue_at is None, outcome
+        return outcome
+
+    def finished(self, count: int = 1) -> list[RunChange]:
+        """Wait until `count` runs have been reported finished, each naming this lake as its owner."""
+        def ended() -> list[RunChange] | None:
+            with self.lock:
+                done = [c for c in self.changes if c.run.finished]
+            assert all(c.owner is not None and c.owner.name == "movielens" for c in done), done
+            return done if len(done) >= count else None
+
+        return eventually(ended, timeout=90, interval=0.2, what=f"{count} run(s) reported finished")
+
+    def names(self) -> set[str]:
+        return self.executor.names("ml", SELECTOR)
 
 
 @pytest.fixture
@@ -49,16 +103,16 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path / "state"
-    ex = LocalExecutor(tmp_path / "state", {PythonEnv.MAIN: sys.executable}, lambda ns, n: {})
-    for name in ex.names("ml", {}):  # nothing left running after a failed test
-        ex.delete("ml", name)
+def make_lake(tmp_path: Path, clock: Clock) -> Iterator[Callable[..., Lake]]:
+    lakes: list[Lake] = []
 
+    def make(retry_base: timedelta = timedelta(seconds=10)) -> Lake:
+        lakes.append(Lake(tmp_path / "state", clock, retry_base))
+        return lakes[-1]
 
-def executor(state: Path, clock: Clock) -> LocalExecutor:
-    """A fresh instance each call, as after an operator restart."""
-    return LocalExecutor(state, {PythonEnv.MAIN: sys.executable}, lambda ns, n: {}, clock=clock)
+    yield make
+    for lake in lakes:
+        lake.stop()
 
 
 def spec(properties: Mapping[str, str], incoming: Path, **ingest: Any) -> DataLakeSpec:
@@ -66,7 +120,12 @@ def spec(properties: Mapping[str, str], incoming: Path, **ingest: Any) -> DataLa
         "catalog": {"type": "sql", "uri": properties["uri"], "warehouse": properties["warehouse"]},
         "namespace": "movielens",
         "tables": [
-            {"name": "ratings", "columns": [{"name": "userId", "type": "long", "required": True}]},
+            {"name": "ratings", "columns": [
+                {"name": "userId", "type": "long", "required": True},
+                {"name": "movieId", "type": "long", "required": True},
+                {"name": "rating", "type": "float", "required": True},
+                {"name": "timestamp", "type": "timestamptz", "required": True},
+            ], "partitionBy": [{"column": "timestamp", "transform": "year"}]},
             {"name": "movies", "columns": [{"name": "movieId", "type": "long", "required": True}]},
         ],
         "ingest": [{"name": "ratings-batches", "table": "ratings",
@@ -74,125 +133,165 @@ def spec(properties: Mapping[str, str], incoming: Path, **ingest: Any) -> DataLa
     })
 
 
-def reconcile(lake_spec: DataLakeSpec, catalog: Catalog, state: Path, clock: Clock) -> lake_ingest.IngestReport:
-    tables = {t.name: catalog.load_table(("movielens", t.name)).properties for t in lake_spec.tables}
-    return lake_ingest.reconcile(lake_spec, "ml", "movielens", OWNER, executor(state, clock), tables, now=clock())
+def ingested(outcome: Outcome) -> Observed:
+    return next(c for c in outcome.conditions if c.type == "Ingested")
 
 
-def ingested(report: lake_ingest.IngestReport) -> Observed:
-    (condition,) = report.conditions
-    assert condition.type == "Ingested"
-    return condition
-
-
-def settles(lake_spec: DataLakeSpec, catalog: Catalog, state: Path, clock: Clock) -> lake_ingest.IngestReport:
-    def done() -> lake_ingest.IngestReport | None:
-        report = reconcile(lake_spec, catalog, state, clock)
-        return report if ingested(report).status is not None else None
-
-    return eventually(done, timeout=60, interval=0.5, what="the ingest to finish")
+def last_ingest(outcome: Outcome, table: str = "ratings") -> LastIngest | None:
+    return next(row.last_ingest for row in outcome.fields["tables"] if row.name == table)
 
 
 def test_once_ingest_runs_once_and_reports_the_commit(
-    lake: tuple[dict[str, str], Catalog], tmp_path: Path, state: Path, clock: Clock
+    iceberg_catalog: CatalogUnderTest, make_lake: Callable[..., Lake], tmp_path: Path
 ) -> None:
-    properties, catalog = lake
+    properties, catalog = iceberg_catalog
     (tmp_path / "in").mkdir()
     pq.write_table(ratings(0, 1000), tmp_path / "in" / "a.parquet")
     lake_spec = spec(properties, tmp_path / "in")
+    lake = make_lake()
 
-    first = reconcile(lake_spec, catalog, state, clock)
+    first = lake.reconcile(lake_spec)
     assert (ingested(first).status, ingested(first).reason) == (None, "Ingesting")
-    assert first.retry_after == lake_ingest.POLL_SECONDS
 
-    report = settles(lake_spec, catalog, state, clock)
+    lake.finished(1)
+    report = lake.reconcile(lake_spec)
     assert (ingested(report).status, ingested(report).reason) == (True, "Ingested")
     table = catalog.load_table("movielens.ratings")
-    last = report.last_ingest["ratings"]
+    last = last_ingest(report)
+    assert last is not None
     assert (last.files, last.rows, last.snapshot_id) == (1, 1000, table.current_snapshot().snapshot_id)
-    assert report.retry_after is None
 
     # Restart: a new executor over the same state finds the run done and starts nothing.
+    lake.restart()
     pq.write_table(ratings(1000, 10), tmp_path / "in" / "b.parquet")
-    again = reconcile(lake_spec, catalog, state, clock)
+    again = lake.reconcile(lake_spec)
     assert ingested(again).status is True
-    (work,) = executor(state, clock).names("ml", {lake_ingest.DATALAKE_LABEL: "movielens"})
-    assert len(executor(state, clock).runs("ml", work)) == 1
+    (work,) = lake.names()
+    assert len(lake.executor.runs("ml", work)) == 1
     table.refresh()
     assert len(table.metadata.snapshots) == 1
 
     # A changed ingest is a new workload and the old one goes. The record is per ingest name, so a
     # renamed ingest starts from nothing and loads both files (renaming is how to re-load on purpose).
-    changed = spec(properties, tmp_path / "in", mode="append", schedule=None)
-    changed = changed.model_copy(update={"ingest": [changed.ingest[0].model_copy(update={"name": "ratings-all"})]})
-    report = settles(changed, catalog, state, clock)
-    names = executor(state, clock).names("ml", {lake_ingest.DATALAKE_LABEL: "movielens"})
+    renamed = lake_spec.model_copy(update={"ingest": [lake_spec.ingest[0].model_copy(update={"name": "ratings-all"})]})
+    assert ingested(lake.reconcile(renamed)).status is None
+    names = lake.names()
     assert work not in names and len(names) == 1
-    assert report.last_ingest["ratings"].files == 2
+    lake.finished(2)  # the restarted executor reports the new run
+    report = lake.reconcile(renamed)
+    assert ingested(report).status is True
+    last = last_ingest(report)
+    assert last is not None and last.files == 2
 
 
-def test_failed_ingest_names_the_file_and_retries_later(
-    lake: tuple[dict[str, str], Catalog], tmp_path: Path, state: Path, clock: Clock
+def test_a_failed_attempt_is_retried_by_the_executor(
+    iceberg_catalog: CatalogUnderTest, make_lake: Callable[..., Lake], tmp_path: Path, clock: Clock
 ) -> None:
-    properties, catalog = lake
+    properties, catalog = iceberg_catalog
     incoming = tmp_path / "in"
     incoming.mkdir()
     pq.write_table(ratings(0, 100), incoming / "a.parquet")
     (incoming / "b.parquet").write_text("not parquet at all")
     lake_spec = spec(properties, incoming)
+    lake = make_lake(retry_base=timedelta(seconds=5))
+    lake.reconcile(lake_spec)
+    (work,) = lake.names()
 
-    report = settles(lake_spec, catalog, state, clock)
+    def waiting_to_retry() -> bool:
+        runs = lake.executor.runs("ml", work)
+        return bool(runs) and runs[0].phase == Phase.PENDING and "b.parquet" in runs[0].message
+
+    eventually(waiting_to_retry, timeout=60, what="the first attempt to fail")
+    pending = lake.reconcile(lake_spec)
+    assert (ingested(pending).status, ingested(pending).reason) == (None, "Ingesting")
+    assert f"file://{incoming}/b.parquet: cannot read as parquet" in ingested(pending).message
+    (incoming / "b.parquet").unlink()  # the user fixes the input before the executor's retry
+    clock.now += timedelta(seconds=10)  # the backoff passes (the executor's clock is the test's)
+    lake.executor.wake()
+
+    lake.finished(1)
+    report = lake.reconcile(lake_spec)
+    assert ingested(report).status is True
+    last = last_ingest(report)
+    assert last is not None and last.rows == 100
+    assert catalog.load_table("movielens.ratings").scan().to_arrow().num_rows == 100
+
+
+def test_an_ingest_that_keeps_failing_stays_failed_and_is_not_submitted_again(
+    iceberg_catalog: CatalogUnderTest, make_lake: Callable[..., Lake], tmp_path: Path, clock: Clock
+) -> None:
+    properties, catalog = iceberg_catalog
+    incoming = tmp_path / "in"
+    incoming.mkdir()
+    pq.write_table(ratings(0, 100), incoming / "a.parquet")
+    (incoming / "b.parquet").write_text("not parquet at all")
+    lake_spec = spec(properties, incoming)
+    lake = make_lake(retry_base=timedelta(seconds=1))
+    lake.reconcile(lake_spec)
+
+    def failed_for_good() -> bool:
+        clock.now += timedelta(seconds=2)  # each backoff passes (the executor's clock is the test's)
+        lake.executor.wake()
+        with lake.lock:
+            return any(c.run.finished for c in lake.changes)
+
+    eventually(failed_for_good, timeout=120, interval=1.0, what="the last attempt to fail")
+    lake.finished(1)
+    report = lake.reconcile(lake_spec)
     condition = ingested(report)
     assert (condition.status, condition.reason) == (False, "IngestFailed")
     assert f"file://{incoming}/b.parquet: cannot read as parquet" in condition.message
-    assert "nothing committed" in condition.message
+    assert "nothing committed" in condition.message and "(after 3 attempts)" in condition.message
     assert catalog.load_table("movielens.ratings").current_snapshot() is None
-    assert report.last_ingest == {}
-    assert 0 < report.retry_after <= lake_ingest.RETRY_FAILED_SECONDS
+    assert last_ingest(report) is None
 
-    (incoming / "b.parquet").unlink()  # the user fixes the input; the retry comes after the backoff
-    assert ingested(reconcile(lake_spec, catalog, state, clock)).status is False
-    clock.now = datetime.now(timezone.utc) + timedelta(seconds=lake_ingest.RETRY_FAILED_SECONDS + 1)
-    retried = reconcile(lake_spec, catalog, state, clock)
-    assert "retrying now" in ingested(retried).message
-    report = settles(lake_spec, catalog, state, clock)
-    assert ingested(report).status is True and report.last_ingest["ratings"].rows == 100
+    (work,) = lake.names()
+    attempts = sorted(p.name for p in (lake.state / "runs" / "ml" / work).glob("attempt-*"))
+    assert attempts == ["attempt-1", "attempt-2", "attempt-3"]
+    again = lake.reconcile(lake_spec)
+    assert ingested(again) == condition, "a failed run is not started again by the reconcile"
+    assert sorted(p.name for p in (lake.state / "runs" / "ml" / work).glob("attempt-*")) == attempts
 
 
 def test_scheduled_ingest_runs_on_its_ticks(
-    lake: tuple[dict[str, str], Catalog], tmp_path: Path, state: Path, clock: Clock
+    iceberg_catalog: CatalogUnderTest, make_lake: Callable[..., Lake], tmp_path: Path, clock: Clock
 ) -> None:
-    properties, catalog = lake
+    properties, catalog = iceberg_catalog
     incoming = tmp_path / "in"
     incoming.mkdir()
     pq.write_table(ratings(0, 100), incoming / "a.parquet")
     lake_spec = spec(properties, incoming, schedule="*/5 * * * *")
+    lake = make_lake()
 
-    report = reconcile(lake_spec, catalog, state, clock)
+    report = lake.reconcile(lake_spec)  # healthy and waiting for its tick: no retry, no requeue
     assert (ingested(report).status, ingested(report).reason) == (True, "Ingested")
-    assert "scheduled (*/5 * * * *)" in ingested(report).message
-    assert 0 < report.retry_after <= 5 * 60 + 1  # called again at the next tick
+    assert "scheduled (*/5 * * * *), next run at" in ingested(report).message
     assert catalog.load_table("movielens.ratings").current_snapshot() is None
 
     clock.now += timedelta(minutes=5)
-    first = reconcile(lake_spec, catalog, state, clock)
-    assert ingested(first).status is None and first.retry_after == lake_ingest.POLL_SECONDS
-    report = settles(lake_spec, catalog, state, clock)
-    assert ingested(report).status is True and report.last_ingest["ratings"].files == 1
+    lake.executor.wake()  # the executor's thread ticks; the run's end is reported, not polled
+    lake.finished(1)
+    report = lake.reconcile(lake_spec)
+    assert (ingested(report).status, ingested(report).reason) == (True, "Ingested")
+    last = last_ingest(report)
+    assert last is not None and last.files == 1
 
     pq.write_table(ratings(100, 50), incoming / "b.parquet")
     clock.now += timedelta(minutes=5)
-    report = reconcile(lake_spec, catalog, state, clock)
-    assert ingested(report).status is True  # a later run in progress does not flip the condition
-    (work,) = executor(state, clock).names("ml", {lake_ingest.DATALAKE_LABEL: "movielens"})
-    eventually(lambda: all(r.phase == Phase.SUCCEEDED for r in executor(state, clock).runs("ml", work)))
-    report = reconcile(lake_spec, catalog, state, clock)
-    assert (report.last_ingest["ratings"].files, report.last_ingest["ratings"].rows) == (1, 50)
+    lake.executor.wake()
+    lake.finished(2)
+    report = lake.reconcile(lake_spec)
+    last = last_ingest(report)
+    assert last is not None and (last.files, last.rows) == (1, 50)
     assert catalog.load_table("movielens.ratings").scan().to_arrow().num_rows == 150
 
 
-def test_waits_for_the_table(tmp_path: Path, state: Path, clock: Clock) -> None:
-    lake_spec = spec({"uri": "sqlite:////nonexistent/catalog.db", "warehouse": "file:///nonexistent"}, tmp_path)
-    report = lake_ingest.reconcile(lake_spec, "ml", "movielens", OWNER, executor(state, clock), {}, now=clock())
+def test_an_ingest_waits_for_a_table_that_cannot_be_created(
+    sql_catalog_sqlite: CatalogUnderTest, make_lake: Callable[..., Lake], tmp_path: Path
+) -> None:
+    raw = spec(sql_catalog_sqlite.properties, tmp_path).model_dump(by_alias=True, exclude_none=True)
+    raw["tables"][0]["partitionBy"] = [{"column": "rating", "transform": "day"}]  # a float cannot be
+    lake = make_lake()
+    report = lake.reconcile(DataLakeSpec.model_validate(raw))
     assert (ingested(report).status, ingested(report).message) == (None, "ingest ratings-batches waits for table ratings")
-    assert executor(state, clock).names("ml", {}) == set()
+    assert lake.names() == set()

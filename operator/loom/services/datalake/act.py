@@ -1,0 +1,143 @@
+"""Carrying out a DataLake's actions through the Iceberg drivers and the executor, and nothing else.
+What an action leaves behind is reported on the decided outcome: a table's state after it was created
+or evolved, an Event for each change, and for an action that failed (an external system: the catalog,
+the Kubernetes API) the condition it belongs to turns False with the redacted error and the reconcile
+is retried after `dependency_retry_seconds`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from loom.api.datalake import TableStatus
+from loom.domain.outcome import Decision, Observed, Outcome
+from loom.drivers import iceberg_tables as tables
+from loom.services.context import ReconcileContext
+from loom.services.datalake.actions import (
+    Action,
+    CreateNamespace,
+    CreateTable,
+    Deletion,
+    DropTable,
+    EvolveTable,
+    SubmitWorkload,
+    events,
+)
+from loom.services.datalake.decide import CATALOG_READY, FAILURE_REASONS, TABLES_READY, table_fields
+from loom.services.datalake.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class ConcurrentCreationError(RuntimeError):
+    """Someone else created the table between observe and act; the next reconcile plans against theirs."""
+
+
+def act(decision: Decision[Action], ctx: ReconcileContext, session: Session) -> Outcome:
+    done: list[Action] = []
+    states: dict[str, tables.TableState] = {}
+    failures: dict[str, list[str]] = {}
+    failed_tables: set[str] = set()
+    for action in decision.actions:
+        if isinstance(action, SubmitWorkload) and action.table in failed_tables:
+            failures.setdefault(action.condition, []).append(
+                f"{action.workload.name} not submitted: table {action.table} could not be created")
+            continue
+        try:
+            changed, state = _carry_out(action, ctx, session)
+        except Exception as error:
+            message = f"{_subject(action)}: {session.redact(error)}"
+            log.warning("%s/%s: %s", ctx.namespace, ctx.name, message)
+            failures.setdefault(_condition(action), []).append(message)
+            if isinstance(action, CreateTable):
+                failed_tables.add(action.table.name)
+            continue
+        if changed:
+            done.append(action)
+        if state is not None:
+            states[state.name] = state
+    return _report(decision.outcome, session.namespace, done, states, failures, ctx.config.dependency_retry_seconds)
+
+
+def drop(deletions: Sequence[Deletion], session: Session) -> list[str]:
+    """Carry out a deletion; returns the tables dropped now (a table already gone is not)."""
+    dropped = []
+    for action in deletions:
+        if isinstance(action, DropTable):
+            if tables.drop_table(session.catalog, session.namespace, action.name):
+                dropped.append(action.name)
+        else:  # DropNamespaceIfEmpty
+            tables.drop_namespace_if_empty(session.catalog, action.namespace)
+    return dropped
+
+
+def _carry_out(action: Action, ctx: ReconcileContext, session: Session) -> tuple[bool, tables.TableState | None]:
+    """One action; whether it changed something (for its Event) and the table's state after it."""
+    if isinstance(action, CreateNamespace):
+        return tables.ensure_namespace(session.catalog, action.namespace), None
+    if isinstance(action, CreateTable):
+        name = action.table.name
+        schema = tables.schema_for(action.table.columns)
+        created, now_created = tables.create_table(session.catalog, session.namespace, name, schema, action.changes)
+        if not now_created:
+            raise ConcurrentCreationError("created by another writer meanwhile; planning again against it")
+        session.created(name, created)
+        return True, tables.observe(created)
+    if isinstance(action, EvolveTable):
+        current = session.table(action.name)
+        assert current is not None, "decide evolves only tables observed in this session"
+        return True, tables.observe(tables.evolve(current, action.changes))
+    if isinstance(action, SubmitWorkload):
+        ctx.executor.submit(action.workload)
+        return False, None
+    ctx.executor.delete(action.namespace, action.name)
+    return False, None
+
+
+def _subject(action: Action) -> str:
+    if isinstance(action, CreateNamespace):
+        return f"namespace {action.namespace}"
+    if isinstance(action, CreateTable):
+        return f"table {action.table.name}"
+    if isinstance(action, EvolveTable):
+        return f"table {action.name}"
+    if isinstance(action, SubmitWorkload):
+        return f"{action.workload.name} cannot start"
+    return f"{action.name} cannot be removed"
+
+
+def _condition(action: Action) -> str:
+    if isinstance(action, CreateNamespace):
+        return CATALOG_READY
+    if isinstance(action, CreateTable | EvolveTable):
+        return TABLES_READY
+    return action.condition
+
+
+def _report(outcome: Outcome, namespace: str, done: Sequence[Action], states: dict[str, tables.TableState],
+            failures: dict[str, list[str]], retry_seconds: float) -> Outcome:
+    conditions = list(outcome.conditions)
+    for type_, messages in failures.items():
+        failed = Observed(type_, False, FAILURE_REASONS[type_], "; ".join(messages))
+        index = next((i for i, c in enumerate(conditions) if c.type == type_), None)
+        if index is None:
+            conditions.append(failed)
+        else:
+            conditions[index] = failed
+    fields: dict[str, Any] = dict(outcome.fields)
+    if states:
+        rows: list[TableStatus] = fields.get("tables", [])
+        fields["tables"] = [row.model_copy(update=table_fields(states[row.name])) if row.name in states else row
+                            for row in rows]
+    if TABLES_READY in failures:
+        fields.pop("table_count", None)  # unknown while a table action failed
+    return replace(
+        outcome,
+        conditions=tuple(conditions),
+        fields=fields,
+        events=(*outcome.events, *events(namespace, done)),
+        retry_after=retry_seconds if failures else outcome.retry_after,
+    )
+

@@ -1,0 +1,119 @@
+"""Everything a DataLake's decision reads, gathered into one value: the catalog (reachable or why not),
+each declared table as loaded once, the ingests' records in their tables, this lake's workloads with
+their runs, and the object's own status as Kopf delivered it (never read again with a GET). A failure
+to reach an external system is observed here, never raised."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from pydantic import ValidationError
+from pyiceberg.table.metadata import TableMetadata
+
+from loom.api.datalake import DataLakeSpec, DataLakeStatus, LastIngest
+from loom.api.kinds import DATALAKE
+from loom.api.meta import API_VERSION
+from loom.builders.labels import owned_by
+from loom.domain.workloads import OwnerRef, WorkloadStatus
+from loom.drivers import iceberg_tables as tables
+from loom.drivers import ingest_record
+from loom.drivers.iceberg_namespaces import namespace_exists
+from loom.services.context import ReconcileContext
+from loom.services.datalake.session import CATALOG_UNAVAILABLE, Session, Unreachable
+
+log = logging.getLogger(__name__)
+
+EXECUTOR_UNAVAILABLE = "ExecutorUnavailable"
+
+
+@dataclass(frozen=True)
+class TableSeen:
+    """A table that exists: what status reports of it, and the metadata its evolution is planned from."""
+
+    state: tables.TableState
+    metadata: TableMetadata
+
+
+@dataclass(frozen=True)
+class DataLakeObserved:
+    """`tables` holds the declared tables that could be read (None: not in the catalog), `table_errors`
+    the others; `workloads` are the runs (newest first) of every workload labelled as this lake's.
+    `retry_seconds` is the operator's backoff after an external failure, carried here so that the
+    decision depends on its arguments alone."""
+
+    namespace: str
+    owner: OwnerRef
+    status: DataLakeStatus
+    retry_seconds: float
+    catalog: Unreachable | None = None
+    secret_keys: tuple[str, ...] = ()
+    namespace_exists: bool = True
+    tables: Mapping[str, TableSeen | None] = field(default_factory=dict)
+    table_errors: Mapping[str, str] = field(default_factory=dict)
+    ingest_records: Mapping[str, LastIngest] = field(default_factory=dict)
+    workloads: Mapping[str, tuple[WorkloadStatus, ...]] = field(default_factory=dict)
+    executor: Unreachable | None = None
+
+
+def previous_status(ctx: ReconcileContext) -> DataLakeStatus:
+    """The status as Kopf delivered it; one that no longer parses counts as none (it is rewritten)."""
+    try:
+        return DataLakeStatus.model_validate(ctx.status or {})
+    except ValidationError:
+        return DataLakeStatus()
+
+
+def observe(spec: DataLakeSpec, ctx: ReconcileContext, session: Session) -> DataLakeObserved:
+    seen = DataLakeObserved(
+        namespace=ctx.namespace,
+        owner=OwnerRef(API_VERSION, DATALAKE.kind, ctx.name, ctx.uid),
+        status=previous_status(ctx),
+        retry_seconds=ctx.config.dependency_retry_seconds,
+        catalog=session.failure,
+        secret_keys=session.secret_keys,
+    )
+    if session.failure is not None:
+        return seen
+    try:
+        exists = namespace_exists(session.catalog, spec.namespace)
+    except Exception as error:
+        return replace(seen, catalog=Unreachable(CATALOG_UNAVAILABLE, session.redact(error)))
+    found, errors = _tables(spec, session) if exists else ({t.name: None for t in spec.tables}, {})
+    workloads, executor = _workloads(ctx)
+    return replace(seen, namespace_exists=exists, tables=found, table_errors=errors,
+                   ingest_records=_records(spec, found), workloads=workloads, executor=executor)
+
+
+def _tables(spec: DataLakeSpec, session: Session) -> tuple[dict[str, TableSeen | None], dict[str, str]]:
+    found: dict[str, TableSeen | None] = {}
+    errors: dict[str, str] = {}
+    for table in spec.tables:
+        try:
+            loaded = session.table(table.name)
+        except Exception as error:  # one table's failure must not hide the others
+            log.warning("table %s.%s: %s", spec.namespace, table.name, session.redact(error))
+            errors[table.name] = f"table {table.name}: {session.redact(error)}"
+            continue
+        found[table.name] = TableSeen(tables.observe(loaded), loaded.metadata) if loaded is not None else None
+    return found, errors
+
+
+def _records(spec: DataLakeSpec, found: Mapping[str, TableSeen | None]) -> dict[str, LastIngest]:
+    """Each ingest's last commit, from the record it keeps in its table's properties."""
+    records = {}
+    for ingest in spec.ingest:
+        table = found.get(ingest.table)
+        record = ingest_record.last_ingest(table.metadata.properties, ingest.name) if table is not None else None
+        if record is not None:
+            records[ingest.name] = record
+    return records
+
+
+def _workloads(ctx: ReconcileContext) -> tuple[dict[str, tuple[WorkloadStatus, ...]], Unreachable | None]:
+    try:
+        names = ctx.executor.names(ctx.namespace, owned_by(DATALAKE.kind, ctx.name))
+        return {name: tuple(ctx.executor.runs(ctx.namespace, name)) for name in sorted(names)}, None
+    except Exception as error:  # the Kubernetes API, or the local executor's state directory
+        return {}, Unreachable(EXECUTOR_UNAVAILABLE, f"workloads cannot be listed: {error}")

@@ -1,0 +1,93 @@
+"""The DataLake reconcile as a whole, on a real SQLite Iceberg catalog in a temp dir with the fake
+Kubernetes and executor: how often it reads the catalog, and what its messages keep or hide."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyiceberg.catalog import Catalog as IcebergCatalog
+from pyiceberg.table import Table as IcebergTable
+
+from loom.api.datalake import DataLakeSpec
+from loom.config import OperatorConfig
+from loom.drivers import iceberg_tables
+from loom.services import datalake
+from loom.services.context import ReconcileContext
+from tests.support.executors import FakeExecutor
+from tests.support.kube import FakeKube
+
+NOW = datetime(2025, 3, 1, 12, 0, 30, tzinfo=timezone.utc)
+SECRET = "hunter2-not-in-any-message"
+
+
+def lake(tmp_path: Path, **changes: Any) -> DataLakeSpec:
+    return DataLakeSpec.model_validate({
+        "catalog": {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/wh",
+                    "secretRef": {"name": "lake-credentials"}},
+        "namespace": "movielens",
+        "tables": [
+            {"name": "ratings", "columns": [{"name": "userId", "type": "long", "required": True}]},
+            {"name": "movies", "columns": [{"name": "movieId", "type": "long", "required": True}]},
+        ],
+        **changes,
+    })
+
+
+@pytest.fixture
+def ctx() -> Iterator[ReconcileContext]:
+    kube = FakeKube()
+    kube.put_secret("ml", "lake-credentials", {"s3.secret-access-key": SECRET})
+    yield ReconcileContext("ml", "movielens", "uid-1", 1, kube, OperatorConfig(dependency_retry_seconds=1),
+                           FakeExecutor(), NOW, {}, "loom.dev/v1alpha1", "DataLake")
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Every table load of the code under test, counted by table name."""
+    counted: Counter[str] = Counter()
+    load = iceberg_tables.load_table
+
+    def counting(catalog: IcebergCatalog, namespace: str, name: str) -> IcebergTable | None:
+        counted[name] += 1
+        return load(catalog, namespace, name)
+
+    monkeypatch.setattr(iceberg_tables, "load_table", counting)
+    return counted
+
+
+def test_each_table_is_loaded_once_per_reconcile(tmp_path: Path, ctx: ReconcileContext, loads: Counter[str]) -> None:
+    spec = lake(tmp_path, ingest=[
+        {"name": "ratings", "table": "ratings", "source": {"format": "parquet", "uri": "file:///in/r/*.parquet"},
+         "schedule": "*/5 * * * *"},
+        {"name": "movies", "table": "movies", "source": {"format": "parquet", "uri": "file:///in/m.parquet"}},
+    ])
+    assert datalake.reconcile(spec, ctx).ready.status is not False
+    loads.clear()
+    outcome = datalake.reconcile(spec, ctx)
+    assert outcome.ready.status is not False, outcome
+    assert loads == {"ratings": 1, "movies": 1}
+
+
+def test_messages_hide_secret_values_and_nothing_else(
+    tmp_path: Path, ctx: ReconcileContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create = iceberg_tables.create_table
+
+    def failing(catalog: IcebergCatalog, namespace: str, name: str, *args: Any) -> tuple[IcebergTable, bool]:
+        if name == "movies":
+            raise OSError(f"sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) disk I/O error "
+                          f"writing {tmp_path}/wh with s3.secret-access-key={SECRET}")
+        return create(catalog, namespace, name, *args)
+
+    monkeypatch.setattr(iceberg_tables, "create_table", failing)
+    outcome = datalake.reconcile(lake(tmp_path), ctx)
+    tables_ready = next(c for c in outcome.conditions if c.type == "TablesReady")
+    assert tables_ready.status is False and outcome.retry_after == 1
+    assert SECRET not in repr(outcome)
+    assert (f"table movies: sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) disk I/O error "
+            f"writing {tmp_path}/wh with s3.secret-access-key=***") in tables_ready.message
