@@ -1,6 +1,8 @@
 """Real systems for the FeatureSet tests: a Redis server per session (Debian's redis-server on a free
 loopback port, no persistence), a pyiceberg SQL catalog per test, a Feast registry in SQLite or
-PostgreSQL, and real MovieLens user features (the repo's own replay component) as the lake data."""
+PostgreSQL, and real MovieLens user features (the repo's own replay component) as the lake data.
+For the tests through the operator: the manifests of a DataLake and its FeatureSets, and appends to a
+lake table that the DataLake is nudged to report at once (standing in for an ingest)."""
 
 from __future__ import annotations
 
@@ -24,12 +26,12 @@ from pyiceberg.table import Table
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
 from loom.domain.feature_views import FeatureViewDefinition, feast_project
+from loom.domain.materialization import MaterializeRequest
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
-from loom.features.materialize import MaterializeRequest
 from loom.services.featureset import feature_view_definition
 from tests.conftest import ROOT
-from tests.integration.conftest import free_port
+from tests.integration.conftest import Kubectl, eventually, free_port
 from tests.integration.datalake.conftest import Postgres, postgres  # noqa: F401  (the session fixture)
 
 LAKE_NAMESPACE = "movielens"
@@ -152,3 +154,63 @@ def request_for(definition: FeatureViewDefinition, settings: StoreSettings, lake
         lake_catalog=lake.properties, lake_table=definition.source.lake_table, snapshot_id=snapshot,
         previous_snapshot_id=previous, quality=quality or {},
     )
+
+
+# --- through the operator --------------------------------------------------------------------------
+
+USER_FEATURE_COLUMNS: list[dict[str, Any]] = [
+    {"name": "userId", "type": "long", "required": True}, {"name": "ratingCount", "type": "long"},
+    {"name": "meanRating", "type": "double"}, {"name": "favoriteGenre", "type": "string"},
+    {"name": "eventTimestamp", "type": "timestamptz", "required": True}]
+
+
+@pytest.fixture
+def feast_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_server: str) -> Iterator[str]:
+    """The operator's Feast defaults, set before the operator starts (which runs workloads locally)."""
+    registry = f"sqlite:///{tmp_path / 'feast' / 'registry.db'}"
+    monkeypatch.setenv("LOOM_FEAST_REGISTRY", registry)
+    monkeypatch.setenv("LOOM_FEAST_REDIS", redis_server)
+    yield registry
+
+
+def datalake(tmp_path: Path, tables: tuple[str, ...] = (USER_FEATURES,)) -> dict[str, Any]:
+    """A DataLake manifest whose tables all have the columns of MovieLens user features."""
+    return {"apiVersion": "loom.dev/v1alpha1", "kind": "DataLake", "metadata": {"name": "movielens"},
+            "spec": {"catalog": {"type": "sql", "uri": f"sqlite:///{tmp_path / 'lake' / 'catalog.db'}",
+                                 "warehouse": f"file://{tmp_path / 'lake' / 'warehouse'}"},
+                     "namespace": LAKE_NAMESPACE,
+                     "tables": [{"name": t, "columns": USER_FEATURE_COLUMNS} for t in tables]}}
+
+
+def lake_properties(lake: dict[str, Any]) -> dict[str, str]:
+    return {"type": "sql", **{k: lake["spec"]["catalog"][k] for k in ("uri", "warehouse")}}
+
+
+def featureset(name: str = "user-features", table: str = USER_FEATURES, **spec: Any) -> dict[str, Any]:
+    source = {**USER_FEATURE_SPEC["source"], "dataLakeRef": {"name": "movielens", "table": table}}
+    return {"apiVersion": "loom.dev/v1alpha1", "kind": "FeatureSet", "metadata": {"name": name},
+            "spec": {**USER_FEATURE_SPEC, "source": source, "online": {"store": "redis"}, **spec}}
+
+
+def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    return {c["type"]: (c["status"], c["reason"]) for c in obj.get("status", {}).get("conditions", [])}
+
+
+def lake_snapshot(kc: Kubectl, table: str = USER_FEATURES) -> int | None:
+    tables = kc.get("datalake", "movielens").get("status", {}).get("tables", [])
+    return next((t.get("currentSnapshotId") for t in tables if t["name"] == table), None)
+
+
+def append(kc: Kubectl, props: dict[str, str], data: pa.Table, nudge: str, table: str = USER_FEATURES) -> int:
+    """Append `data` to the lake table and wait until the DataLake reports the new snapshot."""
+    lake_table = open_catalog("default", props).load_table((LAKE_NAMESPACE, table))
+    lake_table.append(data)
+    snapshot = lake_table.current_snapshot().snapshot_id
+    kc.run("annotate", "--overwrite", "datalake", "movielens", f"test.loom.dev/nudge={nudge}")
+    eventually(lambda: lake_snapshot(kc, table) == snapshot, timeout=60, what="the DataLake to report the snapshot")
+    return snapshot
+
+
+def wait_lake_ready(kc: Kubectl) -> None:
+    eventually(lambda: conditions(kc.get("datalake", "movielens")).get("Ready", ("",))[0] == "True", timeout=60,
+               what="DataLake Ready")

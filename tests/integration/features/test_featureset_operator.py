@@ -2,7 +2,7 @@
 service creates the Iceberg table) whose table receives MovieLens user features, a FeatureSet over
 it that reaches Materialized with values readable online, follows a new lake snapshot, is stopped
 by its quality gate, holds still while suspended, and on deletion leaves Feast while the lake table
-stays as it was.
+stays as it was. A FeatureSet that does not fit its table is refused before anything reaches Feast.
 
 Rows are appended to the lake table with pyiceberg (standing in for an ingest); an annotation nudges
 the DataLake to report the new snapshot at once instead of at its next periodic resync."""
@@ -10,63 +10,26 @@ the DataLake to report the new snapshot at once instead of at its next periodic 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pytest
 
 from loom.domain.feature_views import feast_project
 from loom.drivers import feast_store
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
 from tests.integration.conftest import Kubectl, Operator, condition, eventually
-from tests.integration.features.conftest import USER_FEATURE_SPEC
+from tests.integration.features.conftest import (
+    append,
+    conditions,
+    datalake,
+    featureset,
+    lake_properties,
+    wait_lake_ready,
+)
 
 FEATURES = ["ratingCount", "meanRating", "favoriteGenre"]
-
-
-@pytest.fixture
-def feast_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_server: str) -> Iterator[str]:
-    """The operator's Feast defaults, set before the operator starts (which runs workloads locally)."""
-    registry = f"sqlite:///{tmp_path / 'feast' / 'registry.db'}"
-    monkeypatch.setenv("LOOM_FEAST_REGISTRY", registry)
-    monkeypatch.setenv("LOOM_FEAST_REDIS", redis_server)
-    yield registry
-
-
-def datalake(tmp_path: Path) -> dict[str, Any]:
-    columns = [{"name": "userId", "type": "long", "required": True}, {"name": "ratingCount", "type": "long"},
-               {"name": "meanRating", "type": "double"}, {"name": "favoriteGenre", "type": "string"},
-               {"name": "eventTimestamp", "type": "timestamptz", "required": True}]
-    return {"apiVersion": "loom.dev/v1alpha1", "kind": "DataLake", "metadata": {"name": "movielens"},
-            "spec": {"catalog": {"type": "sql", "uri": f"sqlite:///{tmp_path / 'lake' / 'catalog.db'}",
-                                 "warehouse": f"file://{tmp_path / 'lake' / 'warehouse'}"},
-                     "namespace": "movielens", "tables": [{"name": "user_features", "columns": columns}]}}
-
-
-def featureset(**spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "loom.dev/v1alpha1", "kind": "FeatureSet", "metadata": {"name": "user-features"},
-            "spec": {**USER_FEATURE_SPEC, "online": {"store": "redis"}, **spec}}
-
-
-def lake_snapshot(kc: Kubectl) -> int | None:
-    tables = kc.get("datalake", "movielens").get("status", {}).get("tables", [])
-    return next((t.get("currentSnapshotId") for t in tables if t["name"] == "user_features"), None)
-
-
-def append(kc: Kubectl, props: dict[str, str], data: pa.Table, nudge: str) -> int:
-    table = open_catalog("default", props).load_table(("movielens", "user_features"))
-    table.append(data)
-    snapshot = table.current_snapshot().snapshot_id
-    kc.run("annotate", "--overwrite", "datalake", "movielens", f"test.loom.dev/nudge={nudge}")
-    eventually(lambda: lake_snapshot(kc) == snapshot, timeout=60, what="the DataLake to report the snapshot")
-    return snapshot
-
-
-def conditions(obj: dict[str, Any]) -> dict[str, tuple[str, str]]:
-    return {c["type"]: (c["status"], c["reason"]) for c in obj.get("status", {}).get("conditions", [])}
 
 
 def online(settings: StoreSettings, users: list[int]) -> dict[str, list]:
@@ -85,10 +48,9 @@ def test_featureset_materializes_follows_the_lake_and_leaves_feast_on_delete(
     redis_server: str, tmp_path: Path,
 ) -> None:
     lake = datalake(tmp_path)
-    props = {"type": "sql", **{k: lake["spec"]["catalog"][k] for k in ("uri", "warehouse")}}
+    props = lake_properties(lake)
     kc.apply(lake)
-    eventually(lambda: conditions(kc.get("datalake", "movielens")).get("Ready", ("",))[0] == "True", timeout=60,
-               what="DataLake Ready")
+    wait_lake_ready(kc)
     kc.apply(featureset(quality={"minRows": 100, "features": [{"name": "meanRating", "maxNullFraction": 0.01}]}))
     waiting = eventually(lambda: conditions(kc.get("featureset", "user-features")).get("Ready", ("", ""))[1]
                          == "NoSnapshot" and kc.get("featureset", "user-features"), timeout=60)
@@ -183,10 +145,9 @@ def test_online_connection_from_a_secret(
     in its arguments), the finalizer reads it to remove the online keys."""
     kc.run("create", "secret", "generic", "feature-store", f"--from-literal=connection={redis_server}")
     lake = datalake(tmp_path)
-    props = {"type": "sql", **{k: lake["spec"]["catalog"][k] for k in ("uri", "warehouse")}}
+    props = lake_properties(lake)
     kc.apply(lake)
-    eventually(lambda: conditions(kc.get("datalake", "movielens")).get("Ready", ("",))[0] == "True", timeout=60,
-               what="DataLake Ready")
+    wait_lake_ready(kc)
     s1 = append(kc, props, movielens[0], "1")
     kc.apply(featureset(online={"store": "redis", "connectionSecretRef": {"name": "feature-store"}}))
 
@@ -203,3 +164,63 @@ def test_online_connection_from_a_secret(
 
     kc.run("delete", "featureset", "user-features", "--wait=true", "--timeout=120s")
     assert feast_store.online_row_count(settings, _definition_stub(settings)) == 0
+
+
+MISFITS = {
+    # a String feature over a long column: Feast accepted it and the online store served strings
+    "string-over-long": ({"features": [{"name": "ratingCount", "dtype": "String"}]},
+                         "spec.features[0].dtype declares String but column ratingCount is long"),
+    # a long event-time column: the run failed with pyarrow.lib.ArrowInvalid
+    "long-event-time": ({"source": {"dataLakeRef": {"name": "movielens", "table": "user_features"},
+                                    "timestampField": "ratingCount"}},
+                        "spec.source.timestampField declares a timestamp (timestamp or timestamptz) but column "
+                        "ratingCount is long"),
+    # a missing created-timestamp column: written to the registry, then the run failed (Could not find column)
+    "missing-created": ({"source": {"dataLakeRef": {"name": "movielens", "table": "user_features"},
+                                    "timestampField": "eventTimestamp", "createdTimestampField": "createdAt"}},
+                        "spec.source.createdTimestampField names column createdAt, which does not exist"),
+}
+
+
+def test_a_featureset_that_does_not_fit_its_table_is_refused_before_feast(
+    feast_env: str, kc: Kubectl, namespace: str, operator: Operator, movielens: list[pa.Table],
+    redis_server: str, tmp_path: Path,
+) -> None:
+    lake = datalake(tmp_path)
+    kc.apply(lake)
+    wait_lake_ready(kc)
+    append(kc, lake_properties(lake), movielens[0], "1")
+    for name, (spec, _) in MISFITS.items():
+        kc.apply(featureset(name, **spec))
+
+    def refused(name: str) -> dict[str, Any]:
+        obj = kc.get("featureset", name)
+        assert conditions(obj).get("RegistryReady") == ("False", "SchemaMismatch"), obj.get("status")
+        return obj
+
+    for name, (_, message) in MISFITS.items():
+        obj = eventually(lambda: refused(name), timeout=60, what=f"{name} to be refused")
+        ready = condition(obj, "Ready")
+        assert ready["reason"] == "SchemaMismatch" and message in ready["message"], ready
+        assert "(table movielens.user_features, schema 0); nothing was written to Feast" in ready["message"]
+
+    # Reported once: another reconcile of the same spec posts no second Warning.
+    kc.run("annotate", "--overwrite", "featureset", "string-over-long", "test.loom.dev/nudge=again")
+    eventually(lambda: "again" in kc.get("featureset", "string-over-long")["metadata"]["annotations"]
+               .get("loom.dev/last-handled-configuration", ""), timeout=30, what="the nudge to be handled")
+    events = json.loads(kc.run("get", "events", "--field-selector", "involvedObject.name=string-over-long",
+                               "-o", "json").stdout)["items"]
+    assert sum(e.get("count", 1) for e in events if e["reason"] == "SchemaMismatch") == 1, events
+
+    # Nothing reached Feast or Redis, and no run was started.
+    settings = StoreSettings(feast_project(namespace), feast_env, OnlineKind.REDIS, redis_server)
+    assert feast_store.open_store(settings).list_feature_views() == []
+    client = feast_store.redis_client(settings)
+    assert not [k for k in client.scan_iter(count=1000) if k.endswith(settings.project.encode())]
+    assert not (operator.config.state_dir / "runs" / namespace).exists()
+
+    # The user fixes the type: the next generation is applied and materialized.
+    fixed = {"spec": {"features": [{"name": "ratingCount", "dtype": "Int64"}]}}
+    kc.run("patch", "featureset", "string-over-long", "--type=merge", "-p", json.dumps(fixed))
+    eventually(lambda: conditions(kc.get("featureset", "string-over-long")).get("Ready") == ("True", "Ready"),
+               timeout=180, what="the fixed FeatureSet to be materialized")
