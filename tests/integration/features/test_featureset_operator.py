@@ -224,3 +224,42 @@ def test_a_featureset_that_does_not_fit_its_table_is_refused_before_feast(
     kc.run("patch", "featureset", "string-over-long", "--type=merge", "-p", json.dumps(fixed))
     eventually(lambda: conditions(kc.get("featureset", "string-over-long")).get("Ready") == ("True", "Ready"),
                timeout=180, what="the fixed FeatureSet to be materialized")
+
+
+def test_an_unreachable_online_store_is_retried_with_backoff_until_it_heals(
+    feast_env: str, kc: Kubectl, namespace: str, operator: Operator, movielens: list[pa.Table],
+    redis_server: str, tmp_path: Path,
+) -> None:
+    """A run that fails on an unreachable Redis is recorded with its input and retried after a backoff
+    (the operator's scheduler brings the FeatureSet back, no error is raised); once Redis is reachable
+    the retry materializes."""
+    kc.run("create", "secret", "generic", "feature-store", "--from-literal=connection=127.0.0.1:1")
+    lake = datalake(tmp_path)
+    kc.apply(lake)
+    wait_lake_ready(kc)
+    s1 = append(kc, lake_properties(lake), movielens[0], "1")
+    kc.apply(featureset(online={"store": "redis", "connectionSecretRef": {"name": "feature-store"}}))
+
+    def failed_transiently() -> dict[str, Any]:
+        obj = kc.get("featureset", "user-features")
+        failure = obj.get("status", {}).get("lastFailure")
+        assert failure and failure["transient"] and failure["snapshotId"] == s1, obj.get("status")
+        assert conditions(obj)["Materialized"] == ("False", "MaterializationFailed")
+        return obj
+
+    obj = eventually(failed_transiently, timeout=180, what="the failed run to be recorded")
+    message = condition(obj, "Materialized")["message"]
+    assert "ConnectionError" in message and "retrying at" in message, message
+    assert obj["status"]["lastFailure"]["generation"] == obj["metadata"]["generation"]
+
+    kc.run("patch", "secret", "feature-store", "-p", json.dumps({"stringData": {"connection": redis_server}}))
+
+    def materialized() -> dict[str, Any]:
+        obj = kc.get("featureset", "user-features")
+        assert conditions(obj).get("Ready") == ("True", "Ready"), obj.get("status")
+        return obj
+
+    healed = eventually(materialized, timeout=240, what="a retry to materialize")
+    assert healed["status"]["sourceSnapshotId"] == s1 and healed["status"]["lastFailure"]["attempts"] >= 1
+    settings = StoreSettings(feast_project(namespace), feast_env, OnlineKind.REDIS, redis_server)
+    assert feast_store.online_row_count(settings, _definition_stub(settings)) == movielens[0].num_rows
