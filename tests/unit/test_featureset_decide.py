@@ -62,7 +62,7 @@ def table(snapshot: int | None = 12, schema_id: int = 1, columns: dict[str, str]
 
 
 def lake(**changes: Any) -> LakeObject:
-    base = LakeObject("movielens", LAKE, True, TableStatus(name="user_features", current_snapshot_id=12, schema_id=1),
+    base = LakeObject(LAKE, True, TableStatus(name="user_features", current_snapshot_id=12, schema_id=1),
                       True, "namespace movielens in sql catalog")
     return replace(base, **changes)
 

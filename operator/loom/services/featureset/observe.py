@@ -44,7 +44,6 @@ class Unavailable:
 class LakeObject:
     """The DataLake as its object says; `spec` is None when it does not parse."""
 
-    name: str
     spec: DataLakeSpec | None
     declared: bool  # the source table is one of spec.tables
     entry: TableStatus | None  # the source table's entry in status.tables
@@ -109,7 +108,6 @@ def lake_object(obj: Mapping[str, Any], table: str) -> LakeObject:
         status = DataLakeStatus()
     catalog = next((c for c in status.conditions if c.type == CATALOG_READY), None)
     return LakeObject(
-        name=(obj.get("metadata") or {}).get("name", ""),
         spec=spec,
         declared=spec is not None and any(t.name == table for t in spec.tables),
         entry=next((t for t in status.tables if t.name == table), None),
