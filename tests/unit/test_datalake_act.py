@@ -173,6 +173,7 @@ def test_a_failed_table_is_reported_redacted_and_its_ingest_waits(
     assert SECRET not in repr(outcome)
     assert outcome.retry_after == 3
     assert "table_count" not in outcome.fields, "unknown while a table failed"
+    assert rows(outcome)["ratings"].schema_id == 0 and rows(outcome)["movies"] == TableStatus(name="movies")
     assert isinstance(ctx.executor, FakeExecutor) and ctx.executor.submitted == []
     assert [t for _, t in catalog.list_tables("movielens")] == ["ratings"], "the other table went on"
     assert [e.reason for e in outcome.events] == ["TablesCreated"]

@@ -154,6 +154,14 @@ def table_count(expected: int | None) -> Callable[[dict[str, Any]], None]:
     return check
 
 
+def movies_row(**expected: Any) -> Callable[[dict[str, Any]], None]:
+    def check(fields: dict[str, Any]) -> None:
+        row = next(row for row in fields["tables"] if row.name == "movies")
+        assert {k: getattr(row, k) for k in expected} == expected
+
+    return check
+
+
 def last_ingest_of_movies(fields: dict[str, Any]) -> None:
     rows = {row.name: row for row in fields["tables"]}
     assert rows["movies"].last_ingest == RECORD and rows["ratings"].last_ingest is None
@@ -175,19 +183,21 @@ CASES = [
          check=table_count(2)),
     Case("a table to create", SPEC, healthy(tables={"ratings": table_seen("ratings"), "movies": None}), HEALTHY,
          [("CreateTable", "movies", False)]),
-    Case("a table dropped behind Loom's back is recreated", SPEC,
+    Case("a table dropped behind Loom's back is recreated, its row kept until it is", SPEC,
          healthy(tables={"ratings": table_seen("ratings"), "movies": None},
-                 status=DataLakeStatus(tables=[TableStatus(name="movies", schema_id=0)])),
-         HEALTHY, [("CreateTable", "movies", True)]),
+                 status=DataLakeStatus(tables=[TableStatus(name="movies", schema_id=0, row_count=5)])),
+         HEALTHY, [("CreateTable", "movies", True)], check=movies_row(schema_id=0, row_count=5)),
     Case("a safe change evolves the table", WIDER_MOVIES, healthy(), HEALTHY, [("EvolveTable", "movies")]),
     Case("schema change refused", NARROWED, healthy(),
          {**HEALTHY, "SchemaCompatible": (False, "SchemaChangeRefused")},
          message={"SchemaCompatible": "table ratings: column userId: narrowing long to int"}),
     Case("a table that cannot be built is not created, its ingest waits", UNBUILDABLE,
-         healthy(tables={"ratings": table_seen("ratings"), "movies": None}),
+         healthy(tables={"ratings": table_seen("ratings"), "movies": None},
+                 status=DataLakeStatus(tables=[TableStatus(name="movies", schema_id=0, row_count=5)])),
          {**HEALTHY, "SchemaCompatible": (False, "SchemaChangeRefused"), "TablesReady": (False, "TableNotCreated"),
           "Ingested": (None, "Ingesting")},
-         message={"Ingested": "ingest movies waits for table movies"}, check=table_count(1)),
+         message={"Ingested": "ingest movies waits for table movies"},
+         check=lambda fields: table_count(1)(fields) or movies_row(schema_id=None, row_count=None)(fields)),
     Case("a table that cannot be read", SPEC,
          healthy(tables={"ratings": table_seen("ratings")}, table_errors={"movies": "table movies: I/O error"}),
          {**HEALTHY, "TablesReady": (False, "TableError")}, retry=True, check=table_count(None)),

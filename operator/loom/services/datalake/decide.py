@@ -69,7 +69,8 @@ def decide(spec: DataLakeSpec, observed: DataLakeObserved, now: datetime) -> Dec
     ingest = _ingests(spec, observed, lake, tables.available, now)
     maintenance = _maintenance(spec, observed, lake, now)
     stale = _stale(observed, lake, ingest.wanted | maintenance.wanted)
-    fields: dict[str, Any] = {"tables": _rows(spec, observed)}
+    creating = {a.table.name for a in tables.actions if isinstance(a, CreateTable)}
+    fields: dict[str, Any] = {"tables": _rows(spec, observed, creating)}
     if not observed.table_errors:  # unknown while some table cannot be read
         fields["table_count"] = tables.count
     external = observed.table_errors or observed.executor is not None
@@ -142,17 +143,18 @@ def _tables(spec: DataLakeSpec, observed: DataLakeObserved) -> _Tables:
     return _Tables((compatible, ready), tuple(actions), frozenset(available), len(available))
 
 
-def _rows(spec: DataLakeSpec, observed: DataLakeObserved) -> list[TableStatus]:
-    """Per declared table: what the status had (everything, for a table that could not be read now),
-    overlaid with what the catalog shows and the newest ingest commit into it."""
+def _rows(spec: DataLakeSpec, observed: DataLakeObserved, creating: set[str]) -> list[TableStatus]:
+    """Per declared table: what the status had, overlaid with what the catalog shows and the newest
+    ingest commit into it. A table that could not be read keeps its row, and so does one about to be
+    created until act reports it: if creating it fails, the status still says Loom had it before."""
     before = {t.name: t for t in observed.status.tables}
     last = _last_ingests(spec.ingest, observed.ingest_records)
     rows = []
     for table in spec.tables:
         old = before.get(table.name)
         row: dict[str, Any] = old.model_dump() if old else {"name": table.name}
-        if table.name in observed.tables:
-            seen = observed.tables[table.name]
+        seen = observed.tables.get(table.name)
+        if seen is not None or (table.name in observed.tables and table.name not in creating):
             row.update(table_fields(seen.state if seen is not None else None))
         if table.name in last:
             row["last_ingest"] = last[table.name]
