@@ -61,10 +61,10 @@ run: venv ## Run the operator against the current kubeconfig with the local exec
 
 ##@ Testing
 
-system-deps: ## Debian packages the tests run for real (PostgreSQL, Redis, Prometheus, a JRE), if missing.
+system-deps: ## Debian packages the tests and the demo run (PostgreSQL, Redis, Prometheus, a JRE, curl), if missing.
 	hack/install-system-deps.sh
 
-test: venv controlplane helm system-deps ## Unit and integration tests (the integration tier starts its own control plane).
+test: venv controlplane helm system-deps ## Unit, integration and e2e tests (integration and e2e start their own control planes).
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: venv ## Unit tests only (no control plane).
@@ -81,11 +81,12 @@ bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline si
 	$(PY) bench/feature_online.py
 
 # system-deps first: a machine without Redis fails at once, not after building the control plane.
-demo: system-deps cluster ## The lifecycle on the local control plane; it all keeps running, data in DEV_DIR.
+# The demo starts the control plane and installs the CRDs itself, as `make cluster` does.
+demo: system-deps controlplane ## The lifecycle on the local control plane, each step checked; it keeps running, data in DEV_DIR.
 	DEV_DIR=$(DEV_DIR) PY=$(PY) hack/demo.sh
 
-demo-down: venv ## Stop what `make demo` started (operator, workloads, Redis, control plane); PURGE=1 deletes its data.
-	DEV_DIR=$(DEV_DIR) PY=$(PY) PURGE=$(PURGE) hack/demo.sh down
+demo-down: ## Stop what `make demo` started (operator, workloads, Redis, control plane); PURGE=1 deletes its data.
+	DEV_DIR=$(DEV_DIR) PY=$(PY) PURGE=$(PURGE) hack/demo-down.sh
 
 ##@ Deployment
 

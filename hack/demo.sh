@@ -1,86 +1,240 @@
 #!/usr/bin/env bash
 # The lifecycle on the embedded local control plane, on real MovieLens data: the operator runs with the
-# local executor, the first 80% of the ratings land as files and are ingested into Iceberg, then a later
-# batch lands and becomes a new snapshot; the rest of the chain shows what it is waiting for.
+# local executor, the first 80% of the ratings land as files and are ingested into Iceberg, the FeatureSet
+# materializes user features into Redis, then a later batch lands, becomes a new snapshot and is
+# materialized in turn; the rest of the chain shows what it is waiting for.
+#
+# It never asks anything (stdin is not read), checks what each step claims (every landed row is in the
+# lake, the FeatureSet materialized the table's current snapshot, Redis serves each sampled user the
+# values of the newest batch) and exits non-zero at the first check that fails. Afterwards the control
+# plane, Redis and the operator keep running; hack/demo-down.sh (`make demo-down`) stops them.
+#
+# Re-running is safe: the control plane and Redis of this DEV_DIR are reused, the operator is restarted
+# (so it runs the current code), applying samples/ again changes nothing, and each run replays the next
+# MovieLens batch until none is left.
+#
+# Everything lives under DEV_DIR (DEV_DIR, else LOOM_DEV_DIR, else ~/.local/state/loom/dev), beside the
+# control plane's own state (see hack/demo-down.sh for the layout). samples/datalake.yaml keeps its
+# catalog and incoming files under /var/tmp/loom/movielens, so `kubectl apply -f samples/` by hand works
+# as it is; the demo applies the same manifests with that prefix replaced by DEV_DIR/movielens.
+# Ports (loopback only): REDIS_PORT (16379), METRICS_PORT (18080), HEALTH_PORT (18081).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
-PY="${PY:-.venv/bin/python}"
-DEV_DIR="${DEV_DIR:-$HOME/.local/state/loom/dev}"
-INCOMING=/var/tmp/loom/movielens/incoming   # where samples/datalake.yaml's ingests look
-eval "$("$PY" -m loom.cli dev env --state-dir "$DEV_DIR")"
-export LOOM_STATE_DIR="$DEV_DIR/operator"
-# The FeatureSet sample names no online store connection: the operator's default Redis is this one.
-REDIS_PORT=16379
-export LOOM_FEAST_REDIS="127.0.0.1:$REDIS_PORT"
+# shellcheck source=hack/demo-down.sh
+source "$repo/hack/demo-down.sh"   # DEV_DIR, PY, DATA, STATE, REDIS_DIR, TMP, LOGS, stop_operator
+INCOMING="$DATA/incoming"
+SAMPLE_DATA=/var/tmp/loom/movielens   # what samples/datalake.yaml names, replaced by $DATA
+REDIS_PORT="${REDIS_PORT:-16379}"
+METRICS_PORT="${METRICS_PORT:-18080}"
+HEALTH_PORT="${HEALTH_PORT:-18081}"
+HEALTH_URL="http://127.0.0.1:$HEALTH_PORT/healthz"
+NAMESPACE=default   # the dev kubeconfig's namespace, where samples/ land
+log="$LOGS/operator.log"
+mkdir -p "$TMP" "$LOGS"
+export TMPDIR="$TMP"   # Feast and pyiceberg scratch files of the operator, its workloads and the checks
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-snapshot() { kubectl get datalake movielens -o jsonpath="{.status.tables[?(@.name==\"${1:-ratings}\")].currentSnapshotId}"; }
-materialized() { kubectl get featureset user-features -o jsonpath='{.status.sourceSnapshotId}'; }
-online() {  # online() USER...
-  USERS="$*" "$PY" - <<'PY'
-from loom.drivers.feast_online import OnlineFeatureReader
-from loom.drivers.feast_store import OnlineKind, StoreSettings
-from loom.services.featureset import FeastDefaults
+
+need() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "$tool not found; \`make system-deps\` installs it"
+  done
+}
+
+control_plane() {
+  local cluster_env
+  "$PY" -m loom.cli dev up --state-dir "$DEV_DIR" >/dev/null   # reuses a healthy one
+  cluster_env=$("$PY" -m loom.cli dev env --state-dir "$DEV_DIR")
+  eval "$cluster_env"   # KUBECONFIG, and the control plane's kubectl first on PATH
+  need kubectl
+  kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
+  kubectl wait --for=condition=Established --timeout=60s -f crds/ >/dev/null
+}
+
+start_redis() {
+  local pid
+  pid=$(redis_pids)
+  if [[ -n $pid ]]; then
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "the redis of $DEV_DIR (pid $pid) is not on port $REDIS_PORT; \`make demo-down\` stops it"
+    echo "redis running (pid $pid, port $REDIS_PORT)"
+    return
+  fi
+  ! redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || die "port $REDIS_PORT already serves another Redis; set REDIS_PORT"
+  mkdir -p "$REDIS_DIR"
+  # Snapshots to its dir (and on SIGTERM), so the online features survive demo-down as the lake does.
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" --save "60 1" --appendonly no \
+    --daemonize yes --logfile "$LOGS/redis.log" </dev/null
+  for _ in $(seq 1 100); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && { echo "redis running (port $REDIS_PORT, data in $REDIS_DIR)"; return; }
+    sleep 0.1
+  done
+  tail -5 "$LOGS/redis.log" >&2
+  die "redis did not start; see $LOGS/redis.log"
+}
+
+start_operator() {
+  local pid
+  stop_operator
+  ! curl -sf "$HEALTH_URL" >/dev/null 2>&1 || die "something else answers $HEALTH_URL; set HEALTH_PORT"
+  mkdir -p "$STATE"
+  printf '\n=== %s operator start\n' "$(date -Is)" >>"$log"
+  # Configured through OperatorConfig's LOOM_* variables. Its own session: a Ctrl-C of the demo leaves
+  # it running, demo-down stops it.
+  LOOM_STATE_DIR="$STATE" LOOM_FEAST_REDIS="127.0.0.1:$REDIS_PORT" LOOM_METRICS_ADDRESS=127.0.0.1 \
+    setsid "$PY" -m loom.cli run --executor local --metrics-port "$METRICS_PORT" --liveness "$HEALTH_URL" \
+    </dev/null >>"$log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 240); do
+    curl -sf "$HEALTH_URL" >/dev/null && {
+      echo "operator running (pid $pid, log: $log, metrics: http://127.0.0.1:$METRICS_PORT/metrics)"; return; }
+    alive "$pid" || { tail -20 "$log" >&2; die "the operator exited; see $log"; }
+    sleep 0.5
+  done
+  die "the operator did not answer $HEALTH_URL within 2 minutes; see $log"
+}
+
+# samples/ as the demo applies them: the DataLake's catalog and incoming files under $DATA.
+render_samples() {
+  local sample text
+  grep -qF "$SAMPLE_DATA" samples/datalake.yaml || die "samples/datalake.yaml no longer names $SAMPLE_DATA; update SAMPLE_DATA in $0"
+  for sample in samples/*.yaml; do
+    text=$(<"$sample")
+    printf -- '---\n%s\n' "${text//"$SAMPLE_DATA"/"$DATA"}"
+  done
+}
+
+snapshot() { kubectl get datalake movielens -o jsonpath="{.status.tables[?(@.name==\"$1\")].currentSnapshotId}"; }
+materialized() { kubectl get featureset user-features -o jsonpath='{.status.lastMaterialized.snapshotId}'; }
+# table=rows of every table, as the DataLake reports them and as landed in the incoming files
+rows() { kubectl get datalake movielens -o jsonpath='{range .status.tables[*]}{.name}={.rowCount}{"\n"}{end}' | sort | xargs; }
+landed() {
+  INCOMING="$INCOMING" "$PY" - <<'PY'
 import os
-settings = StoreSettings("loom_default", FeastDefaults.from_env().registry_uri, OnlineKind.REDIS, os.environ["LOOM_FEAST_REDIS"])
-users = [int(u) for u in os.environ["USERS"].split()]
-values = OnlineFeatureReader(settings, "user_features").read([{"userId": u} for u in users])
-for i, user in enumerate(values["userId"]):
-    print(f"  user {user}: " + ", ".join(f"{k}={v[i]}" for k, v in values.items() if k != "userId"))
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+incoming = Path(os.environ["INCOMING"])
+files = {"movies": ["movies.parquet"], "ratings": ["ratings/*.parquet"], "user_features": ["user_features/*.parquet"]}
+print(*sorted(f"{table}={sum(pq.ParquetFile(p).metadata.num_rows for g in globs for p in incoming.glob(g))}"
+              for table, globs in files.items()))
 PY
 }
-rows() { kubectl get datalake movielens -o jsonpath='{range .status.tables[*]}{.name}={.rowCount} {end}'; }
+lake_holds() { [[ $(rows) == "$1" ]]; }
+features_follow() {  # the last materialization is of the table's current snapshot
+  local current
+  current=$(snapshot user_features)
+  [[ -n $current && $(materialized) == "$current" ]]
+}
 
-step "MovieLens arrives: the initial load (first 80% of ratings by time)"
-"$PY" components/movielens --out "$INCOMING" initial
+# until_ok SECONDS WHAT COMMAND...: COMMAND every 2 s until it succeeds; fails the demo at the deadline.
+until_ok() {
+  local seconds=$1 what=$2 deadline
+  shift 2
+  deadline=$((SECONDS + seconds))
+  until "$@"; do
+    ((SECONDS < deadline)) || die "timed out after ${seconds}s waiting for $what; see $log"
+    sleep 2
+  done
+}
 
-log="$DEV_DIR/logs/operator.log"
-mkdir -p "$(dirname "$log")"
-redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
-  --appendonly no --daemonize yes --dir "$DEV_DIR" --pidfile "$DEV_DIR/redis.pid" --logfile "$DEV_DIR/logs/redis.log"
-"$PY" -m loom.cli run --executor local --metrics-port 18080 --liveness http://127.0.0.1:18081/healthz >"$log" 2>&1 &
-operator=$!
-trap 'kill "$operator" 2>/dev/null; wait "$operator" 2>/dev/null || true' EXIT
-until curl -sf http://127.0.0.1:18081/healthz >/dev/null; do
-  kill -0 "$operator" 2>/dev/null || { echo "operator exited; see $log" >&2; tail -20 "$log" >&2; exit 1; }
-  sleep 0.5
-done
-echo "operator running (log: $log, metrics: http://127.0.0.1:18080/metrics)"
+# What a model server reads from Redis for the first users of the newest ratings batch, checked against
+# the newest user_features batch (every user's aggregates as of that batch).
+check_online() {
+  INCOMING="$INCOMING" NAMESPACE="$NAMESPACE" LOOM_STATE_DIR="$STATE" LOOM_FEAST_REDIS="127.0.0.1:$REDIS_PORT" "$PY" - <<'PY'
+import math
+import os
+import sys
+from pathlib import Path
 
-step "kubectl apply -f samples/"
-kubectl apply -f samples/
-kubectl wait datalake/movielens --for=condition=Ready --timeout=300s >/dev/null
-# Scheduled ingests run at the next minute tick: wait for the data, not just for Ready.
-wait_for() { for _ in $(seq 1 "$1"); do eval "$2" && return 0; sleep 1; done; echo "timed out: $2; see $log" >&2; exit 1; }
-wait_for 180 '[[ -n "$(snapshot ratings)" && -n "$(snapshot user_features)" ]]'
-echo "tables: $(rows)"
-before=$(snapshot ratings)
-features_before=$(snapshot user_features)
-echo "ratings snapshot: $before"
+import pyarrow.parquet as pq
 
-step "The FeatureSet materializes user features from that snapshot into Redis"
-wait_for 240 '[[ "$(materialized)" == "$features_before" ]]'
-echo "user_features snapshot $(materialized) materialized; online values:"
-online 1 2 3
+from loom.config import OperatorConfig
+from loom.domain.feature_views import feast_name, feast_project
+from loom.drivers.feast_online import OnlineFeatureReader
+from loom.drivers.feast_store import OnlineKind, StoreSettings
 
-step "A later batch lands; the scheduled ingest commits it as a new snapshot"
-batch=$("$PY" components/movielens --out "$INCOMING" next)
-echo "$batch"
-wait_for 180 '[[ "$(snapshot ratings)" != "$before" && "$(snapshot user_features)" != "$features_before" ]]'
-echo "tables: $(rows)"
-echo "ratings snapshot: $(snapshot ratings)"
+incoming = Path(os.environ["INCOMING"])
+newest_ratings = sorted((incoming / "ratings").glob("ratings-*.parquet"))[-1]
+newest_features = sorted((incoming / "user_features").glob("user-features-*.parquet"))[-1]
+users = sorted(set(pq.read_table(newest_ratings, columns=["userId"]).column("userId").to_pylist()))[:3]
+expected = {row["userId"]: row for row in pq.read_table(newest_features).to_pylist()}
 
-step "The FeatureSet follows the new user_features snapshot and re-materializes"
-wait_for 240 '[[ "$(materialized)" == "$(snapshot user_features)" ]]'
-newest=$(ls "$INCOMING"/ratings/ratings-*.parquet | tail -1)
-active=$("$PY" -c "import pyarrow.parquet as pq, sys; print(*sorted(set(pq.read_table(sys.argv[1]).column('userId').to_pylist()))[:3])" "$newest")
-echo "user_features snapshot $(materialized) materialized; online values of users who rated in the new batch:"
-online $active
+config = OperatorConfig()  # the registry and Redis the operator's defaults name (LOOM_STATE_DIR, LOOM_FEAST_REDIS)
+settings = StoreSettings(feast_project(os.environ["NAMESPACE"]), config.feast_registry_uri, OnlineKind.REDIS,
+                         config.feast_redis)
+values = OnlineFeatureReader(settings, feast_name("user-features")).read([{"userId": u} for u in users])
+wrong = []
+for i, user in enumerate(values["userId"]):
+    served = {name: column[i] for name, column in values.items() if name != "userId"}
+    print(f"  user {user}: " + ", ".join(f"{name}={value}" for name, value in served.items()))
+    for name, value in served.items():
+        want = expected[user][name]
+        if not (value == want or isinstance(value, float) and isinstance(want, float) and math.isclose(value, want)):
+            wrong.append(f"user {user} {name}: Redis serves {value!r}, {newest_features.name} says {want!r}")
+if wrong:
+    sys.exit("demo: wrong online values:\n  " + "\n  ".join(wrong))
+PY
+}
 
-step "kubectl get loom"
-kubectl get loom
-echo
-kubectl get loom -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}: {range .status.conditions[*]}{.type}={.status} ({.reason}) {end}{"\n"}{end}'
-step "Recent events"
-kubectl get events --sort-by=.lastTimestamp | tail -8
+up() {
+  local landed_rows batch
+  need redis-server redis-cli curl
+  trap 'rc=$?; ((rc == 0)) || echo "demo: failed; the operator log is $log, \`make demo-down\` stops what runs" >&2' EXIT
+
+  step "The local control plane, with Loom's CRDs"
+  control_plane
+
+  step "MovieLens arrives: the initial load (first 80% of ratings by time)"
+  "$PY" components/movielens --out "$INCOMING" initial
+
+  step "Redis (the online store) and the operator"
+  start_redis
+  start_operator
+
+  step "kubectl apply -f samples/ (the lake's catalog and incoming files under $DATA)"
+  render_samples | kubectl apply -f -
+  kubectl wait datalake/movielens --for=condition=Ready --timeout=300s >/dev/null
+  # Scheduled ingests run at their next minute tick: wait for the data, not just for Ready.
+  landed_rows=$(landed)
+  until_ok 240 "the lake to hold every landed row ($landed_rows)" lake_holds "$landed_rows"
+  echo "tables: $(rows); ratings snapshot $(snapshot ratings)"
+
+  step "The FeatureSet materializes user features from that snapshot into Redis"
+  until_ok 240 "the FeatureSet to materialize user_features snapshot $(snapshot user_features)" features_follow
+  echo "user_features snapshot $(materialized) materialized; online values of users who rated in the newest batch:"
+  check_online
+
+  step "A later batch lands; the scheduled ingest commits it as a new snapshot"
+  batch=$("$PY" components/movielens --out "$INCOMING" next)
+  echo "$batch"
+  if [[ $batch == *'"batch": null'* ]]; then
+    echo "every MovieLens batch has been replayed; \`make demo-down PURGE=1\` lets the story start over"
+  else
+    landed_rows=$(landed)
+    until_ok 240 "the lake to hold every landed row ($landed_rows)" lake_holds "$landed_rows"
+    echo "tables: $(rows); ratings snapshot $(snapshot ratings)"
+
+    step "The FeatureSet follows the new user_features snapshot and re-materializes"
+    until_ok 240 "the FeatureSet to materialize user_features snapshot $(snapshot user_features)" features_follow
+    echo "user_features snapshot $(materialized) materialized; online values of users who rated in the new batch:"
+    check_online
+  fi
+  kubectl wait datalake/movielens featureset/user-features --for=condition=Ready --timeout=120s >/dev/null
+
+  step "kubectl get loom"
+  kubectl get loom
+  echo
+  kubectl get loom -o jsonpath='{range .items[*]}{.kind}/{.metadata.name}: {range .status.conditions[*]}{.type}={.status} ({.reason}) {end}{"\n"}{end}'
+  step "Recent events"
+  kubectl get events --sort-by=.lastTimestamp | tail -8
+
+  step "Still running"
+  echo "The operator, Redis and the control plane keep running. To look around:"
+  echo "  eval \"\$($PY -m loom.cli dev env --state-dir $DEV_DIR)\"; kubectl get loom"
+  echo "To stop them (the data stays; PURGE=1 deletes it): make demo-down DEV_DIR=$DEV_DIR"
+}
+
+up
