@@ -57,8 +57,9 @@ from source_files import SourceError, SourceFile, list_files, read_batches
 
 from loom.api.datalake import LastIngest
 from loom.drivers import ingest_record
-from loom.drivers.iceberg_catalog import add_catalog_arguments, open_catalog, workload_properties
+from loom.drivers.iceberg_catalog import open_catalog
 from loom.drivers.ingest_record import Stamp
+from loom.workload_args import add_catalog_arguments, workload_properties
 
 COMMIT_ATTEMPTS = 5
 CHUNK_BYTES = 256 * 1024 * 1024

@@ -28,7 +28,8 @@ from pydantic import TypeAdapter
 from loom.api.datalake import CompactionEngine
 from loom.api.meta import Duration, parse_duration
 from loom.drivers import iceberg_maintenance, spark
-from loom.drivers.iceberg_catalog import add_catalog_arguments, open_catalog, workload_properties
+from loom.drivers.iceberg_catalog import open_catalog
+from loom.workload_args import add_catalog_arguments, workload_properties
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog

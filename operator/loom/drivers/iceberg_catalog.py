@@ -1,12 +1,10 @@
 """Opening an Iceberg catalog from a DataLake's `spec.catalog` (shared by the operator and by the
-ingest/maintenance processes, which receive the same property dict)."""
+ingest/maintenance processes, which receive the same property dict; how they receive it on their
+command line is `loom.workload_args`)."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -16,8 +14,6 @@ from pyiceberg.catalog import load_catalog
 from loom.api.datalake import Catalog, CatalogType
 
 SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
-# How workloads receive the non-secret catalog properties (a JSON object).
-PROPERTIES_ENV = "LOOM_CATALOG_PROPERTIES"
 
 
 def catalog_properties(catalog: Catalog, secret: Mapping[str, str]) -> dict[str, str]:
@@ -56,30 +52,3 @@ def open_catalog(name: str, properties: Mapping[str, str]) -> IcebergCatalog:
             directory.mkdir(parents=True, exist_ok=True)
     return load_catalog(name, **dict(properties))
 
-
-def add_catalog_arguments(parser: argparse.ArgumentParser) -> None:
-    """The catalog options every lake workload takes (ingest, maintain, ...)."""
-    parser.add_argument("--catalog-name", default="default", help="catalog name, as pyiceberg's load_catalog takes it")
-    parser.add_argument("--catalog-properties-file", type=Path,
-                        help=f"JSON object of catalog properties (else ${PROPERTIES_ENV})")
-    parser.add_argument("--secret-property", action="append", default=[], metavar="KEY=ENV",
-                        help="a catalog property whose value is in environment variable ENV (repeatable)")
-
-
-def workload_properties(path: Path | None, secret_properties: Iterable[str]) -> dict[str, str]:
-    """A workload's catalog properties: the JSON object in $LOOM_CATALOG_PROPERTIES (or a file), plus each
-    KEY=ENV whose value sits in an environment variable filled from the catalog's Secret, so that
-    credentials never appear on a command line."""
-    text = path.read_text() if path else os.environ.get(PROPERTIES_ENV)
-    if not text:
-        raise SystemExit(f"catalog properties are needed: --catalog-properties-file or ${PROPERTIES_ENV}")
-    loaded = json.loads(text)
-    if not isinstance(loaded, dict):
-        raise SystemExit("catalog properties must be a JSON object")
-    properties = {str(k): str(v) for k, v in loaded.items()}
-    for item in secret_properties:
-        key, _, env = item.partition("=")
-        if not key or env not in os.environ:
-            raise SystemExit(f"--secret-property {item}: expected KEY=ENV with ENV set")
-        properties[key] = os.environ[env]
-    return properties
