@@ -24,8 +24,9 @@ it last loaded, and does nothing when no file matches (it never empties a table 
 The commit asserts that the table's main branch is still where the run started. When another writer
 got there first (a compaction, another ingest), the same data files are committed on top of the new
 head, unless the concurrent commit changed this ingest's record (or the partition spec): then the run
-starts over and re-plans, so two runs of one ingest can never both commit a file. (pyiceberg's own commit retry would rebase the
-append blindly, which is why the commit is made through `Catalog.commit_table` here.)
+starts over and re-plans, so two runs of one ingest can never both commit a file. (pyiceberg's own commit
+retry would rebase the append blindly, which is why the commit is made once, by
+`pyiceberg_internals.commit_once`.)
 
 All files of a run become one snapshot. Rows stream through in chunks of --chunk-bytes (Arrow bytes),
 each written to data files before the next is read, so memory stays bounded for any input size.
@@ -49,14 +50,13 @@ from pyarrow import fs
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 from pyiceberg.table.update import AssertDefaultSpecId, AssertTableUUID
 from source_files import SourceError, SourceFile, list_files, read_batches
 
 from loom.api.datalake import LastIngest
-from loom.drivers import ingest_record
+from loom.drivers import ingest_record, pyiceberg_internals
 from loom.drivers.iceberg_catalog import open_catalog
 from loom.drivers.ingest_record import Stamp
 from loom.workload_args import add_catalog_arguments, workload_properties
@@ -123,7 +123,7 @@ def write_data_files(
     try:
         for chunk in _chunks(batches(), chunk_bytes):
             arrow = pa.Table.from_batches(chunk, target)
-            written += _dataframe_to_data_files(table.metadata, arrow, table.io, write_uuid, counter)
+            written += pyiceberg_internals.write_data_files(table, arrow, write_uuid, counter)
     except BaseException:
         delete_files(table, written)
         raise
@@ -162,14 +162,10 @@ def commit(
             snapshot_id=snapshot.snapshot_id,
         )
         tx.set_properties(ingest_record.record(ingest, work.record, last))
-        # The staged requirements assert the branch head the snapshot was built on.
-        requirements = (
-            *tx._requirements,
-            AssertTableUUID(uuid=table.metadata.table_uuid),
-            AssertDefaultSpecId(default_spec_id=spec_id),
-        )
+        # The transaction's own requirements assert the branch head the snapshot was built on.
+        requirements = (AssertTableUUID(uuid=table.metadata.table_uuid), AssertDefaultSpecId(default_spec_id=spec_id))
         try:
-            catalog.commit_table(table, requirements, tx._updates)
+            pyiceberg_internals.commit_once(catalog, table, tx, requirements)
             return last
         except CommitFailedException as error:
             log(f"commit attempt {attempt} lost to a concurrent commit: {error}")

@@ -11,16 +11,15 @@ from datetime import datetime
 import pyarrow as pa
 from pyiceberg.exceptions import CommitStateUnknownException
 from pyiceberg.expressions import AlwaysTrue
-
-# The writer behind pyiceberg's own append/overwrite (partition split, bin packing to the target size);
-# pyiceberg 0.12 has no public call that writes data files without also committing a snapshot of its own.
-from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+from pyiceberg.io.pyarrow import ArrowScan
 from pyiceberg.manifest import DataFile
-from pyiceberg.table import FileScanTask, Table, TableProperties
+from pyiceberg.table import FileScanTask, Table
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.refs import SnapshotRefType
 from pyiceberg.table.snapshots import ancestors_of
 from pyiceberg.typedef import Record
+
+from loom.drivers import pyiceberg_internals
 
 # Iceberg's rewrite_data_files treats files under 75% of the target as too small (min-file-size-bytes).
 SMALL_FILE_RATIO = 0.75
@@ -126,16 +125,16 @@ def compact(table: Table, target_file_size_bytes: int) -> int | None:
     rewrite = plan_rewrite(table, target_file_size_bytes)
     if rewrite.rows is None:
         return None
-    target = {TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(target_file_size_bytes)}
-    properties = {**table.metadata.properties, **target}
-    write_metadata = table.metadata.model_copy(update={"properties": properties})
     added: list[DataFile] = []
     try:
         with table.transaction() as txn:
             with txn.update_snapshot(snapshot_properties={COMPACTION_PROPERTY: "compaction"}).overwrite() as files:
                 for task in rewrite.tasks:
                     files.delete_data_file(task.file)
-                for data_file in _dataframe_to_data_files(write_metadata, rewrite.rows, table.io, files.commit_uuid):
+                written = pyiceberg_internals.write_data_files(
+                    table, rewrite.rows, files.commit_uuid, target_file_size_bytes=target_file_size_bytes
+                )
+                for data_file in written:
                     added.append(data_file)
                     files.append_data_file(data_file)
     except CommitStateUnknownException:
