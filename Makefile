@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The stamp changes whenever the dependency declarations do, so `make` reinstalls exactly then.
 STAMP = $(VENV)/.installed-$(shell echo $(EXTRAS) | cat setup.cfg pyproject.toml - | sha256sum | cut -c1-12)
-DEV_DIR ?= $(HOME)/.local/state/loom/dev
+DEV_DIR ?= $(or $(LOOM_DEV_DIR),$(HOME)/.local/state/loom/dev)
 PYTEST_ARGS ?=
 # What the tests and the demo exercise for real; `train`/`serve` join with their issues.
 EXTRAS ?= dev,local,lake,features,demo
