@@ -18,6 +18,7 @@ from loom.domain.feature_views import (
     TAG_VERSION,
     FeatureViewDefinition,
 )
+from loom.drivers import feast_internals
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureStore, FeatureView
@@ -219,11 +220,10 @@ def online_row_count(settings: StoreSettings, definition: FeatureViewDefinition)
             except sqlite3.OperationalError:  # the table appears with the first apply
                 return 0
         return int(count)
-    from feast.infra.online_stores.helpers import _redis_key_prefix
-
-    client = redis_client(settings)
-    pattern = _redis_key_prefix(definition.join_keys) + b"*" + settings.project.encode()
-    ts_field = f"_ts:{definition.name}".encode()
+    config = repo_config(settings)
+    client = feast_internals.redis_client(config)
+    pattern = feast_internals.redis_key_pattern(config, definition.join_keys)
+    ts_field = feast_internals.timestamp_field(definition.name)
     count = 0
     batch: list[bytes] = []
     for key in client.scan_iter(match=pattern, count=1000):
@@ -235,11 +235,8 @@ def online_row_count(settings: StoreSettings, definition: FeatureViewDefinition)
 
 
 def redis_client(settings: StoreSettings) -> Any:
-    """A redis-py client built by Feast's own factory, so connection strings (password, ssl, db,
-    cluster, sentinel) mean exactly what they mean to Feast."""
-    from feast.infra.online_stores.redis import RedisOnlineStore
-
-    return RedisOnlineStore()._get_client(repo_config(settings).online_store)
+    """A redis-py client on the Redis database Feast writes for these settings."""
+    return feast_internals.redis_client(repo_config(settings))
 
 
 def _count_with_field(client: Any, keys: list[bytes], field: bytes) -> int:
