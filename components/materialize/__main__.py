@@ -5,7 +5,10 @@
 
 Quality gate, then Feast materialize; Feast's progress goes to stderr and the result is printed as
 one JSON line last on stdout (rows written, duration, snapshot id, the quality numbers). Exit codes:
-0 materialized, 3 the quality gate rejected the snapshot (nothing was written online), 1 any error.
+0 materialized, 3 the quality gate rejected the snapshot (nothing was written online), 65 the input
+cannot be materialized as it is (a value that does not convert, a column or snapshot that is not
+there: not retried, since the same input fails the same way), 1 any other error (may heal: retried).
+The last line on stderr is the verdict.
 """
 
 from __future__ import annotations
@@ -13,11 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from pathlib import Path
 
-from loom.features.materialize import MaterializeRequest, run
+from pyiceberg.exceptions import NoSuchTableError
+
+from loom.domain.workloads import EXIT_INPUT_ERROR
+from loom.drivers.feast_pins import SnapshotNotPinnable
+from loom.features.materialize import MaterializeRequest, StaleRequest, run
 
 QUALITY_FAILED = 3
+# What the data or the definition raises when it cannot be materialized as it is (pyarrow's and ibis'
+# conversion errors and pydantic's are ValueErrors or TypeErrors); a StaleRequest is a race instead.
+INPUT_ERRORS = (ValueError, TypeError, KeyError, NotImplementedError, NoSuchTableError, SnapshotNotPinnable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--request", required=True, help="request JSON, or @FILE to read it from a file")
     args = parser.parse_args(argv)
     text = Path(args.request[1:]).read_text() if args.request.startswith("@") else args.request
-    result = run(MaterializeRequest.model_validate_json(text))
+    try:
+        result = run(MaterializeRequest.model_validate_json(text))
+    except StaleRequest:
+        raise
+    except INPUT_ERRORS as error:
+        traceback.print_exc()
+        detail = " ".join(str(error).split())  # one line: the verdict is the log's last line
+        print(f"input error: {type(error).__module__}.{type(error).__name__}: {detail}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
     print(json.dumps(result.to_json(), separators=(",", ":")), flush=True)
     if not result.passed:
         print(f"quality gate rejected snapshot {result.snapshot_id}: {result.quality.summary()}", file=sys.stderr)

@@ -14,7 +14,7 @@ from loom.api.featureset import FeatureSetSpec, FeatureSetStatus, Materializatio
 from loom.builders.materialize import Target, run_name
 from loom.domain.materialization import MaterializeRequest
 from loom.domain.outcome import Observed
-from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus
+from loom.domain.workloads import EXIT_INPUT_ERROR, OwnerRef, Phase, WorkloadStatus
 from loom.drivers.feast_registry import RegisteredView
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_schema import LakeTable
@@ -81,8 +81,11 @@ def name(snapshot: int = 12, previous: int | None = None, tick: datetime | None 
 
 
 def run(run_name: str, phase: Phase, message: str = "", finished: datetime | None = None) -> WorkloadStatus:
-    return WorkloadStatus(run_name, phase, message, finished_at=finished,
-                          exit_code=None if phase in (Phase.PENDING, Phase.RUNNING) else int(phase is Phase.FAILED))
+    """A run as an executor reports it; a failure whose message is an input error exits as one."""
+    code = None if phase in (Phase.PENDING, Phase.RUNNING) else int(phase is Phase.FAILED)
+    if message.startswith("input error:"):
+        code = EXIT_INPUT_ERROR
+    return WorkloadStatus(run_name, phase, message, finished_at=finished, exit_code=code)
 
 
 FAILED_AT = datetime(2025, 6, 1, 12, 20, tzinfo=UTC)
@@ -123,7 +126,7 @@ FIRST_RUN = [SOURCE_OK, APPLIED, ("Materialized", None, "Materializing"), ("Data
 SERVING_AND_RUNNING = [SOURCE_OK, APPLIED, ("Materialized", True, "Materializing"), ("DataQuality", True, "Passed")]
 FAILED = [SOURCE_OK, APPLIED, ("Materialized", False, "MaterializationFailed"), ("DataQuality", None, "NotChecked")]
 CONNECTION_ERROR = "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:6379. Connection refused."
-VALUE_ERROR = "ValueError: Could not find column ratingCount"
+VALUE_ERROR = "input error: builtins.ValueError: Could not find column ratingCount"
 HOURLY = {"schedule": "@hourly"}
 
 SOURCE_CASES = [
@@ -336,19 +339,14 @@ def test_a_materialized_snapshot_is_reported_in_status_fields() -> None:
     assert fields["online_row_count"] == 547 and fields["last_materialized"].rows == 547
 
 
-@pytest.mark.parametrize(("message", "transient"), [
-    (VALUE_ERROR, False),
-    ("pyarrow.lib.ArrowInvalid: Could not convert 'x' with type str: tried to convert to int64", False),
-    ("ibis.common.exceptions.IbisTypeError: Column 'createdAt' is not found in table", False),
-    ("loom.drivers.feast_pins.SnapshotNotPinnable: no metadata file has snapshot 7", False),
-    (CONNECTION_ERROR, True),
-    ("sqlalchemy.exc.OperationalError: (psycopg2.OperationalError) connection refused", True),
-    ("loom.features.materialize.StaleRequest: the registry holds version a of user_features", True),
-    ("supervisor died; ended the orphaned component (pid 12)", True),
-    ("", True),
+@pytest.mark.parametrize(("code", "transient"), [
+    (EXIT_INPUT_ERROR, False),  # the component says its input cannot be materialized
+    (1, True),  # anything else may heal: an unreachable store, a registry that moved on
+    (137, True),  # killed
+    (None, True),  # the supervisor died without recording a code
 ])
-def test_which_failures_may_heal(message: str, transient: bool) -> None:
-    assert failures.is_transient(WorkloadStatus("r", Phase.FAILED, message)) is transient
+def test_which_failures_may_heal(code: int | None, transient: bool) -> None:
+    assert failures.is_transient(WorkloadStatus("r", Phase.FAILED, "x", exit_code=code)) is transient
 
 
 @pytest.mark.parametrize(("attempts", "seconds"), [(1, 15), (2, 30), (3, 60), (8, 1920), (9, 3600), (50, 3600)])

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -38,6 +39,14 @@ COMPONENTS = {
         print("reading file:///in/a.csv", file=sys.stderr)
         print("ingest x failed: file:///in/a.csv: column 'rating' cannot be read as float", file=sys.stderr)
         sys.exit(3)
+    """,
+    # says its input is wrong (counted in $MARKER)
+    "bad-input": """
+        import os, sys
+        with open(os.environ["MARKER"], "a") as f:
+            f.write("attempt\\n")
+        print("input error: column 'rating' is a string", file=sys.stderr)
+        sys.exit(65)
     """,
     # fails until it has been started $SUCCEED_ON times (counted in $MARKER)
     "flaky": """
@@ -175,6 +184,19 @@ def test_failed_attempts_are_retried_as_workload_retries_allow(
     assert flaky[-1] == (owner, Phase.SUCCEEDED)
     assert [p for _, p in flaky].count(Phase.SUCCEEDED) == 1
     assert [c.run.phase for c in changes if c.workload == "hopeless"].count(Phase.FAILED) == 1
+
+
+def test_a_run_whose_input_is_wrong_is_not_retried(
+    tmp_path: Path, components: Path, started: list[LocalExecutor]
+) -> None:
+    """Exit status 65 (EX_DATAERR) fails the run at once, as a Job's podFailurePolicy does."""
+    ex = start(executor(tmp_path, components), started)
+    ex.submit(work(tmp_path, "wrong", component="bad-input", retries=3))
+    run = finished(ex, "wrong")
+    assert (run.phase, run.exit_code, run.message) == (Phase.FAILED, 65, "input error: column 'rating' is a string")
+    ex.wake()
+    time.sleep(1.0)  # time for the thread to start another attempt, which it must not
+    assert (tmp_path / "wrong.marker").read_text().count("attempt") == 1
 
 
 def test_status_survives_an_operator_that_is_gone(tmp_path: Path, components: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from loom.builders.labels import workload_labels
-from loom.domain.workloads import Workload
+from loom.domain.workloads import EXIT_INPUT_ERROR, Workload
 
 COMPONENTS_DIR = "/opt/loom/components"
 HISTORY_LIMIT = 3
@@ -52,6 +52,11 @@ def _job_spec(workload: Workload, image: str, components_dir: str) -> dict[str, 
         container["env"] = env
     spec: dict[str, Any] = {
         "backoffLimit": workload.retries,
+        # A component that says its input is wrong is not retried: the same input fails the same way.
+        "podFailurePolicy": {"rules": [{
+            "action": "FailJob",
+            "onExitCodes": {"containerName": workload.component, "operator": "In", "values": [EXIT_INPUT_ERROR]},
+        }]},
         "podReplacementPolicy": "Failed",
         "template": {
             "metadata": {"labels": labels(workload)},

@@ -15,6 +15,10 @@ from datetime import datetime
 from enum import Enum
 
 WORKLOAD_LABEL = "loom.dev/workload"
+# A component's exit status for input it cannot process (sysexits' EX_DATAERR). The same input fails
+# the same way, so such a run is never retried: a Job's podFailurePolicy fails it at once, and the
+# local executor does the same.
+EXIT_INPUT_ERROR = 65
 
 
 def owner_label(kind: str) -> str:

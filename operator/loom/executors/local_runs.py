@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from loom.domain.workloads import OwnerRef, Phase, PythonEnv, SecretEnv, Workload, WorkloadStatus
+from loom.domain.workloads import EXIT_INPUT_ERROR, OwnerRef, Phase, PythonEnv, SecretEnv, Workload, WorkloadStatus
 from loom.executors.procfs import alive
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
 
@@ -161,7 +161,14 @@ class Run:
     @property
     def needs_attempt(self) -> bool:
         """No attempt yet (its starter died), or the newest failed and the retries allow another."""
-        return self.last is None or (self.last.phase == Phase.FAILED and len(self.attempts) < self.limit)
+        return self.last is None or self.retrying
+
+    @property
+    def retrying(self) -> bool:
+        """The newest attempt failed and another is allowed: retries left and an error that may heal."""
+        last = self.last
+        return (last is not None and last.phase == Phase.FAILED and last.exit_code != EXIT_INPUT_ERROR
+                and len(self.attempts) < self.limit)
 
     @property
     def live(self) -> bool:
@@ -174,7 +181,7 @@ class Run:
             return WorkloadStatus(name, Phase.PENDING, "starting")
         first = read_json(self.attempts[0] / PID_FILE) if len(self.attempts) > 1 else None
         started = datetime.fromisoformat(first["startedAt"]) if first else last.started_at
-        if last.phase == Phase.FAILED and len(self.attempts) < self.limit:
+        if self.retrying:
             retry = read_json(self.attempts[-1] / RETRY_FILE)
             when = f" at {retry['at']}" if retry else " after a backoff"
             message = f"attempt {len(self.attempts)} of {self.limit} failed, retrying{when}: {last.message}"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from loom.domain.workloads import EXIT_INPUT_ERROR
 from loom.drivers import feast_store
 from loom.drivers.feast_store import StoreSettings
 from tests.conftest import ROOT
@@ -77,4 +78,21 @@ def test_a_run_planned_for_another_definition_refuses(redis_store: StoreSettings
 
     assert proc.returncode == 1
     assert f"the registry holds version {definition.version}" in proc.stderr
+    assert feast_store.online_row_count(redis_store, definition) == 0
+
+
+def test_input_that_cannot_be_materialized_exits_as_an_input_error(
+    redis_store: StoreSettings, lake: Lake, movielens: list[pa.Table], tmp_path: Path
+) -> None:
+    """A snapshot the table does not have fails the same way however often it runs: exit 65, which
+    the executors do not retry, with a one-line verdict last."""
+    lake.table(movielens[0])
+    definition = definition_for(redis_store, lake)
+    feast_store.apply(redis_store, definition)
+
+    proc = materialize(request_for(definition, redis_store, lake, 424242).model_dump_json(), tmp_path)
+
+    assert proc.returncode == EXIT_INPUT_ERROR, proc.stderr
+    verdict = proc.stderr.strip().splitlines()[-1]
+    assert verdict.startswith("input error: ") and "424242" in verdict
     assert feast_store.online_row_count(redis_store, definition) == 0
