@@ -14,12 +14,13 @@ CRD_DIR = Path("crds")
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
+    from loom import logs
     from loom.config import OperatorConfig
     from loom.handlers import build_registry
 
     flags = {"metrics_port": args.metrics_port, "executor": args.executor}
     config = OperatorConfig(**{k: v for k, v in flags.items() if v is not None})  # flags win over LOOM_*
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    logs.configure(config.log_format, verbose=args.verbose)
     kopf.run(
         registry=build_registry(config),
         clusterwide=not args.namespace,
@@ -102,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command != "run":  # Kopf configures logging for the operator itself
+    if args.command != "run":  # `loom run` configures logging through loom.logs
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return args.func(args)
 

@@ -9,6 +9,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from loom import logs
 from loom.api.datalake import DataLakeSpec
 from loom.api.kinds import DATALAKE
 from loom.api.meta import GROUP, VERSION
@@ -25,6 +26,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     def apply_deletion_policy(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         """The finalizer stays until the tables are dropped (Delete) or at once (Retain); a transient
         catalog error is retried by Kopf, a spec or Secret that cannot be read lets go and keeps the data."""
+        logs.about(DATALAKE.kind, body.metadata.namespace, body.metadata.name or "")
         try:
             spec = DataLakeSpec.model_validate(dict(body.spec))
         except ValidationError as error:

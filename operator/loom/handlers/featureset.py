@@ -10,6 +10,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from loom import logs
 from loom.api.featureset import FeatureSetSpec
 from loom.api.kinds import FEATURESET
 from loom.api.meta import GROUP, VERSION
@@ -26,6 +27,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     def remove_from_feast(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
         """The finalizer stays until Feast has let go of the view (registry errors are retried); the
         lake table is never touched."""
+        logs.about(FEATURESET.kind, body.metadata.namespace, body.metadata.name or "")
         try:
             spec = FeatureSetSpec.model_validate(dict(body.spec))
         except ValidationError as error:

@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from loom import logs
 from loom.api.kinds import Kind
 from loom.api.meta import API_VERSION, GROUP, VERSION
 from loom.config import OperatorConfig
@@ -77,6 +78,7 @@ def reconcile_once(kind: Kind, service: Service, body: kopf.Body, patch: kopf.Pa
     An invalid spec is reported (Ready=False/InvalidSpec naming the fields) and not retried: it
     stays invalid until the user changes it, which is an update. An external system that failed is
     retried as an error (TemporaryError). Anything due later goes to the scheduler."""
+    logs.about(kind.kind, body.metadata.namespace, body.metadata.name or "")
     started = time.monotonic()
     now = datetime.now(timezone.utc)
     try:

@@ -25,7 +25,8 @@ from typing import Any, Protocol
 
 import kopf
 
-from loom.api.kinds import Kind
+from loom import logs
+from loom.api.kinds import KINDS, Kind
 from loom.api.meta import GROUP, VERSION
 from loom.domain.workloads import RunChange
 
@@ -145,7 +146,9 @@ class Scheduler:
             try:
                 self._nudge(ref, SCHEDULE, when.isoformat())
             except Exception:  # an unreachable API server must not end the scheduler
-                log.exception("could not bring %s/%s/%s back for its scheduled reconcile", *ref.__dict__.values())
+                kind = next((k.kind for k in KINDS if k.plural == ref.plural), ref.plural)
+                log.exception("could not bring it back for its scheduled reconcile",
+                              extra=logs.extra(kind, ref.namespace, ref.name))
 
 
 Refs = Callable[[Mapping[str, Any]], Iterable[str]]
