@@ -63,3 +63,31 @@ def test_immutable_fields_carry_transition_rules() -> None:
     spec = crd(KINDS[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     rules = spec["properties"]["catalog"]["properties"]["type"]["x-kubernetes-validations"]
     assert {"rule": "self == oldSelf", "message": "catalog.type is immutable"} in rules
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
+def test_every_free_form_value_is_bounded(kind: Kind) -> None:
+    """No string, list or map the API server accepts is unbounded: Kopf keeps the last handled spec in
+    an annotation, and Kubernetes refuses more than 256 KiB of annotations, stranding the object."""
+    schema = crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for section in ("spec", "status"):
+        for path, node in _walk(schema["properties"][section], f"{kind.kind}.{section}"):
+            if node.get("type") == "string" and "enum" not in node and node.get("format") != "date-time":
+                assert node.get("maxLength"), f"{path} has no maxLength"
+            if node.get("type") == "array":
+                assert node.get("maxItems"), f"{path} has no maxItems"
+            if isinstance(node.get("additionalProperties"), dict):
+                assert node.get("maxProperties"), f"{path} has no maxProperties"
+                rules = [r["rule"] for r in node.get("x-kubernetes-validations", [])]
+                assert any(r.startswith("self.all(k, k.size()") for r in rules), f"{path} has unbounded keys"
+
+
+def test_map_keys_and_durations_become_cel_rules() -> None:
+    spec = crd(KINDS[0])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    properties = spec["properties"]["catalog"]["properties"]["properties"]
+    assert "propertyNames" not in properties
+    assert properties["x-kubernetes-validations"] == [
+        {"rule": "self.all(k, k.size() >= 1 && k.size() <= 253)", "message": "keys must be 1 to 253 characters long"}
+    ]
+    older = spec["properties"]["maintenance"]["properties"]["expireSnapshots"]["properties"]["olderThan"]
+    assert [r["message"] for r in older["x-kubernetes-validations"]] == ["must be at most 3650d (10 years)"]

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from loom.api.kinds import KINDS, Kind
-from loom.api.meta import GROUP, VERSION, LoomModel
+from loom.api.meta import GROUP, VERSION, LoomModel, cel
 
 CATEGORY = "loom"
 _DROP = {"title", "$defs"}
@@ -36,6 +36,9 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         node = _merge(_resolve(branches[0], defs), node)
     if node.get("default", ...) is None:
         del node["default"]
+    if "propertyNames" in node:
+        names = node.pop("propertyNames")
+        node = _merge(node, {"x-kubernetes-validations": [_key_rule(names)]})
     if "const" in node:
         node["enum"] = [node.pop("const")]
     for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
@@ -55,6 +58,15 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         else:
             out[key] = value
     return out
+
+
+def _key_rule(names: dict[str, Any]) -> dict[str, Any]:
+    """A map's key constraints (JSON Schema propertyNames, which OpenAPI v3.0 lacks) as a CEL rule."""
+    if set(names) - {"minLength", "maxLength"}:
+        raise ValueError(f"only the length of map keys can be constrained: {names}")
+    low, high = names.get("minLength", 0), names["maxLength"]
+    return cel(f"self.all(k, k.size() >= {low} && k.size() <= {high})",
+               f"keys must be {low} to {high} characters long")
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -9,12 +9,14 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, StringConstraints
 
 from loom.api.meta import (
+    MAX_PROPERTIES,
     Cron,
     DeletionPolicy,
     DNSLabel,
     Duration,
     Identifier,
     LoomModel,
+    Properties,
     SecretKeyRef,
     StatusBase,
     cel,
@@ -28,7 +30,7 @@ IcebergType = Annotated[
     StringConstraints(
         pattern=(
             r"^(boolean|int|long|float|double|date|time|timestamp|timestamptz|timestamp_ns"
-            r"|timestamptz_ns|string|uuid|binary|fixed\[[1-9][0-9]*\]"
+            r"|timestamptz_ns|string|uuid|binary|fixed\[[1-9][0-9]{0,8}\]"
             r"|decimal\(\s*[1-9][0-9]?\s*,\s*[0-9][0-9]?\s*\)|(list|map|struct)<.+>)$"
         ),
         max_length=4096,
@@ -44,7 +46,8 @@ IcebergType = Annotated[
 Transform = Annotated[
     str,
     StringConstraints(
-        pattern=r"^(identity|year|month|day|hour|void|bucket\[[1-9][0-9]*\]|truncate\[[1-9][0-9]*\])$"
+        pattern=r"^(identity|year|month|day|hour|void|bucket\[[1-9][0-9]{0,8}\]|truncate\[[1-9][0-9]{0,8}\])$",
+        max_length=32,
     ),
     Field(description="Iceberg partition transform: identity, year, month, day, hour, bucket[N], truncate[W]."),
 ]
@@ -81,8 +84,10 @@ class Catalog(LoomModel):
     warehouse: str | None = Field(
         default=None, max_length=2048, description="Warehouse location, e.g. file:///data/wh or s3://bucket/wh."
     )
-    properties: dict[str, str] = Field(
-        default_factory=dict, description="Extra catalog properties passed to pyiceberg as they are."
+    properties: Properties = Field(
+        default_factory=dict,
+        max_length=MAX_PROPERTIES,
+        description="Extra catalog properties passed to pyiceberg as they are.",
     )
     secret_ref: SecretKeyRef | None = Field(
         default=None,
@@ -152,8 +157,10 @@ class Table(LoomModel):
         default_factory=list, max_length=8, description="Partition spec, evolved with update_spec."
     )
     sort_by: list[SortField] = Field(default_factory=list, max_length=8, description="Sort order.")
-    properties: dict[str, str] = Field(
-        default_factory=dict, description="Iceberg table properties, e.g. write.target-file-size-bytes."
+    properties: Properties = Field(
+        default_factory=dict,
+        max_length=MAX_PROPERTIES,
+        description="Iceberg table properties, e.g. write.target-file-size-bytes.",
     )
 
 
@@ -262,7 +269,7 @@ class LastIngest(LoomModel):
 
 
 class TableStatus(LoomModel):
-    name: str = Field(description="Table name.")
+    name: str = Field(max_length=253, description="Table name.")
     current_snapshot_id: int | None = Field(default=None, description="Current Iceberg snapshot id.")
     schema_id: int | None = Field(default=None, description="Current schema id.")
     spec_id: int | None = Field(default=None, description="Current partition spec id.")

@@ -174,7 +174,7 @@ class MaterializationRun(LoomModel):
     rows: int = Field(ge=0, description="Entity rows written to the online store.")
     duration_seconds: float = Field(ge=0, description="Wall time of the run.")
     snapshot_id: int = Field(description="Iceberg snapshot the run materialized.")
-    feature_view_version: str = Field(description="Feature view version the run materialized.")
+    feature_view_version: str = Field(max_length=253, description="Feature view version the run materialized.")
 
 
 class MaterializationFailure(LoomModel):
@@ -182,12 +182,12 @@ class MaterializationFailure(LoomModel):
     retried until that input changes (the spec, the lake table's snapshot or schema); a transient one
     is retried after a backoff that doubles with each attempt."""
 
-    run: str = Field(description="Name of the failed run (a Job, or a local run of the operator).")
+    run: str = Field(max_length=253, description="Name of the failed run (a Job, or a local run of the operator).")
     time: datetime = Field(description="When the run failed.")
     generation: int | None = Field(default=None, description="FeatureSet generation the run was for.")
     snapshot_id: int = Field(description="Lake table snapshot the run was materializing.")
     schema_id: int = Field(description="Schema id of that snapshot.")
-    feature_view_version: str = Field(description="Feature view version the run was for.")
+    feature_view_version: str = Field(max_length=253, description="Feature view version the run was for.")
     transient: bool = Field(description="Whether the failure may heal by itself (an unreachable system).")
     attempts: int = Field(ge=1, description="Failed runs for this input so far.")
 
@@ -196,7 +196,9 @@ class FeatureSetStatus(StatusBase):
     """Observed state of the feature view: what was read, applied and materialized."""
 
     source_snapshot_id: int | None = Field(default=None, description="Iceberg snapshot last materialized.")
-    feature_view_version: str | None = Field(default=None, description="Hash of the applied definition.")
+    feature_view_version: str | None = Field(
+        default=None, max_length=253, description="Hash of the applied definition."
+    )
     last_materialized: MaterializationRun | None = Field(default=None, description="Last materialization.")
     online_row_count: int | None = Field(default=None, ge=0, description="Entity rows in the online store.")
     last_failure: MaterializationFailure | None = Field(

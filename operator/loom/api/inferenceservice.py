@@ -117,12 +117,12 @@ class InferenceServiceSpec(LoomModel):
 
 
 class Revision(LoomModel):
-    model_uri: str = Field(description="MLflow URI being served.")
-    model_version: str | None = Field(default=None, description="Resolved MLflow model version.")
+    model_uri: str = Field(max_length=2048, description="MLflow URI being served.")
+    model_version: str | None = Field(default=None, max_length=253, description="Resolved MLflow model version.")
 
 
 class CheckResult(LoomModel):
-    name: str = Field(description="Metric check name.")
+    name: str = Field(max_length=63, description="Metric check name.")
     value: float | None = Field(default=None, description="Measured value; unset when no data.")
     passed: bool = Field(description="Whether the value was within bounds.")
 
@@ -136,7 +136,7 @@ class Analysis(LoomModel):
 class InferenceServiceStatus(StatusBase):
     """Observed state of serving: revisions, traffic split and the last canary analysis."""
 
-    url: str | None = Field(default=None, description="Where predictions are served (V2 protocol).")
+    url: str | None = Field(default=None, max_length=2048, description="Where predictions are served (V2 protocol).")
     stable: Revision | None = Field(default=None, description="Revision taking the stable traffic.")
     canary: Revision | None = Field(default=None, description="Revision under canary analysis.")
     canary_weight: int | None = Field(default=None, ge=0, le=100, description="Percent of traffic on the canary.")

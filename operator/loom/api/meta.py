@@ -7,9 +7,11 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
+
+from loom.api import cron
 
 GROUP = "loom.dev"
 VERSION = "v1alpha1"
@@ -55,28 +57,76 @@ class LoomModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+MAX_DURATION = timedelta(days=3650)
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# At most 12 digits before and 9 after the point: every part fits a float exactly enough, and the
+# total is checked against MAX_DURATION before a timedelta is made, so nothing overflows.
+_DURATION_PATTERN = r"^([0-9]{1,12}(\.[0-9]{1,9})?(ms|s|m|h|d))+$"
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)")
 
-Duration = Annotated[
-    str,
-    StringConstraints(pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$", max_length=32),
-    Field(description="A duration such as 90s, 15m, 1h30m or 7d."),
-]
+
+def _cel_seconds(unit: str) -> str:
+    """CEL for the seconds in one part `p` of a duration, e.g. '90s' or '250ms'."""
+    return f"double(p.substring(0, p.size() - {len(unit)})) * {float(_UNITS[unit])!r}"
+
+
+# The sum parse_duration computes, in CEL, so the API server refuses a duration longer than
+# MAX_DURATION naming the field; units are tested longest first (ms before m and s).
+_DURATION_SECONDS = "".join(f"p.endsWith('{unit}') ? {_cel_seconds(unit)} : " for unit in ("ms", "s", "m", "h"))
+_DURATION_RANGE = cel(
+    f"self.findAll('[0-9]+(\\\\.[0-9]+)?(ms|s|m|h|d)').map(p, {_DURATION_SECONDS}{_cel_seconds('d')}).sum()"
+    f" <= {MAX_DURATION.total_seconds()!r}",
+    f"must be at most {MAX_DURATION.days}d (10 years)",
+)
+
+
+class DurationError(ValueError):
+    """A duration that is malformed or longer than MAX_DURATION; the message says which."""
 
 
 def parse_duration(text: str) -> timedelta:
-    """Turn a Duration string (already validated by its pattern) into a timedelta."""
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text)))
+    """Turn a Duration string into a timedelta; a malformed or too long one raises DurationError
+    (never OverflowError), whatever the caller validated before."""
+    if not re.fullmatch(_DURATION_PATTERN, text):
+        raise DurationError(f"invalid duration {text[:40]!r}: expected e.g. 90s, 15m, 1h30m or 7d")
+    seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationError(f"duration {text[:40]!r} is longer than {MAX_DURATION.days}d (10 years)")
+    return timedelta(seconds=seconds)
 
+
+def _check_duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[
+    str,
+    StringConstraints(pattern=_DURATION_PATTERN, max_length=32),
+    AfterValidator(_check_duration),
+    Field(
+        description=f"A duration such as 90s, 15m, 1h30m or 7d, at most {MAX_DURATION.days}d.",
+        json_schema_extra={"x-kubernetes-validations": [_DURATION_RANGE]},
+    ),
+]
 
 Cron = Annotated[
     str,
     StringConstraints(
         pattern=r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$", max_length=128
     ),
-    Field(description="A cron schedule (five fields, or @hourly/@daily/...), in UTC."),
+    Field(
+        description="A cron schedule (five fields, or @hourly/@daily/...), in UTC.",
+        json_schema_extra={"pattern": cron.PATTERN},
+    ),
 ]
+
+# Free-form maps (properties, hyperparameters): bounded so that no one map (at most ~140 KB) can fill
+# the 256 KiB Kubernetes allows for all annotations together (Kopf keeps the last handled spec in one).
+MAX_PROPERTIES = 32
+PropertyKey = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+PropertyValue = Annotated[str, StringConstraints(max_length=4096)]
+Properties = dict[PropertyKey, PropertyValue]
 
 DNSLabel = Annotated[
     str,

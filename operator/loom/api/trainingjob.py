@@ -8,11 +8,14 @@ from pydantic import Field
 
 from loom.api.featureset import DataLakeTableRef
 from loom.api.meta import (
+    MAX_PROPERTIES,
     DNSLabel,
     Duration,
     Identifier,
     LocalObjectRef,
     LoomModel,
+    Properties,
+    PropertyKey,
     StatusBase,
     cel,
 )
@@ -46,8 +49,10 @@ class Model(LoomModel):
         pattern=r"^[a-z0-9_]+(\.[a-z0-9_]+)*(:[A-Za-z_][A-Za-z0-9_]*)?$",
         description="Training component to run: a built-in name or module:function.",
     )
-    hyperparameters: dict[str, str] = Field(
-        default_factory=dict, description="Passed to the entrypoint and logged as MLflow params."
+    hyperparameters: Properties = Field(
+        default_factory=dict,
+        max_length=MAX_PROPERTIES,
+        description="Passed to the entrypoint and logged as MLflow params.",
     )
     alias: str = Field(
         default="candidate",
@@ -61,9 +66,11 @@ class Resources(LoomModel):
     gpu_profile: DNSLabel | None = Field(
         default=None, description="Named GPU shape from gpu-profiles (resources, nodeSelector, tolerations)."
     )
-    cpu: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request per worker.")
+    cpu: str | None = Field(
+        default=None, max_length=16, pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request per worker."
+    )
     memory: str | None = Field(
-        default=None, pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$", description="Memory request per worker."
+        default=None, max_length=24, pattern=r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$", description="Memory request per worker."
     )
 
 
@@ -108,9 +115,15 @@ class TrainingJobStatus(StatusBase):
 
     start_time: datetime | None = Field(default=None, description="When the current run started.")
     completion_time: datetime | None = Field(default=None, description="When the current run finished.")
-    run_id: str | None = Field(default=None, description="MLflow run id of the current run.")
-    model_version: str | None = Field(default=None, description="Registered MLflow model version.")
-    model_uri: str | None = Field(default=None, description="URI that serves this version, models:/<name>/<version>.")
+    run_id: str | None = Field(default=None, max_length=253, description="MLflow run id of the current run.")
+    model_version: str | None = Field(default=None, max_length=253, description="Registered MLflow model version.")
+    model_uri: str | None = Field(
+        default=None, max_length=2048, description="URI that serves this version, models:/<name>/<version>."
+    )
     dataset_snapshot_id: int | None = Field(default=None, description="Iceberg snapshot the training set was read at.")
-    feature_view_version: str | None = Field(default=None, description="FeatureSet definition trained on.")
-    metrics: dict[str, float] = Field(default_factory=dict, description="Final evaluation metrics.")
+    feature_view_version: str | None = Field(
+        default=None, max_length=253, description="FeatureSet definition trained on."
+    )
+    metrics: dict[PropertyKey, float] = Field(
+        default_factory=dict, max_length=256, description="Final evaluation metrics."
+    )
