@@ -70,6 +70,15 @@ _BIG = "x" * 5000
 # Values the API server refuses too (tests/integration/test_validation.py): the models refuse them
 # at the operator's boundary, so an object that got past an older CRD reports InvalidSpec naming the field.
 LIMITS = [
+    ("datalake", "ingest.0.schedule", "61 * * * *", "spec.ingest[0].schedule: Value error, invalid cron schedule "
+     "'61 * * * *': Bad minute '61'"),
+    ("datalake", "ingest.0.schedule", "* * 32 * *", "spec.ingest[0].schedule: Value error, invalid cron schedule "
+     "'* * 32 * *': Bad day-of-month '32'"),
+    ("datalake", "ingest.0.schedule", "* * * 13 *", "spec.ingest[0].schedule: Value error, invalid cron schedule "
+     "'* * * 13 *': Bad month '13'"),
+    ("datalake", "ingest.0.schedule", "0 0 30 2 *", "spec.ingest[0].schedule: Value error, invalid cron schedule "
+     "'0 0 30 2 *': Bad day-of-month"),
+    ("datalake", "maintenance.compaction.schedule", "*/0 * * * *", "spec.maintenance.compaction.schedule: Value error"),
     ("datalake", "maintenance.expireSnapshots.olderThan", "9" * 30 + "d",
      "spec.maintenance.expireSnapshots.olderThan: String should match pattern"),
     ("datalake", "maintenance.expireSnapshots.olderThan", "3651d",
@@ -80,6 +89,7 @@ LIMITS = [
     ("datalake", "tables.0.partitionBy.0.transform", "bucket[9999999999]", "spec.tables[0].partitionBy[0].transform"),
     ("featureset", "ttl", "999999999999999999999999999999d", "spec.ttl: String should match pattern"),
     ("featureset", "ttl", "87601h", "spec.ttl: Value error, duration '87601h' is longer than 3650d"),
+    ("featureset", "materialization.schedule", "0 0 * * 7", "spec.materialization.schedule: Value error"),
     ("featureset", "entities.0.description", _BIG, "spec.entities[0].description: String should have at most 1024"),
     ("trainingjob", "model.hyperparameters", {"a": _BIG, "b": _BIG, "c": _BIG},
      "spec.model.hyperparameters.a: String should have at most 4096"),

@@ -112,9 +112,8 @@ Duration = Annotated[
 
 Cron = Annotated[
     str,
-    StringConstraints(
-        pattern=r"^(@(yearly|annually|monthly|weekly|daily|hourly)|(\S+\s+){4}\S+)$", max_length=128
-    ),
+    StringConstraints(max_length=128),
+    AfterValidator(cron.validate),
     Field(
         description="A cron schedule (five fields, or @hourly/@daily/...), in UTC.",
         json_schema_extra={"pattern": cron.PATTERN},
