@@ -199,6 +199,15 @@ def test_a_run_whose_input_is_wrong_is_not_retried(
     assert (tmp_path / "wrong.marker").read_text().count("attempt") == 1
 
 
+def test_a_run_that_cannot_start_says_why(tmp_path: Path, components: Path) -> None:
+    """An argument over the kernel's limit (E2BIG) fails the run with the real reason, at once."""
+    ex = executor(tmp_path, components)
+    ex.submit(Workload("huge", "ns", "echo", args=("x" * 200_000,), env={"MARKER": str(tmp_path / "m")}, retries=0))
+    run = ex.runs("ns", "huge")[0]
+    assert run.phase == Phase.FAILED
+    assert run.message.startswith("could not start: ") and "Argument list too long" in run.message
+
+
 def test_status_survives_an_operator_that_is_gone(tmp_path: Path, components: Path) -> None:
     """Submit from a process that exits at once; new executor instances see the run go and end."""
     w = work(tmp_path, "detached", gate=True)
