@@ -12,6 +12,7 @@ import prometheus_client
 from loom.api.kinds import KINDS
 from loom.api.meta import GROUP
 from loom.config import OperatorConfig
+from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressStorage
 from loom.handlers.triggers import Nudger, Scheduler
 from loom.services.runtime import connect
 
@@ -26,11 +27,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.on.startup(registry=registry)
     def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        """Kopf's progress and diff-base go to annotations so status holds only what Loom reports."""
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
-        )
+        """Kopf's progress and diff-base go to annotations so status holds only what Loom reports;
+        a large diff-base is kept as a digest, and an unreadable annotation is reset (bookkeeping)."""
+        settings.persistence.progress_storage = ResettingProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = CompactDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.posting.reporting_component = config.field_manager
         settings.execution.max_workers = 8
