@@ -37,6 +37,8 @@ class OperatorConfig(BaseSettings):
                                description="server-side apply field manager of every child object")
     log_format: LogFormat = LogFormat.PLAIN
     dependency_retry_seconds: float = Field(15.0, gt=0, description="backoff after an external system failed")
+    deletion_attempts: int = Field(5, ge=1, le=20, description="finalizer attempts at cleaning up (the delay "
+                                   "doubles from dependency_retry_seconds) before it lets go with a Warning")
     resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
 
     # Kubernetes executor: one workload image per Python environment (main, serve).

@@ -16,7 +16,6 @@ from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
 from loom.api.kinds import DATALAKE, FEATURESET, Kind
 from loom.config import ExecutorKind, OperatorConfig
-from loom.domain.errors import SecretNotFoundError
 from loom.domain.outcome import Decision, Outcome
 from loom.domain.outcome import Observed as Condition
 from loom.domain.workloads import Phase, Workload, WorkloadStatus
@@ -161,14 +160,16 @@ def test_delete_removes_the_runs_and_the_view_with_the_connection_from_the_secre
     executor.submit(Workload("someone-elses", "ml", "materialize", labels={"loom.dev/featureset": "other"}))
     kube.put_secret("ml", "feature-store", {"connection": "redis.ml:6379,password=s3cret"})
     spec = FeatureSetSpec.model_validate({**SPEC_DOC, "online": {"connectionSecretRef": {"name": "feature-store"}}})
-    assert featureset.delete(spec, context(tmp_path, executor, kube)) is True
+    applied = {"featureViewVersion": "v2"}
+    cleanup = featureset.delete(spec, context(tmp_path, executor, kube, applied))
+    assert cleanup.removed == ("workload run-a", "workload run-b", "feature view user_features and its online data")
     assert sorted(executor.deleted) == [("ml", "run-a"), ("ml", "run-b")]
     ((settings, view, owner),) = removed
     assert (settings.online_connection, view, owner) == ("redis.ml:6379,password=s3cret", "user_features",
                                                          "ml/user-features")
     kube.secrets.clear()
-    with pytest.raises(SecretNotFoundError):
-        featureset.delete(spec, context(tmp_path, executor, kube))
+    (left,) = featureset.delete(spec, context(tmp_path, executor, kube, applied)).left
+    assert left.why == "SecretNotFoundError: Secret ml/feature-store does not exist"
 
 
 # --- observe -----------------------------------------------------------------------------------

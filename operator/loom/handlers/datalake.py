@@ -1,5 +1,6 @@
 """Kopf handlers for datalakes: the shared reconcile (with a periodic resync that repairs tables
-dropped behind Loom's back) and a finalizer that applies `deletionPolicy`."""
+dropped behind Loom's back) and a finalizer that removes the lake's workloads and applies
+`deletionPolicy`, retried a bounded number of times (`deletion_attempts`) before it lets go."""
 
 from __future__ import annotations
 
@@ -14,29 +15,24 @@ from loom.api.datalake import DataLakeSpec
 from loom.api.kinds import DATALAKE
 from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
-from loom.domain.errors import SecretNotFoundError
-from loom.handlers import reconcile
+from loom.handlers import deletion, reconcile
 from loom.services import datalake
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     reconcile.register(registry, config, DATALAKE, datalake.reconcile)
 
-    @kopf.on.delete(GROUP, VERSION, DATALAKE.plural, id="deletion-policy", registry=registry)
-    def apply_deletion_policy(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        """The finalizer stays until the tables are dropped (Delete) or at once (Retain); a transient
-        catalog error is retried by Kopf, a spec or Secret that cannot be read lets go and keeps the data."""
+    @kopf.on.delete(GROUP, VERSION, DATALAKE.plural, id="deletion-policy", registry=registry,
+                    retries=config.deletion_attempts, backoff=config.dependency_retry_seconds)
+    def apply_deletion_policy(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int,
+                              **_: Any) -> None:
+        """Workloads always go; tables only under Delete and only if the lake ever got a status (an
+        invalid spec created nothing). What cannot be removed is retried, then left with a Warning."""
         logs.about(DATALAKE.kind, body.metadata.namespace, body.metadata.name or "")
         try:
-            spec = DataLakeSpec.model_validate(dict(body.spec))
+            spec: DataLakeSpec | None = DataLakeSpec.model_validate(dict(body.spec))
         except ValidationError as error:
-            raise kopf.PermanentError(f"invalid spec, no tables dropped: {error.error_count()} error(s)") from error
+            logger.info("invalid spec (%d error(s)): no tables were created, none dropped", error.error_count())
+            spec = None
         ctx = reconcile.make_context(DATALAKE, body, memo, datetime.now(timezone.utc))
-        try:
-            dropped = datalake.delete(spec, ctx)
-        except SecretNotFoundError as error:
-            raise kopf.PermanentError(f"{error}; tables kept") from error
-        except datalake.CatalogUnavailableError as error:
-            raise kopf.TemporaryError(str(error), delay=config.dependency_retry_seconds) from error
-        if dropped:
-            logger.info("dropped tables %s from namespace %s", ", ".join(dropped), spec.namespace)
+        deletion.finish(body, logger, config, datalake.delete(spec, ctx), retry)

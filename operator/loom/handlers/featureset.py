@@ -1,6 +1,6 @@
 """Kopf handlers for featuresets: the shared reconcile (brought back by its DataLake table's changes,
-see `links`) and the finalizer that removes the feature view and its online data from Feast when the
-FeatureSet goes."""
+see `links`) and the finalizer that removes the FeatureSet's workloads, and its feature view and
+online data from Feast, retried a bounded number of times (`deletion_attempts`) before it lets go."""
 
 from __future__ import annotations
 
@@ -15,27 +15,24 @@ from loom.api.featureset import FeatureSetSpec
 from loom.api.kinds import FEATURESET
 from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
-from loom.domain.errors import SecretNotFoundError
-from loom.handlers import reconcile
+from loom.handlers import deletion, reconcile
 from loom.services import featureset
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     reconcile.register(registry, config, FEATURESET, featureset.reconcile)
 
-    @kopf.on.delete(GROUP, VERSION, FEATURESET.plural, id="feast-cleanup", registry=registry)
-    def remove_from_feast(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-        """The finalizer stays until Feast has let go of the view (registry errors are retried); the
-        lake table is never touched."""
+    @kopf.on.delete(GROUP, VERSION, FEATURESET.plural, id="feast-cleanup", registry=registry,
+                    retries=config.deletion_attempts, backoff=config.dependency_retry_seconds)
+    def remove_from_feast(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        """Workloads always go; Feast is cleaned only if a definition was ever applied (an invalid spec
+        applied none). The lake table is never touched. What cannot be removed is retried, then left
+        with a Warning."""
         logs.about(FEATURESET.kind, body.metadata.namespace, body.metadata.name or "")
         try:
-            spec = FeatureSetSpec.model_validate(dict(body.spec))
+            spec: FeatureSetSpec | None = FeatureSetSpec.model_validate(dict(body.spec))
         except ValidationError as error:
-            message = f"invalid spec, nothing removed from Feast: {error.error_count()} error(s)"
-            raise kopf.PermanentError(message) from error
-        try:
-            removed = featureset.delete(spec, reconcile.make_context(FEATURESET, body, memo, datetime.now(timezone.utc)))
-        except SecretNotFoundError as error:
-            raise kopf.PermanentError(f"{error}; the feature view is left in Feast") from error
-        if removed:
-            logger.info("removed feature view %s and its online data from Feast", body.metadata.name)
+            logger.info("invalid spec (%d error(s)): nothing was applied to Feast", error.error_count())
+            spec = None
+        ctx = reconcile.make_context(FEATURESET, body, memo, datetime.now(timezone.utc))
+        deletion.finish(body, logger, config, featureset.delete(spec, ctx), retry)

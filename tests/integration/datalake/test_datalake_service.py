@@ -183,12 +183,13 @@ def test_a_table_dropped_outside_loom_is_recreated_with_a_warning(
 @pytest.mark.parametrize("policy", ["Retain", "Delete"])
 def test_deletion_policy(iceberg_catalog: CatalogUnderTest, ctx: ReconcileContext, policy: str) -> None:
     spec = parse(lake_spec(iceberg_catalog.properties, deletionPolicy=policy))
-    datalake.reconcile(spec, ctx)
-    dropped = datalake.delete(spec, ctx)
+    ctx = after(ctx, datalake.reconcile(spec, ctx))
+    cleanup = datalake.delete(spec, ctx)
     left = sorted(t for _, t in iceberg_catalog.catalog.list_tables("movielens")) if policy == "Retain" else []
+    assert cleanup.left == ()
     if policy == "Retain":
-        assert dropped == [] and left == ["movies", "ratings", "user_features"]
+        assert cleanup.removed == () and left == ["movies", "ratings", "user_features"]
     else:
-        assert dropped == ["ratings", "movies", "user_features"]
+        assert cleanup.removed == ("table movielens.ratings", "table movielens.movies", "table movielens.user_features")
         assert ("movielens",) not in iceberg_catalog.catalog.list_namespaces()
-        assert datalake.delete(spec, ctx) == [], "deleting again finds nothing"
+        assert datalake.delete(spec, ctx).removed == (), "deleting again finds nothing"

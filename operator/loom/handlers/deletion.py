@@ -1,0 +1,27 @@
+"""The Kopf glue every finalizer shares: one cleanup attempt through the service, then either a
+retry (TemporaryError with the service's backoff) or letting the object go, with a Warning Event
+naming what was left behind. A user's delete always finishes."""
+
+from __future__ import annotations
+
+import kopf
+
+from loom.config import OperatorConfig
+from loom.services.deletion import Cleanup, verdict
+
+LEFT_BEHIND = "CleanupIncomplete"
+
+
+def finish(body: kopf.Body, logger: kopf.Logger, config: OperatorConfig, cleanup: Cleanup, attempt: int) -> None:
+    """Raise to be called again, or return to release the finalizer."""
+    if cleanup.removed:
+        logger.info("removed %s", ", ".join(cleanup.removed))
+    decided = verdict(cleanup, attempt, config.deletion_attempts, config.dependency_retry_seconds)
+    if decided.retry_after is not None:
+        raise kopf.TemporaryError(
+            f"cleanup attempt {attempt + 1} of {config.deletion_attempts} incomplete: {cleanup.message}",
+            delay=decided.retry_after)
+    if decided.warning is not None:
+        message = f"deleted after {attempt + 1} attempt(s) with leftovers: {decided.warning}"
+        logger.warning("%s", message)
+        kopf.event(body, type="Warning", reason=LEFT_BEHIND, message=message)

@@ -1,0 +1,49 @@
+"""Cleaning up after a deleted DataLake: its workloads (ingests, maintenance) always go, by the owner
+label, whatever else fails; its tables are dropped only under `deletionPolicy: Delete`, and only when
+the DataLake ever got a status (a lake that never reconciled never created anything)."""
+
+from __future__ import annotations
+
+from loom.api.datalake import DataLakeSpec
+from loom.api.kinds import DATALAKE
+from loom.builders.labels import owned_by
+from loom.services.context import ReconcileContext
+from loom.services.datalake.act import drop
+from loom.services.datalake.actions import DropTable
+from loom.services.datalake.decide import deletion
+from loom.services.datalake.session import open_session
+from loom.services.deletion import Cleanup, Left, remove_workloads
+
+
+def delete(spec: DataLakeSpec | None, ctx: ReconcileContext) -> Cleanup:
+    """One attempt; `spec` is None when it is invalid (then nothing but workloads can exist)."""
+    cleanup = remove_workloads(ctx.executor, ctx.namespace, owned_by(DATALAKE.kind, ctx.name))
+    if spec is None or not ctx.status:
+        return cleanup
+    deletions = deletion(spec)
+    if not deletions:  # Retain: the tables are the user's
+        return cleanup
+    with open_session(spec, ctx.kube, ctx.namespace) as session:
+        if session.failure is not None:
+            tables = [a.name for a in deletions if isinstance(a, DropTable)]
+            return cleanup + Cleanup(left=(_tables_left(spec, tables, session.failure.message),))
+        removed: list[str] = []
+        for index, action in enumerate(deletions):
+            try:
+                removed.extend(f"table {spec.namespace}.{t}" for t in drop([action], session))
+            except Exception as error:  # re-described without the original, whose text may quote a credential
+                rest = [a.name for a in deletions[index:] if isinstance(a, DropTable)]
+                reason = session.redact(f"{type(error).__name__}: {error}")
+                if not rest:
+                    left = Left(f"namespace {spec.namespace} in catalog {spec.catalog.name}", reason)
+                    return cleanup + Cleanup(tuple(removed), (left,))
+                return cleanup + Cleanup(tuple(removed), (_tables_left(spec, rest, reason),))
+        return cleanup + Cleanup(tuple(removed))
+
+
+def _tables_left(spec: DataLakeSpec, tables: list[str], reason: str) -> Left:
+    """The tables `deletionPolicy: Delete` could not drop, and how to drop them by hand."""
+    names = ", ".join(f"{spec.namespace}.{t}" for t in tables)
+    how = "; drop them with pyiceberg: " + ", ".join(
+        f"catalog.purge_table({spec.namespace + '.' + t!r})" for t in tables)
+    return Left(f"tables {names} in catalog {spec.catalog.name}", reason[:240] + how)
