@@ -18,6 +18,7 @@ from loom.services import featureset
 from loom.services.context import ReconcileContext
 from loom.services.deletion import Cleanup, verdict
 from loom.services.featureset import act as act_module
+from loom.services.featureset import deletion as deletion_module
 from tests.support.executors import FakeExecutor
 from tests.support.kube import FakeKube
 
@@ -56,10 +57,11 @@ def deleted(executor: FakeExecutor) -> list[str]:
 
 def test_an_unparseable_registry_url_is_retried_then_left_with_a_warning(tmp_path: Path) -> None:
     executor = executor_with_runs()
-    cleanup = featureset.delete(spec(registry={"uri": UNPARSEABLE}), context(tmp_path, executor, APPLIED))
+    unparseable = spec(registry={"uri": UNPARSEABLE}, online={"store": "sqlite"})
+    cleanup = featureset.delete(unparseable, context(tmp_path, executor, APPLIED))
     (left,) = cleanup.left
     assert left.what == ("feature view user_features in the Feast registry sq\\x01lite://loom:***@/registry.db "
-                         "and its online data (redis)")
+                         "and its online data")
     assert left.why.startswith("ArgumentError: Could not parse SQLAlchemy URL")
     assert deleted(executor) == list(RUNS), "the workloads go even so"
     assert [verdict(cleanup, attempt, 5, 7).retry_after for attempt in range(4)] == [7, 14, 28, 56]
@@ -68,16 +70,41 @@ def test_an_unparseable_registry_url_is_retried_then_left_with_a_warning(tmp_pat
     assert "s3cret" not in final.warning
 
 
-def test_an_unreachable_online_store_is_named_with_its_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refused(settings: Any, view: str, owner: str) -> bool:
-        raise ConnectionError(f"Error 111 connecting to {settings.online_connection} (connection refused)")
+class Redis:
+    def __init__(self, settings: Any) -> None:
+        self.address = settings.online_connection
 
-    monkeypatch.setattr(act_module.feast_store, "remove", refused)
-    config_redis = "127.0.0.1:9,password=hunter2"
+    def ping(self) -> bool:
+        if self.address.startswith("127.0.0.1:9,"):
+            raise ConnectionError(f"Error 111 connecting to {self.address} (connection refused)")
+        return True
+
+
+@pytest.fixture
+def feast(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Redis answers unless it is at the discard port; the views removed from the registry."""
+    removed: list[str] = []
+    monkeypatch.setattr(deletion_module.feast_store, "redis_client", Redis)
+    monkeypatch.setattr(act_module, "remove_definition", lambda settings, view, owner: removed.append(view) or True)
+    return removed
+
+
+def test_an_unreachable_redis_keeps_the_registry_untouched_and_names_both(tmp_path: Path, feast: list[str]) -> None:
     ctx = replace(context(tmp_path, executor_with_runs(), APPLIED),
-                  config=OperatorConfig(state_dir=tmp_path, feast_redis=config_redis))
-    (left,) = featureset.delete(spec(), ctx).left
-    assert left.why == "ConnectionError: Error 111 connecting to 127.0.0.1:9,password=*** (connection refused)"
+                  config=OperatorConfig(state_dir=tmp_path, feast_redis="127.0.0.1:9,password=hunter2"))
+    cleanup = featureset.delete(spec(), ctx)
+    assert feast == [], "the registry still names the keys for the next attempt"
+    registry = f"sqlite:///{tmp_path}/feast/registry.db"
+    assert cleanup.message == (
+        f"feature view user_features in the Feast registry {registry} left: kept until its online data can be "
+        "removed; online data of feature view user_features in the redis online store 127.0.0.1:9,password=*** "
+        "left: ConnectionError: Error 111 connecting to 127.0.0.1:9,password=*** (connection refused)")
+
+
+def test_a_reachable_store_has_the_view_removed(tmp_path: Path, feast: list[str]) -> None:
+    cleanup = featureset.delete(spec(), context(tmp_path, executor_with_runs(), APPLIED))
+    assert feast == ["user_features"] and cleanup.left == ()
+    assert cleanup.removed[-1] == "feature view user_features and its online data"
 
 
 def test_a_featureset_that_never_applied_a_definition_lets_go_at_once(tmp_path: Path) -> None:

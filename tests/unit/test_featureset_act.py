@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pyarrow as pa
@@ -154,6 +155,7 @@ def test_delete_removes_the_runs_and_the_view_with_the_connection_from_the_secre
     monkeypatch.setattr(act_module.feast_store, "remove", lambda s, view, owner: removed.append((s, view, owner)) or True)
     monkeypatch.setattr(act_module.feast_pins, "drop", lambda pin: True)
     monkeypatch.setattr(act_module.feast_pins, "remove_records", lambda pin, kinds: None)
+    monkeypatch.setattr(act_module.feast_store, "redis_client", lambda s: SimpleNamespace(ping=lambda: True))
     executor, kube = FakeExecutor(), RecordingKube()
     for name in ("run-a", "run-b"):
         executor.submit(run_workload(name))
