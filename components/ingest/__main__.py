@@ -4,8 +4,9 @@
         --format parquet|csv|jsonl --uri 'file:///data/ratings/*.parquet' [--mode append|overwrite] \\
         [--secret-property CATALOG_KEY=ENV_VAR ...]
 
-The catalog properties come as a JSON object in $LOOM_CATALOG_PROPERTIES (or --catalog-properties-file),
-as for components/maintain; each --secret-property adds one property whose value is in an environment
+The catalog properties come as a JSON object in the file named by --catalog-properties-file (a relative
+path is one of the workload's files, in $LOOM_WORKLOAD_FILES) or in $LOOM_CATALOG_PROPERTIES, as for
+components/maintain; each --secret-property adds one property whose value is in an environment
 variable (a secretKeyRef in a cluster), so credentials never appear on a command line or in a manifest.
 Progress goes to stderr; the result is one JSON line on stdout; a failure ends with one line naming the
 file and column, exit status 1, and nothing committed.

@@ -6,8 +6,9 @@
         --engine auto|pyiceberg|spark --target-file-size-bytes 134217728
 
 The catalog properties (pyiceberg's `load_catalog` keys, credentials included) come from the JSON file
-named by --catalog-properties-file or from the LOOM_CATALOG_PROPERTIES environment variable, never from
-the command line. The only thing written to stdout is one JSON line with the result, which the operator
+named by --catalog-properties-file (a relative path is one of the workload's files, in
+$LOOM_WORKLOAD_FILES) or from the LOOM_CATALOG_PROPERTIES environment variable, never from the command
+line. The only thing written to stdout is one JSON line with the result, which the operator
 records; Spark and everything else write to stderr. Exit status 1 when a table failed.
 """
 

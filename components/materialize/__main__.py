@@ -3,6 +3,9 @@
     python components/materialize --request '<MaterializeRequest JSON>'
     python components/materialize --request @request.json
 
+A relative @FILE is one of the workload's files, in $LOOM_WORKLOAD_FILES (how the operator passes the
+request: it may be larger than one command-line argument may be).
+
 Quality gate, then Feast materialize; Feast's progress goes to stderr and the result is printed as
 one JSON line last on stdout (rows written, duration, snapshot id, the quality numbers). Exit codes:
 0 materialized, 3 the quality gate rejected the snapshot (nothing was written online), 65 the input
@@ -17,13 +20,13 @@ import argparse
 import json
 import sys
 import traceback
-from pathlib import Path
 
 from pyiceberg.exceptions import NoSuchTableError
 
 from loom.domain.workloads import EXIT_INPUT_ERROR
 from loom.drivers.feast_pins import SnapshotNotPinnable
 from loom.features.materialize import MaterializeRequest, StaleRequest, run
+from loom.workload_args import workload_file
 
 QUALITY_FAILED = 3
 # What the data or the definition raises when it cannot be materialized as it is (pyarrow's and ibis'
@@ -35,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="materialize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--request", required=True, help="request JSON, or @FILE to read it from a file")
     args = parser.parse_args(argv)
-    text = Path(args.request[1:]).read_text() if args.request.startswith("@") else args.request
+    text = workload_file(args.request[1:]).read_text() if args.request.startswith("@") else args.request
     try:
         result = run(MaterializeRequest.model_validate_json(text))
     except StaleRequest:

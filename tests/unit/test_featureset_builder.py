@@ -60,6 +60,10 @@ def test_an_incremental_run_is_a_job() -> None:
     _golden("materialize-job.yaml", job.job(_workload(Target(DEFINITION.version, 12, previous=11)), IMAGE))
 
 
+def test_the_request_is_a_config_map() -> None:
+    _golden("materialize-configmap.yaml", job.config_map(_workload(Target(DEFINITION.version, 12, previous=11))))
+
+
 def test_labels_follow_the_one_scheme() -> None:
     labels = job.labels(_workload(Target(DEFINITION.version, 12)))
     assert labels["app.kubernetes.io/managed-by"] == "loom-operator"
@@ -72,7 +76,8 @@ def test_labels_follow_the_one_scheme() -> None:
 
 def test_the_request_is_what_the_run_reads() -> None:
     w = _workload(Target(DEFINITION.version, 12, previous=11))
-    request = MaterializeRequest.model_validate_json(w.args[1])
+    assert w.args == ("--request", "@request.json")
+    request = MaterializeRequest.model_validate_json(w.files["request.json"])
     assert request.feature_view() == DEFINITION
     assert (request.snapshot_id, request.previous_snapshot_id, request.lake_table) == (12, 11, "movielens.user_features")
     assert request.lake_secret_keys == ["s3.access-key-id", "s3.secret-access-key"]

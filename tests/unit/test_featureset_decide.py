@@ -327,7 +327,7 @@ def test_the_submitted_run_materializes_what_was_decided() -> None:
                            records={"materialized": done(snapshot=11)})
     (submit,) = decide(spec(quality={"minRows": 10}), observed, NOW).actions
     assert isinstance(submit, SubmitRun)
-    request = MaterializeRequest.model_validate_json(submit.workload.args[1])
+    request = MaterializeRequest.model_validate_json(submit.workload.files["request.json"])
     assert (request.snapshot_id, request.previous_snapshot_id, request.quality.min_rows) == (12, 11, 10)
     assert request.store == SETTINGS.to_json() and request.lake_secret_keys == ["s3.access-key-id"]
     assert "uri" in request.lake_catalog and submit.workload.owner == observed.owner

@@ -72,6 +72,40 @@ def test_once_ingest_is_a_job() -> None:
     _golden("ingest-job.yaml", builder.job(_workload("movies"), IMAGE))
 
 
+def test_the_catalog_properties_are_a_config_map_mounted_into_the_pod() -> None:
+    work = _workload("movies")
+    _golden("ingest-configmap.yaml", builder.config_map(work))
+    pod = builder.job(work, IMAGE)["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert pod["volumes"] == [{"name": "workload-files", "configMap": {"name": work.name}}]
+    assert container["volumeMounts"] == [{"name": "workload-files", "mountPath": builder.FILES_DIR, "readOnly": True}]
+    assert {"name": "LOOM_WORKLOAD_FILES", "value": builder.FILES_DIR} in container["env"]
+    assert container["args"][:2] == ["--catalog-properties-file", "catalog.json"]
+
+
+def test_a_workload_without_files_mounts_nothing() -> None:
+    pod = builder.job(Workload("plain", "ns", "ingest", args=("--x",)), IMAGE)["spec"]["template"]["spec"]
+    assert "volumes" not in pod and "volumeMounts" not in pod["containers"][0] and "env" not in pod["containers"][0]
+
+
+def test_workload_files_have_plain_names() -> None:
+    Workload("w", "ns", "ingest", files={"catalog.json": "{}", "a_b-C.1": ""})
+    for name in ("a/b", "..", ".", "..hidden", "", "x\n", "x" * 254):
+        with pytest.raises(ValueError, match="plain file name"):
+            Workload("w", "ns", "ingest", files={name: ""})
+
+
+def test_large_properties_stay_out_of_argv_and_env() -> None:
+    spec = SPEC.model_copy(update={"catalog": SPEC.catalog.model_copy(update={
+        "properties": {f"p{i}": "v" * 4096 for i in range(32)}})})
+    work = ingest.workload(spec, spec.ingest[0], lake(spec))
+    assert len(work.files["catalog.json"]) > 128 * 1024
+    manifest = builder.job(work, IMAGE)
+    container = manifest["spec"]["template"]["spec"]["containers"][0]
+    assert max(len(v) for v in [*container["args"], *(e.get("value", "") for e in container["env"])]) < 1024
+    assert builder.config_map(work)["data"] == work.files
+
+
 def test_scheduled_ingest_is_a_cronjob() -> None:
     _golden("ingest-cronjob.yaml", builder.cronjob(_workload("ratings-batches"), IMAGE))
 
@@ -94,8 +128,9 @@ def test_secret_values_are_references_only() -> None:
     refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in env if "valueFrom" in e}
     assert refs == set(SECRET_KEYS)
     assert all("value" not in e for e in env if "valueFrom" in e)
+    assert set(by_name) == {"LOOM_WORKLOAD_FILES", "LOOM_CATALOG_SECRET_0", "LOOM_CATALOG_SECRET_1"}
     # the plain catalog properties carry no credential key at all
-    assert "secret-access-key" not in by_name["LOOM_CATALOG_PROPERTIES"]["value"]
+    assert "secret-access-key" not in _workload("ratings-batches").files["catalog.json"]
 
 
 def test_workload_name_changes_with_what_it_runs() -> None:
@@ -104,6 +139,8 @@ def test_workload_name_changes_with_what_it_runs() -> None:
     second = ingest.workload(changed, changed.ingest[0], lake(changed))
     assert first.name != second.name
     assert first.name == _workload("movies").name  # deterministic
+    other_catalog = SPEC.model_copy(update={"catalog": SPEC.catalog.model_copy(update={"properties": {"s3.region": "x"}})})
+    assert ingest.workload(other_catalog, other_catalog.ingest[0], lake(other_catalog)).name != first.name
     assert first.name.startswith("movielens-ingest-movies-")
 
 
@@ -134,7 +171,8 @@ def test_one_maintenance_workload_per_action_over_all_tables() -> None:
     tables = [expire.args[i + 1] for i, a in enumerate(expire.args) if a == "--table"]
     assert tables == ["movielens.ratings", "movielens.movies", "movielens.user_features"]
     assert expire.schedule == "@daily" and expire.owner == OWNER
-    assert '"uri": "sqlite:////var/tmp/loom/movielens/catalog.db"' in expire.env["LOOM_CATALOG_PROPERTIES"]
+    assert '"uri": "sqlite:////var/tmp/loom/movielens/catalog.db"' in expire.files["catalog.json"]
+    assert not expire.env
 
 
 def test_changed_maintenance_settings_make_a_new_workload() -> None:

@@ -48,6 +48,13 @@ COMPONENTS = {
         print("input error: column 'rating' is a string", file=sys.stderr)
         sys.exit(65)
     """,
+    # succeeds when its workload file `x` has $SIZE characters
+    "read-file": """
+        import os, pathlib, sys
+        size = len(pathlib.Path(os.environ["LOOM_WORKLOAD_FILES"], "x").read_text())
+        print(f"x has {size} characters", file=sys.stderr)
+        sys.exit(0 if size == int(os.environ["SIZE"]) else 1)
+    """,
     # fails until it has been started $SUCCEED_ON times (counted in $MARKER)
     "flaky": """
         import os, sys
@@ -206,6 +213,15 @@ def test_a_run_that_cannot_start_says_why(tmp_path: Path, components: Path) -> N
     run = ex.runs("ns", "huge")[0]
     assert run.phase == Phase.FAILED
     assert run.message.startswith("could not start: ") and "Argument list too long" in run.message
+
+
+def test_a_large_input_reaches_the_run_as_a_file(tmp_path: Path, components: Path) -> None:
+    """What is too large for argv or the environment goes in the workload's files."""
+    ex = executor(tmp_path, components)
+    ex.submit(Workload("large", "ns", "read-file", env={"SIZE": "200000"}, files={"x": "x" * 200_000}, retries=0))
+    run = finished(ex, "large")
+    assert (run.phase, run.message) == (Phase.SUCCEEDED, "x has 200000 characters")
+    assert (tmp_path / "state/runs/ns/large/files/x").stat().st_size == 200_000
 
 
 def test_status_survives_an_operator_that_is_gone(tmp_path: Path, components: Path) -> None:

@@ -7,7 +7,7 @@ is a new workload and the old one is removed; the same spec always builds the sa
 from __future__ import annotations
 
 from loom.api.datalake import DataLakeSpec, Ingest, IngestMode, SourceFormat
-from loom.builders.lake_access import PROPERTIES_ENV, SCHEDULED_RUN_TTL_SECONDS, LakeRef, catalog_access
+from loom.builders.lake_access import CATALOG_FILE_ARGS, SCHEDULED_RUN_TTL_SECONDS, LakeRef, catalog_access
 from loom.domain.workloads import Workload, digest, dns_name
 
 COMPONENT = "ingest"
@@ -25,11 +25,11 @@ def workload(spec: DataLakeSpec, ingest: Ingest, lake: LakeRef) -> Workload:
         "--mode", IngestMode(ingest.mode).value,
     )
     return Workload(
-        name=dns_name(f"{lake.owner.name}-ingest-{ingest.name}", digest(access.env[PROPERTIES_ENV], *args)),
+        name=dns_name(f"{lake.owner.name}-ingest-{ingest.name}", digest(access.properties, *args)),
         namespace=lake.namespace,
         component=COMPONENT,
-        args=args,
-        env=access.env,
+        args=(*CATALOG_FILE_ARGS, *args),
+        files=access.files,
         secret_env=access.secret_env,
         owner=lake.owner,
         labels=lake.labels,

@@ -4,7 +4,8 @@ The container runs `python <components_dir>/<component> <args>` in the image of 
 environment. Secret-backed variables are secretKeyRefs, so no credential ever appears in a manifest.
 A run's last log lines become its termination message (FallbackToLogsOnError), which is how the
 operator learns why it failed; a replacement pod starts only once the failed one is gone, so two
-attempts of one run never overlap.
+attempts of one run never overlap. A workload's files are a ConfigMap of the same name, mounted
+read-only at FILES_DIR and named by $LOOM_WORKLOAD_FILES; the executor applies it before the Job.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from loom.builders.labels import workload_labels
-from loom.domain.workloads import EXIT_INPUT_ERROR, Workload
+from loom.domain.workloads import EXIT_INPUT_ERROR, FILES_ENV, Workload
 
 COMPONENTS_DIR = "/opt/loom/components"
 HISTORY_LIMIT = 3
+FILES_DIR = "/var/run/loom/workload"
+FILES_VOLUME = "workload-files"
 
 
 def labels(workload: Workload) -> dict[str, str]:
@@ -30,8 +33,20 @@ def _metadata(workload: Workload) -> dict[str, Any]:
     return meta
 
 
+def config_map(workload: Workload) -> dict[str, Any]:
+    """The ConfigMap of the workload's files (apply it only for a workload that has files). It belongs
+    to the workload's owner, as the Job does, so it goes with the owner or with `delete`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(workload),
+        "data": dict(sorted(workload.files.items())),
+    }
+
+
 def _env(workload: Workload) -> list[dict[str, Any]]:
-    plain = [{"name": k, "value": v} for k, v in sorted(workload.env.items())]
+    values = {**workload.env, FILES_ENV: FILES_DIR} if workload.files else workload.env
+    plain = [{"name": k, "value": v} for k, v in sorted(values.items())]
     secret = [
         {"name": s.name, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
         for s in workload.secret_env
@@ -50,6 +65,10 @@ def _job_spec(workload: Workload, image: str, components_dir: str) -> dict[str, 
     env = _env(workload)
     if env:
         container["env"] = env
+    pod: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if workload.files:
+        container["volumeMounts"] = [{"name": FILES_VOLUME, "mountPath": FILES_DIR, "readOnly": True}]
+        pod["volumes"] = [{"name": FILES_VOLUME, "configMap": {"name": workload.name}}]
     spec: dict[str, Any] = {
         "backoffLimit": workload.retries,
         # A component that says its input is wrong is not retried: the same input fails the same way.
@@ -60,7 +79,7 @@ def _job_spec(workload: Workload, image: str, components_dir: str) -> dict[str, 
         "podReplacementPolicy": "Failed",
         "template": {
             "metadata": {"labels": labels(workload)},
-            "spec": {"restartPolicy": "Never", "containers": [container]},
+            "spec": pod,
         },
     }
     if workload.ttl_seconds_after_finished is not None:

@@ -1,7 +1,8 @@
 """What every workload of one DataLake shares: whom it belongs to, and how it reaches the catalog —
-the plain catalog properties as JSON in one environment variable, each credential from the catalog's
-Secret into an environment variable of its own, named on the command line only by that variable (the
-`--catalog-name`/`--secret-property` options the lake components take)."""
+the plain catalog properties as JSON in a workload file (they may be far larger than one environment
+variable or argument may be), each credential from the catalog's Secret into an environment variable
+of its own, named on the command line only by that variable (the `--catalog-name`,
+`--catalog-properties-file` and `--secret-property` options the lake components take)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from loom.api.datalake import DataLakeSpec
 from loom.builders.labels import owned_by
 from loom.domain.workloads import OwnerRef, SecretEnv
 
-PROPERTIES_ENV = "LOOM_CATALOG_PROPERTIES"
+CATALOG_FILE = "catalog.json"
+# The same for every workload, so names are digests of the file's content and of the other arguments.
+CATALOG_FILE_ARGS = ("--catalog-properties-file", CATALOG_FILE)
 SECRET_ENV = "LOOM_CATALOG_SECRET_{}"
 # Runs of a schedule are disposable: their outcome is in the table and in the DataLake's conditions.
 SCHEDULED_RUN_TTL_SECONDS = 86400
@@ -36,9 +39,16 @@ class LakeRef:
 
 @dataclass(frozen=True)
 class CatalogAccess:
-    env: Mapping[str, str]
+    """`properties` is the content of the workload's CATALOG_FILE; `args` name the catalog and the
+    secret properties (CATALOG_FILE_ARGS come on top)."""
+
+    properties: str
     secret_env: tuple[SecretEnv, ...]
     args: tuple[str, ...]
+
+    @property
+    def files(self) -> dict[str, str]:
+        return {CATALOG_FILE: self.properties}
 
 
 def catalog_access(spec: DataLakeSpec, lake: LakeRef) -> CatalogAccess:
@@ -51,4 +61,4 @@ def catalog_access(spec: DataLakeSpec, lake: LakeRef) -> CatalogAccess:
         "--catalog-name", spec.catalog.name,
         *(a for s in secret_env for a in ("--secret-property", f"{s.key}={s.name}")),
     )
-    return CatalogAccess({PROPERTIES_ENV: properties}, secret_env, args)
+    return CatalogAccess(properties, secret_env, args)

@@ -7,7 +7,7 @@ or setting is a new workload and the old one is removed."""
 from __future__ import annotations
 
 from loom.api.datalake import CompactionEngine, DataLakeSpec
-from loom.builders.lake_access import PROPERTIES_ENV, SCHEDULED_RUN_TTL_SECONDS, LakeRef, catalog_access
+from loom.builders.lake_access import CATALOG_FILE_ARGS, SCHEDULED_RUN_TTL_SECONDS, LakeRef, catalog_access
 from loom.domain.workloads import Workload, digest, dns_name
 
 COMPONENT = "maintain"
@@ -30,11 +30,11 @@ def workloads(spec: DataLakeSpec, lake: LakeRef) -> dict[str, Workload]:
     for action, (schedule, options) in actions.items():
         args = (*access.args, *tables, action, *options)
         out[action] = Workload(
-            name=dns_name(f"{lake.owner.name}-{action}", digest(access.env[PROPERTIES_ENV], schedule, *args)),
+            name=dns_name(f"{lake.owner.name}-{action}", digest(access.properties, schedule, *args)),
             namespace=lake.namespace,
             component=COMPONENT,
-            args=args,
-            env=access.env,
+            args=(*CATALOG_FILE_ARGS, *args),
+            files=access.files,
             secret_env=access.secret_env,
             owner=lake.owner,
             labels=lake.labels,

@@ -2,7 +2,9 @@
 
 A run is named for exactly what it materializes (the definition's version at a snapshot, from which
 earlier snapshot, for which schedule tick, which retry), so submitting it again never starts a
-second run of the same thing, and a new input is a new run."""
+second run of the same thing, and a new input is a new run. The request goes to the run as a workload
+file (REQUEST_FILE), never on its command line: a definition with many features or a catalog with many
+properties is larger than one argument may be."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from loom.domain.workloads import MAX_NAME, OwnerRef, SecretEnv, Workload, diges
 COMPONENT = "materialize"
 CONNECTION_KEY = "connection"  # the online store Secret's key when `connectionSecretRef.key` is unset
 LABEL_LIMIT = 63
+REQUEST_FILE = "request.json"
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,8 @@ def workload(spec: FeatureSetSpec, owner: OwnerRef, namespace: str, definition: 
         name=run_name(owner.name, target),
         namespace=namespace,
         component=COMPONENT,
-        args=("--request", request.model_dump_json()),
+        args=("--request", f"@{REQUEST_FILE}"),
+        files={REQUEST_FILE: request.model_dump_json()},
         secret_env=tuple(secret_env),
         owner=owner,
         labels=featureset_label(owner.name),

@@ -19,6 +19,10 @@ WORKLOAD_LABEL = "loom.dev/workload"
 # the same way, so such a run is never retried: a Job's podFailurePolicy fails it at once, and the
 # local executor does the same.
 EXIT_INPUT_ERROR = 65
+# Where a component finds its workload's files (`Workload.files`): the executor puts them in one
+# directory (a mounted ConfigMap, a run's `files/`) and names it in this environment variable. Large
+# values travel this way because one argv or environment string is capped at 128 KiB by Linux.
+FILES_ENV = "LOOM_WORKLOAD_FILES"
 
 
 def owner_label(kind: str) -> str:
@@ -30,6 +34,8 @@ def owner_label(kind: str) -> str:
 MAX_SCHEDULED_NAME = 52
 MAX_NAME = 63
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# A plain file name that is also a ConfigMap key (which may not be `.`, `..` or start with `..`).
+_FILE_NAME = re.compile(r"(?!\.\.)(?!\.\Z)[A-Za-z0-9._-]{1,253}")
 
 
 class PythonEnv(str, Enum):
@@ -78,7 +84,9 @@ class SecretEnv:
 
 @dataclass(frozen=True)
 class Workload:
-    """One component run (or schedule of runs): `python components/<component> <args>`."""
+    """One component run (or schedule of runs): `python components/<component> <args>`. `files` (name ->
+    text) are what the component reads from the directory in $LOOM_WORKLOAD_FILES: anything that may
+    be large, so that argv and the environment stay short."""
 
     name: str
     namespace: str
@@ -92,11 +100,15 @@ class Workload:
     schedule: str | None = None
     retries: int = 2
     ttl_seconds_after_finished: int | None = None
+    files: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         limit = MAX_SCHEDULED_NAME if self.schedule else MAX_NAME
         if len(self.name) > limit or not _DNS_LABEL.match(self.name):
             raise ValueError(f"workload name {self.name!r} is not a DNS label of at most {limit} characters")
+        for name in self.files:
+            if not _FILE_NAME.fullmatch(name):
+                raise ValueError(f"workload file {name!r} is not a plain file name ([A-Za-z0-9._-], not . or ..)")
 
 
 @dataclass(frozen=True)

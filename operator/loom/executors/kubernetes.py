@@ -3,6 +3,7 @@ server-side apply under the operator's field manager; runs are the Jobs carrying
 
 A run's phase comes from the Job's terminal conditions (Complete / Failed); why it failed comes from
 its newest pod's termination message, which the builder makes the tail of the component's log.
+A workload's files are a ConfigMap of its name, applied before the Job or CronJob that mounts it.
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ class KubernetesExecutor:
         if image is None:
             raise LookupError(f"no image configured for the {workload.python} environment")
         if workload.schedule is not None:
+            self._apply_files(workload)
             self._apply("cronjobs", job_builder.cronjob(workload, image, self.components_dir))
         elif self._read_job(workload.namespace, workload.name) is None:
-            # A Job's pod template is immutable, and a name stands for one run: apply only to create.
+            # A Job's pod template is immutable, and a name stands for one run: apply only to create
+            # (its files too, which a retried pod of the run must find as they were).
+            self._apply_files(workload)
             self._apply("jobs", job_builder.job(workload, image, self.components_dir))
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
@@ -80,12 +84,22 @@ class KubernetesExecutor:
         self._batch.delete_collection_namespaced_job(
             namespace, label_selector=f"{WORKLOAD_LABEL}={name}", propagation_policy="Background"
         )
+        try:
+            self._core.delete_namespaced_config_map(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def _apply_files(self, workload: Workload) -> None:
+        if workload.files:
+            self._apply("configmaps", job_builder.config_map(workload))
 
     def _apply(self, plural: str, manifest: dict[str, Any]) -> None:
         """Server-side apply (the typed client of kubernetes 30 cannot send an apply patch)."""
         meta = manifest["metadata"]
+        group = "/api/v1" if manifest["apiVersion"] == "v1" else f"/apis/{manifest['apiVersion']}"
         self._api.call_api(
-            f"/apis/batch/v1/namespaces/{meta['namespace']}/{plural}/{meta['name']}", "PATCH",
+            f"{group}/namespaces/{meta['namespace']}/{plural}/{meta['name']}", "PATCH",
             query_params=[("fieldManager", self.field_manager), ("force", "true")],
             header_params={"Content-Type": APPLY, "Accept": "application/json"},
             body=manifest, auth_settings=["BearerToken"], response_type="object",

@@ -9,6 +9,8 @@ directory, so an operator that restarts (or was killed) finds every run as it is
                                                 last tick a run was started for
     <state>/runs/<namespace>/<run>/run.json     the workload as submitted (owner, labels, retries;
                                                 Secret references, never their values), its schedule
+    <state>/runs/<namespace>/<run>/files/       the workload's files, written with the run; each
+                                                attempt finds them in $LOOM_WORKLOAD_FILES
     <state>/runs/<namespace>/<run>/notified.json  the last change of the run reported to `on_change`
     <state>/runs/<namespace>/<run>/attempt-<n>/ pid.json, exit.json (written by the supervisor),
                                                 output.log, failed.json (why the attempt failed when
@@ -54,10 +56,11 @@ from typing import Any
 
 from loom.domain.errors import SecretNotFoundError
 from loom.domain.schedules import latest_tick, next_tick, validate
-from loom.domain.workloads import Phase, PythonEnv, RunChange, Workload, WorkloadStatus
+from loom.domain.workloads import FILES_ENV, Phase, PythonEnv, RunChange, Workload, WorkloadStatus
 from loom.executors.local_runs import (
     ATTEMPT_PREFIX,
     FAILED_FILE,
+    FILES_DIR,
     LOG_FILE,
     NOTIFIED_FILE,
     RETRY_FILE,
@@ -250,6 +253,10 @@ class LocalExecutor:
         tmp = run_dir.with_name(f".{run_name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)  # left by a starter that died
         tmp.mkdir(parents=True)
+        if workload.files:
+            (tmp / FILES_DIR).mkdir()
+            for name, text in workload.files.items():
+                (tmp / FILES_DIR / name).write_text(text, encoding="utf-8")
         write_json(tmp / RUN_FILE, {
             "workload": workload_to_json(workload),
             "schedule": schedule,
@@ -266,6 +273,9 @@ class LocalExecutor:
         try:
             command = self._command(workload)
             env = self._environment(workload)
+            env.pop(FILES_ENV, None)
+            if workload.files:
+                env[FILES_ENV] = str(run_dir / FILES_DIR)
             with (attempt / LOG_FILE).open("ab") as output:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "loom.executors.supervisor", str(attempt), "--", *command],

@@ -24,6 +24,7 @@ ATTEMPT_PREFIX = "attempt-"
 LOG_FILE = "output.log"
 FAILED_FILE = "failed.json"
 RETRY_FILE = "retry.json"
+FILES_DIR = "files"
 # An attempt whose supervisor never wrote its pid within this (wall-clock) time never started.
 START_GRACE = timedelta(seconds=60)
 MESSAGE_BYTES = 2048
@@ -77,6 +78,7 @@ def workload_to_json(workload: Workload) -> dict[str, Any]:
         "schedule": workload.schedule,
         "retries": workload.retries,
         "ttlSecondsAfterFinished": workload.ttl_seconds_after_finished,
+        "files": dict(workload.files),
     }
 
 
@@ -95,6 +97,7 @@ def workload_from_json(data: Mapping[str, Any]) -> Workload:
         schedule=data["schedule"],
         retries=data["retries"],
         ttl_seconds_after_finished=data["ttlSecondsAfterFinished"],
+        files=dict(data.get("files", {})),  # absent from state written before workloads had files
     )
 
 
