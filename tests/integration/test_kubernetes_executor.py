@@ -42,7 +42,8 @@ def owner(kc: Kubectl) -> OwnerRef:
 
 def workload(namespace: str, owner: OwnerRef, name: str = "movielens-ingest-movies-1a2b3c4d", **kw: Any) -> Workload:
     return Workload(
-        name, namespace, "ingest", args=("--ingest", "movies"), env={"LOOM_CATALOG_PROPERTIES": "{}"},
+        name, namespace, "ingest", args=("--catalog-properties-file", "catalog.json", "--ingest", "movies"),
+        files={"catalog.json": "{}"},
         secret_env=(SecretEnv("LOOM_CATALOG_SECRET_0", "lake-credentials", "password"),),
         owner=owner, labels=LABELS, **kw,
     )
@@ -86,6 +87,30 @@ def test_job_is_applied_once_and_follows_its_conditions(
     assert (run.phase, run.exit_code) == (Phase.SUCCEEDED, 0) and run.finished_at is not None
     executor.submit(w)  # a finished run is not started again
     assert kc.get("job", w.name)["metadata"]["uid"] == job["metadata"]["uid"]
+
+
+def test_files_are_a_config_map_the_pod_mounts_and_go_with_the_workload(
+    kc: Kubectl, namespace: str, owner: OwnerRef, executor: KubernetesExecutor
+) -> None:
+    large = json.dumps({f"p{i}": "v" * 4096 for i in range(40)})  # over the 128 KiB of one env value
+    w = dataclasses.replace(workload(namespace, owner), files={"catalog.json": large})
+    executor.submit(w)
+    cm = json.loads(kc.run("get", "configmap", w.name, "-o", "json", "--show-managed-fields").stdout)
+    assert cm["data"] == {"catalog.json": large}
+    assert cm["metadata"]["ownerReferences"][0]["uid"] == owner.uid
+    assert cm["metadata"]["labels"]["loom.dev/workload"] == w.name
+    assert {m["manager"] for m in cm["metadata"]["managedFields"]} == {"loom-operator"}
+    pod = kc.get("job", w.name)["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "workload-files", "configMap": {"name": w.name, "defaultMode": 420}}]
+    (container,) = pod["containers"]
+    assert container["volumeMounts"] == [
+        {"name": "workload-files", "mountPath": "/var/run/loom/workload", "readOnly": True}
+    ]
+    assert {"name": "LOOM_WORKLOAD_FILES", "value": "/var/run/loom/workload"} in container["env"]
+
+    executor.delete(namespace, w.name)
+    assert kc.run("get", "configmap", w.name, check=False).returncode != 0
+    executor.delete(namespace, w.name)  # nothing left to delete is no error
 
 
 def test_failed_run_reports_the_last_line_it_wrote(
@@ -135,7 +160,9 @@ def test_a_schedule_is_a_cronjob_whose_jobs_are_its_runs(
     assert executor.names(namespace, LABELS) == {w.name, once.name}
     assert executor.names(namespace, {**LABELS, "loom.dev/datalake": "other"}) == set()
 
+    assert kc.get("configmap", w.name)["data"] == dict(w.files)
     executor.delete(namespace, w.name)
     assert executor.names(namespace, LABELS) == {once.name}
     assert kc.run("get", "cronjob", w.name, check=False).returncode != 0
+    assert kc.run("get", "configmap", w.name, check=False).returncode != 0
     assert executor.runs(namespace, w.name) == []
