@@ -41,9 +41,10 @@ def maintain(
     """Run the component; returns its exit code, its one stdout line parsed, and its stderr."""
     env = {k: v for k, v in os.environ.items() if k != "LOOM_CATALOG_PROPERTIES"}
     options = ["--catalog-name", CATALOG_NAME]
-    if via_file:
+    if via_file:  # as the executors pass it: a workload file, named relative to $LOOM_WORKLOAD_FILES
         via_file.write_text(json.dumps(properties))
-        options += ["--catalog-properties-file", str(via_file)]
+        options += ["--catalog-properties-file", via_file.name]
+        env["LOOM_WORKLOAD_FILES"] = str(via_file.parent)
     else:
         env["LOOM_CATALOG_PROPERTIES"] = json.dumps(properties)
     proc = subprocess.run(

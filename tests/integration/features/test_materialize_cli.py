@@ -4,6 +4,7 @@ result, exit 0 when materialized and 3 (with the failing numbers) when the quali
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,11 @@ COMPONENT = ROOT / "components" / "materialize"
 
 
 def materialize(request_json: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    path = tmp_path / "request.json"
-    path.write_text(request_json)
-    return subprocess.run([sys.executable, str(COMPONENT), "--request", f"@{path}"],
-                          capture_output=True, text=True, timeout=300)
+    """Run the component as the executors do: the request is a workload file in $LOOM_WORKLOAD_FILES."""
+    (tmp_path / "request.json").write_text(request_json)
+    return subprocess.run([sys.executable, str(COMPONENT), "--request", "@request.json"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "LOOM_WORKLOAD_FILES": str(tmp_path)})
 
 
 def test_cli_materializes_and_reports(redis_store: StoreSettings, lake: Lake, movielens: list[pa.Table],
