@@ -10,7 +10,6 @@ changes); any other failure is an external system's, retried after `retry_second
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 
 from loom.domain.feature_views import PinRef
 from loom.domain.outcome import Decision, Outcome
@@ -56,12 +55,6 @@ def _failed(outcome: Outcome, action: Action, reason: str, message: str, retry: 
     if index is not None:
         conditions[index:] = [Condition(conditions[index].type, False, reason, message)]
     return Outcome(tuple(conditions), fields, retry_after=retry, events=outcome.events, requeue_at=outcome.requeue_at)
-
-
-def remove_runs(executor: Executor, namespace: str, selector: Mapping[str, str]) -> None:
-    """Delete every workload (and its runs) that carries the selector's labels."""
-    for name in executor.names(namespace, selector):
-        executor.delete(namespace, name)
 
 
 def remove_definition(settings: StoreSettings, view: str, owner: str) -> bool:
