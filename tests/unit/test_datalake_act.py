@@ -38,6 +38,7 @@ from loom.services.datalake.schema_plan import plan_creation
 from loom.services.datalake.session import Session, open_session
 from tests.support.executors import FakeExecutor
 from tests.support.kube import FakeKube
+from tests.support.specs import sqlite_lake
 
 NOW = datetime(2025, 3, 1, 12, 0, 30, tzinfo=timezone.utc)
 OWNER = OwnerRef("loom.dev/v1alpha1", "DataLake", "movielens", "uid-1")
@@ -51,15 +52,7 @@ CONDITIONS = (
 
 @pytest.fixture
 def spec(tmp_path: Path) -> DataLakeSpec:
-    return DataLakeSpec.model_validate({
-        "catalog": {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/wh",
-                    "secretRef": {"name": "lake-credentials"}},
-        "namespace": "movielens",
-        "tables": [
-            {"name": "ratings", "columns": [{"name": "userId", "type": "long", "required": True}]},
-            {"name": "movies", "columns": [{"name": "movieId", "type": "long", "required": True}]},
-        ],
-    })
+    return sqlite_lake(tmp_path)
 
 
 @pytest.fixture

@@ -13,29 +13,16 @@ import pytest
 from pyiceberg.catalog import Catalog as IcebergCatalog
 from pyiceberg.table import Table as IcebergTable
 
-from loom.api.datalake import DataLakeSpec
 from loom.config import OperatorConfig
 from loom.drivers import iceberg_tables
 from loom.services import datalake
 from loom.services.context import ReconcileContext
 from tests.support.executors import FakeExecutor
 from tests.support.kube import FakeKube
+from tests.support.specs import sqlite_lake
 
 NOW = datetime(2025, 3, 1, 12, 0, 30, tzinfo=timezone.utc)
 SECRET = "hunter2-not-in-any-message"
-
-
-def lake(tmp_path: Path, **changes: Any) -> DataLakeSpec:
-    return DataLakeSpec.model_validate({
-        "catalog": {"type": "sql", "uri": f"sqlite:///{tmp_path}/catalog.db", "warehouse": f"file://{tmp_path}/wh",
-                    "secretRef": {"name": "lake-credentials"}},
-        "namespace": "movielens",
-        "tables": [
-            {"name": "ratings", "columns": [{"name": "userId", "type": "long", "required": True}]},
-            {"name": "movies", "columns": [{"name": "movieId", "type": "long", "required": True}]},
-        ],
-        **changes,
-    })
 
 
 @pytest.fixture
@@ -61,7 +48,7 @@ def loads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 
 def test_each_table_is_loaded_once_per_reconcile(tmp_path: Path, ctx: ReconcileContext, loads: Counter[str]) -> None:
-    spec = lake(tmp_path, ingest=[
+    spec = sqlite_lake(tmp_path, ingest=[
         {"name": "ratings", "table": "ratings", "source": {"format": "parquet", "uri": "file:///in/r/*.parquet"},
          "schedule": "*/5 * * * *"},
         {"name": "movies", "table": "movies", "source": {"format": "parquet", "uri": "file:///in/m.parquet"}},
@@ -85,7 +72,7 @@ def test_messages_hide_secret_values_and_nothing_else(
         return create(catalog, namespace, name, *args)
 
     monkeypatch.setattr(iceberg_tables, "create_table", failing)
-    outcome = datalake.reconcile(lake(tmp_path), ctx)
+    outcome = datalake.reconcile(sqlite_lake(tmp_path), ctx)
     tables_ready = next(c for c in outcome.conditions if c.type == "TablesReady")
     assert tables_ready.status is False and outcome.retry_after == 1
     assert SECRET not in repr(outcome)
