@@ -7,32 +7,19 @@ is a new workload and the old one is removed; the same spec always builds the sa
 from __future__ import annotations
 
 from loom.api.datalake import DataLakeSpec, Ingest, IngestMode, SourceFormat
-from loom.builders.lake_access import CATALOG_FILE_ARGS, SCHEDULED_RUN_TTL_SECONDS, LakeRef, catalog_access
-from loom.domain.workloads import Workload, digest, dns_name
+from loom.builders.lake_access import LakeRef, lake_workload
+from loom.domain.workloads import Workload
 
 COMPONENT = "ingest"
 
 
 def workload(spec: DataLakeSpec, ingest: Ingest, lake: LakeRef) -> Workload:
     """The ingest component run for one ingest; catalog credentials stay in the catalog's Secret."""
-    access = catalog_access(spec, lake)
     args = (
-        *access.args,
         "--table", f"{spec.namespace}.{ingest.table}",
         "--ingest", ingest.name,
         "--format", SourceFormat(ingest.source.format).value,
         "--uri", ingest.source.uri,
         "--mode", IngestMode(ingest.mode).value,
     )
-    return Workload(
-        name=dns_name(f"{lake.owner.name}-ingest-{ingest.name}", digest(access.properties, *args)),
-        namespace=lake.namespace,
-        component=COMPONENT,
-        args=(*CATALOG_FILE_ARGS, *args),
-        files=access.files,
-        secret_env=access.secret_env,
-        owner=lake.owner,
-        labels=lake.labels,
-        schedule=ingest.schedule,
-        ttl_seconds_after_finished=SCHEDULED_RUN_TTL_SECONDS if ingest.schedule else None,
-    )
+    return lake_workload(spec, lake, COMPONENT, f"{lake.owner.name}-ingest-{ingest.name}", args, ingest.schedule)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from loom.api.datalake import DataLakeSpec
 from loom.builders.labels import owned_by
-from loom.domain.workloads import OwnerRef, SecretEnv
+from loom.domain.workloads import OwnerRef, SecretEnv, Workload, digest, dns_name
 
 CATALOG_FILE = "catalog.json"
 # The same for every workload, so names are digests of the file's content and of the other arguments.
@@ -62,3 +62,24 @@ def catalog_access(spec: DataLakeSpec, lake: LakeRef) -> CatalogAccess:
         *(a for s in secret_env for a in ("--secret-property", f"{s.key}={s.name}")),
     )
     return CatalogAccess(properties, secret_env, args)
+
+
+def lake_workload(spec: DataLakeSpec, lake: LakeRef, component: str, base: str, args: tuple[str, ...],
+                  schedule: str | None, name_parts: tuple[str, ...] = ()) -> Workload:
+    """A workload of the DataLake that reaches its catalog: the component's own `args` after the catalog
+    options, named `<base>-<hash>` over the catalog properties, `name_parts` and the arguments, so a
+    change to any of them is a new workload and the same spec always builds the same one."""
+    access = catalog_access(spec, lake)
+    own = (*access.args, *args)
+    return Workload(
+        name=dns_name(base, digest(access.properties, *name_parts, *own)),
+        namespace=lake.namespace,
+        component=component,
+        args=(*CATALOG_FILE_ARGS, *own),
+        files=access.files,
+        secret_env=access.secret_env,
+        owner=lake.owner,
+        labels=lake.labels,
+        schedule=schedule,
+        ttl_seconds_after_finished=SCHEDULED_RUN_TTL_SECONDS if schedule else None,
+    )

@@ -7,8 +7,8 @@ or setting is a new workload and the old one is removed."""
 from __future__ import annotations
 
 from loom.api.datalake import CompactionEngine, DataLakeSpec
-from loom.builders.lake_access import CATALOG_FILE_ARGS, SCHEDULED_RUN_TTL_SECONDS, LakeRef, catalog_access
-from loom.domain.workloads import Workload, digest, dns_name
+from loom.builders.lake_access import LakeRef, lake_workload
+from loom.domain.workloads import Workload
 
 COMPONENT = "maintain"
 EXPIRE = "expire"
@@ -18,7 +18,6 @@ COMPACT = "compact"
 def workloads(spec: DataLakeSpec, lake: LakeRef) -> dict[str, Workload]:
     """One scheduled workload per configured action (expire, compact), by action; none when no
     maintenance is declared."""
-    access = catalog_access(spec, lake)
     tables = tuple(a for t in spec.tables for a in ("--table", f"{spec.namespace}.{t.name}"))
     actions: dict[str, tuple[str, tuple[str, ...]]] = {}
     if (expire := spec.maintenance.expire_snapshots) is not None:
@@ -26,19 +25,8 @@ def workloads(spec: DataLakeSpec, lake: LakeRef) -> dict[str, Workload]:
     if (compact := spec.maintenance.compaction) is not None:
         actions[COMPACT] = (compact.schedule, ("--engine", CompactionEngine(compact.engine).value,
                                                "--target-file-size-bytes", str(compact.target_file_size_bytes)))
-    out = {}
-    for action, (schedule, options) in actions.items():
-        args = (*access.args, *tables, action, *options)
-        out[action] = Workload(
-            name=dns_name(f"{lake.owner.name}-{action}", digest(access.properties, schedule, *args)),
-            namespace=lake.namespace,
-            component=COMPONENT,
-            args=(*CATALOG_FILE_ARGS, *args),
-            files=access.files,
-            secret_env=access.secret_env,
-            owner=lake.owner,
-            labels=lake.labels,
-            schedule=schedule,
-            ttl_seconds_after_finished=SCHEDULED_RUN_TTL_SECONDS,
-        )
-    return out
+    return {
+        action: lake_workload(spec, lake, COMPONENT, f"{lake.owner.name}-{action}", (*tables, action, *options),
+                              schedule, name_parts=(schedule,))
+        for action, (schedule, options) in actions.items()
+    }
