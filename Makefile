@@ -70,6 +70,11 @@ test: venv controlplane helm system-deps ## Unit, integration and e2e tests (int
 test-unit: venv ## Unit tests only (no control plane).
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
+FUZZ_PER_KIND ?= 1000
+FUZZ_SEED ?= 0
+fuzz: venv controlplane ## Fuzz the four kinds against a control plane and the operator (FUZZ_PER_KIND, FUZZ_SEED); fails on any failure class.
+	$(PY) -m tests.fuzz.run --per-kind $(FUZZ_PER_KIND) --seed $(FUZZ_SEED)
+
 lint: venv ## ruff, import-linter (the layers of docs/architecture.md) and mypy on operator/loom.
 	$(VENV)/bin/ruff check .
 	cd operator && ../$(VENV)/bin/lint-imports --no-cache ../.importlinter
@@ -102,4 +107,4 @@ deploy: venv ## Install the operator with Helm into the current cluster.
 undeploy: venv ## Uninstall the operator release (CRDs stay, as Helm leaves them).
 	"$$($(HELM_BIN))" uninstall loom --namespace loom-system
 
-.PHONY: help bench lint helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit demo demo-down install uninstall deploy undeploy
+.PHONY: help bench lint helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit fuzz demo demo-down install uninstall deploy undeploy
