@@ -20,9 +20,12 @@ from loom.builders import maintenance as maintenance_builder
 from loom.builders.lake_access import LakeRef
 from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus
 from loom.drivers.iceberg_catalog import catalog_properties
+from loom.drivers.iceberg_owner import OWNER as OWNER_KEY
+from loom.drivers.iceberg_owner import TableOwner, owner_properties
 from loom.drivers.iceberg_tables import TableState, schema_for
 from loom.services.datalake.actions import (
     Action,
+    Adoption,
     CreateNamespace,
     CreateTable,
     DeleteWorkload,
@@ -32,11 +35,14 @@ from loom.services.datalake.actions import (
     SubmitWorkload,
 )
 from loom.services.datalake.decide import decide, deletion
-from loom.services.datalake.observe import DataLakeObserved, TableSeen
+from loom.services.datalake.observe import DataLakeObserved, OwnerSeen, TableSeen
 from loom.services.datalake.session import Unreachable
 
 NOW = datetime(2025, 3, 1, 12, 2, 30, tzinfo=timezone.utc)
 OWNER = OwnerRef("loom.dev/v1alpha1", "DataLake", "movielens", "uid-1")
+ME = TableOwner("ml", "movielens", "uid-1")
+FIRST = TableOwner("ml", "first", "uid-9")  # another DataLake declaring the same tables
+GONE = TableOwner("ml", "movielens", "uid-0")  # an earlier DataLake of this name, deleted
 RETRY = 7.0
 HEALTHY = {"CatalogReady": (True, "Connected"), "SchemaCompatible": (True, "Compatible"),
            "TablesReady": (True, "Reconciled")}
@@ -64,11 +70,13 @@ def lake_spec(**changes: Any) -> DataLakeSpec:
 SPEC = lake_spec()
 
 
-def table_seen(name: str, snapshot: int | None = None, properties: dict[str, str] | None = None) -> TableSeen:
-    """A table exactly as SPEC declares it."""
+def table_seen(name: str, snapshot: int | None = None, properties: dict[str, str] | None = None,
+               owner: TableOwner | None = ME) -> TableSeen:
+    """A table exactly as SPEC declares it, recording `owner` (this lake unless told)."""
     declared = next(t for t in SPEC.tables if t.name == name)
+    recorded = owner_properties(owner) if owner is not None else {}
     metadata = new_table_metadata(schema_for(declared.columns), UNPARTITIONED_PARTITION_SPEC, UNSORTED_SORT_ORDER,
-                                  f"file:///lake/wh/movielens/{name}", properties or {})
+                                  f"file:///lake/wh/movielens/{name}", {**recorded, **(properties or {})})
     rows = 10 if snapshot else 0
     return TableSeen(TableState(name, f"file:///lake/wh/movielens/{name}/metadata/1.json", snapshot, 0, 0, rows,
                                 1 if snapshot else 0, 100 if snapshot else 0), metadata)
@@ -104,7 +112,10 @@ def describe(action: Action) -> tuple[Any, ...]:
     if isinstance(action, CreateTable):
         return ("CreateTable", action.table.name, action.recreated)
     if isinstance(action, EvolveTable):
-        return ("EvolveTable", action.name)
+        if action.adoption is None:
+            return ("EvolveTable", action.name)
+        previous = action.adoption.previous
+        return ("EvolveTable", action.name, "adopted from", str(previous) if previous else None)
     if isinstance(action, SubmitWorkload):
         return ("SubmitWorkload", action.workload.name)
     assert isinstance(action, DeleteWorkload)
@@ -145,6 +156,21 @@ UNBUILDABLE = lake_spec(tables=[
     {**SPEC.tables[1].model_dump(by_alias=True, exclude_none=True),
      "partitionBy": [{"column": "title", "transform": "day"}]},
 ], ingest=[ONCE])
+
+
+def maintained_only(*names: str) -> DataLakeSpec:
+    return S_MAINTAINED.model_copy(update={"tables": [t for t in S_MAINTAINED.tables if t.name in names]})
+
+
+ONLY_RATINGS = maintained_only("ratings")
+EXPIRE_RATINGS = maintenance_name(ONLY_RATINGS, "expire")
+COMPACT_RATINGS = maintenance_name(ONLY_RATINGS, "compact")
+OWNED_ELSEWHERE = {**HEALTHY, "SchemaCompatible": (False, "TableOwnedElsewhere"),
+                   "TablesReady": (False, "TableOwnedElsewhere")}
+
+
+def movies_of(owner: TableOwner | None) -> dict[str, TableSeen | None]:
+    return {"ratings": table_seen("ratings"), "movies": table_seen("movies", owner=owner)}
 
 
 def table_count(expected: int | None) -> Callable[[dict[str, Any]], None]:
@@ -246,6 +272,54 @@ CASES = [
          [("SubmitWorkload", EXPIRE), ("SubmitWorkload", COMPACT)], message={"Maintained": "no space left"}),
     Case("maintenance removed from the spec", SPEC, healthy(workloads={EXPIRE: (run(Phase.SUCCEEDED),)}), HEALTHY,
          [("DeleteWorkload", EXPIRE, "Maintained")]),
+    # one table, one owner
+    Case("a table with no owner is adopted", SPEC, healthy(tables=movies_of(None)), HEALTHY,
+         [("EvolveTable", "movies", "adopted from", None)], check=movies_row(owned_by=None)),
+    Case("a table another DataLake owns is left alone, named in the conditions and its row", WIDER_MOVIES,
+         healthy(tables=movies_of(FIRST), owners={FIRST.uid: OwnerSeen(True)},
+                 status=DataLakeStatus(tables=[TableStatus(name="movies", schema_id=0, row_count=5)])),
+         OWNED_ELSEWHERE,
+         message={"SchemaCompatible": "table movies belongs to DataLake ml/first",
+                  "TablesReady": "table movies belongs to DataLake ml/first"},
+         check=lambda fields: table_count(1)(fields) or movies_row(owned_by="ml/first", schema_id=None,
+                                                                 row_count=None)(fields)),
+    Case("a table whose owner is gone is adopted and evolved in one commit", WIDER_MOVIES,
+         healthy(tables=movies_of(FIRST), owners={FIRST.uid: OwnerSeen(False)},
+                 status=DataLakeStatus(tables=[TableStatus(name="movies", owned_by="ml/first")])),
+         HEALTHY, [("EvolveTable", "movies", "adopted from", "ml/first")], check=movies_row(owned_by=None)),
+    Case("a table of an earlier DataLake of the same name is adopted", SPEC,
+         healthy(tables=movies_of(GONE), owners={GONE.uid: OwnerSeen(False)}), HEALTHY,
+         [("EvolveTable", "movies", "adopted from", "ml/movielens")]),
+    Case("a table whose owner cannot be read is left alone and looked at again", SPEC,
+         healthy(tables=movies_of(FIRST), owners={FIRST.uid: OwnerSeen(None, "DataLake ml/first cannot be read: 403")}),
+         OWNED_ELSEWHERE, retry=True, message={"TablesReady": "cannot be read (DataLake ml/first cannot be read: 403)"}),
+    Case("an unowned table whose plan is refused is still adopted, its schema untouched",
+         lake_spec(tables=[SPEC.tables[0].model_dump(by_alias=True, exclude_none=True),
+                           {"name": "movies", "columns": [{"name": "movieId", "type": "int", "required": True},
+                                                          {"name": "title", "type": "string"}]}]),
+         healthy(tables=movies_of(None)), {**HEALTHY, "SchemaCompatible": (False, "SchemaChangeRefused")},
+         [("EvolveTable", "movies", "adopted from", None)],
+         message={"SchemaCompatible": "table movies: column movieId: narrowing long to int"}),
+    Case("a declared owner property is not written over the owner record",
+         lake_spec(tables=[SPEC.tables[0].model_dump(by_alias=True, exclude_none=True),
+                           {**SPEC.tables[1].model_dump(by_alias=True, exclude_none=True),
+                            "properties": {OWNER_KEY: "ml/first"}}]),
+         healthy(), HEALTHY),
+    Case("an ingest into a table owned elsewhere does not run, its workload is removed", S_SCHEDULED,
+         healthy(tables={"ratings": table_seen("ratings", owner=FIRST), "movies": table_seen("movies")},
+                 owners={FIRST.uid: OwnerSeen(True)}, workloads={SCHEDULED_NAME: (run(Phase.SUCCEEDED),)}),
+         {**OWNED_ELSEWHERE, "Ingested": (None, "Ingesting")}, [("DeleteWorkload", SCHEDULED_NAME, "Ingested")],
+         message={"Ingested": "ingest ratings waits: table ratings belongs to DataLake ml/first"}),
+    Case("maintenance leaves out a table owned elsewhere", S_MAINTAINED,
+         healthy(tables=movies_of(FIRST), owners={FIRST.uid: OwnerSeen(True)},
+                 workloads={EXPIRE: (run(Phase.SUCCEEDED),), COMPACT: ()}),
+         {**OWNED_ELSEWHERE, "Maintained": (True, "Scheduled")},
+         [("SubmitWorkload", EXPIRE_RATINGS), ("SubmitWorkload", COMPACT_RATINGS),
+          ("DeleteWorkload", COMPACT, "Maintained"), ("DeleteWorkload", EXPIRE, "Maintained")]),
+    Case("no maintenance when every table is owned elsewhere", S_MAINTAINED,
+         healthy(tables={"ratings": table_seen("ratings", owner=FIRST), "movies": table_seen("movies", owner=FIRST)},
+                 owners={FIRST.uid: OwnerSeen(True)}, workloads={EXPIRE: (run(Phase.SUCCEEDED),)}),
+         OWNED_ELSEWHERE, [("DeleteWorkload", EXPIRE, "Maintained")], check=table_count(0)),
     Case("executor unreachable", lake_spec(ingest=[ONCE], maintenance=MAINTENANCE),
          healthy(executor=Unreachable("ExecutorUnavailable", "workloads cannot be listed: 503")),
          {**HEALTHY, "Ingested": (None, "ExecutorUnavailable"), "Maintained": (None, "ExecutorUnavailable")},
@@ -285,9 +359,27 @@ def test_the_decision_is_the_same_at_any_time_between_ticks() -> None:
     assert early == late
 
 
-@pytest.mark.parametrize("policy, expected", [
-    ("Retain", []),
-    ("Delete", [DropTable("ratings"), DropTable("movies"), DropNamespaceIfEmpty("movielens")]),
+def test_created_tables_record_their_owner() -> None:
+    decision = decide(SPEC, healthy(tables={"ratings": table_seen("ratings"), "movies": None}), NOW)
+    (create,) = decision.actions
+    assert isinstance(create, CreateTable)
+    assert dict(create.changes.properties) == owner_properties(ME)
+
+
+def test_an_adoption_with_a_refused_plan_commits_the_owner_record_alone() -> None:
+    narrowed_movies = lake_spec(tables=[
+        SPEC.tables[0].model_dump(by_alias=True, exclude_none=True),
+        {"name": "movies", "columns": [{"name": "movieId", "type": "int", "required": True}]}])
+    (adopt,) = decide(narrowed_movies, healthy(tables=movies_of(None)), NOW).actions
+    assert isinstance(adopt, EvolveTable) and adopt.adoption == Adoption(None)
+    assert not adopt.changes.schema and dict(adopt.changes.properties) == owner_properties(ME)
+
+
+@pytest.mark.parametrize("policy, owned, expected", [
+    ("Retain", {"ratings", "movies"}, []),
+    ("Delete", {"ratings", "movies"}, [DropTable("ratings"), DropTable("movies"), DropNamespaceIfEmpty("movielens")]),
+    ("Delete", {"ratings"}, [DropTable("ratings"), DropNamespaceIfEmpty("movielens")]),
+    ("Delete", set(), [DropNamespaceIfEmpty("movielens")]),
 ])
-def test_deletion_policy(policy: str, expected: list[object]) -> None:
-    assert list(deletion(lake_spec(deletionPolicy=policy))) == expected
+def test_deletion_drops_only_the_tables_the_lake_owns(policy: str, owned: set[str], expected: list[object]) -> None:
+    assert list(deletion(lake_spec(deletionPolicy=policy), owned)) == expected

@@ -277,6 +277,11 @@ class TableStatus(LoomModel):
     data_files: int | None = Field(default=None, ge=0, description="Data files in the current snapshot.")
     total_bytes: int | None = Field(default=None, ge=0, description="Bytes of data files in the current snapshot.")
     last_ingest: LastIngest | None = Field(default=None, description="The last ingest commit.")
+    owned_by: str | None = Field(
+        default=None, max_length=317,
+        description="The DataLake (namespace/name) that owns this table when it is another one; this "
+                    "DataLake then leaves the table untouched.",
+    )
 
 
 class DataLakeStatus(StatusBase):

@@ -4,12 +4,13 @@ report the ones that changed something."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from loom.api.datalake import Table
 from loom.domain.outcome import Event
 from loom.domain.table_changes import TableChanges
 from loom.domain.workloads import Workload
+from loom.drivers.iceberg_owner import OWNER, OWNER_UID, TableOwner
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,21 @@ class CreateTable:
 
 
 @dataclass(frozen=True)
+class Adoption:
+    """This DataLake takes a table over: one that recorded no owner (`previous` None) or whose
+    recorded owner no longer exists."""
+
+    previous: TableOwner | None
+
+
+@dataclass(frozen=True)
 class EvolveTable:
-    """Apply a safe plan to the table as observed, in one commit."""
+    """Apply a safe plan to the table as observed, in one commit; an adoption records the new owner in
+    that same commit (its properties are among `changes`)."""
 
     name: str
     changes: TableChanges
+    adoption: Adoption | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,19 @@ def events(namespace: str, done: Sequence[Action]) -> tuple[Event, ...]:
                 "recreated it empty",
             ))
         elif isinstance(action, EvolveTable):
-            out.append(Event("Normal", "TableEvolved",
-                             f"table {namespace}.{action.name}: " + "; ".join(action.changes.describe())))
+            out.extend(_evolved(namespace, action))
     return tuple(out)
+
+
+def _evolved(namespace: str, action: EvolveTable) -> list[Event]:
+    """An adoption, then the table's other changes (the owner record is not one of them)."""
+    out = []
+    if action.adoption is not None:
+        previous = action.adoption.previous
+        why = f"its owner DataLake {previous} no longer exists" if previous else "it recorded no owner"
+        out.append(Event("Normal", "TableAdopted", f"table {namespace}.{action.name}: adopted, {why}"))
+    rest = {k: v for k, v in action.changes.properties.items() if k not in (OWNER, OWNER_UID)}
+    changes = replace(action.changes, properties=rest)
+    if changes:
+        out.append(Event("Normal", "TableEvolved", f"table {namespace}.{action.name}: " + "; ".join(changes.describe())))
+    return out

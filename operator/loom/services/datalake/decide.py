@@ -9,7 +9,7 @@ retried by the executor as `Workload.retries` allows. So nothing here waits with
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,11 +21,14 @@ from loom.builders import maintenance as maintenance_builder
 from loom.builders.lake_access import LakeRef
 from loom.domain.outcome import Decision, Observed, Outcome
 from loom.domain.schedules import ScheduleError, next_tick, validate
+from loom.domain.table_changes import TableChanges
 from loom.domain.workloads import Phase, Workload, WorkloadStatus
 from loom.drivers.iceberg_catalog import catalog_properties
+from loom.drivers.iceberg_owner import TableOwner, owner_properties
 from loom.drivers.iceberg_tables import TableState
 from loom.services.datalake.actions import (
     Action,
+    Adoption,
     CreateNamespace,
     CreateTable,
     DeleteWorkload,
@@ -36,6 +39,7 @@ from loom.services.datalake.actions import (
     SubmitWorkload,
 )
 from loom.services.datalake.observe import DataLakeObserved
+from loom.services.datalake.ownership import OWNED_ELSEWHERE, Foreign, claim, me, owned
 from loom.services.datalake.schema_plan import plan_creation, plan_table
 
 CATALOG_READY = "CatalogReady"
@@ -66,14 +70,15 @@ def decide(spec: DataLakeSpec, observed: DataLakeObserved, now: datetime) -> Dec
     catalog = Observed(CATALOG_READY, True, "Connected", f"namespace {spec.namespace} in {spec.catalog.type} catalog")
     tables = _tables(spec, observed)
     lake = LakeRef(observed.namespace, observed.owner, catalog_properties(spec.catalog, {}), observed.secret_keys)
-    ingest = _ingests(spec, observed, lake, tables.available, now)
-    maintenance = _maintenance(spec, observed, lake, now)
+    ingest = _ingests(spec, observed, lake, tables, now)
+    maintenance = _maintenance(spec, observed, lake, tables.foreign, now)
     stale = _stale(observed, lake, ingest.wanted | maintenance.wanted)
     creating = {a.table.name for a in tables.actions if isinstance(a, CreateTable)}
-    fields: dict[str, Any] = {"tables": _rows(spec, observed, creating)}
+    fields: dict[str, Any] = {"tables": _rows(spec, observed, creating, tables.foreign)}
     if not observed.table_errors:  # unknown while some table cannot be read
         fields["table_count"] = tables.count
-    external = observed.table_errors or observed.executor is not None
+    unknown_owner = any(f.unknown for f in tables.foreign.values())
+    external = observed.table_errors or observed.executor is not None or unknown_owner
     return Decision(
         Outcome(
             (catalog, *tables.conditions, *ingest.conditions, *maintenance.conditions),
@@ -85,12 +90,12 @@ def decide(spec: DataLakeSpec, observed: DataLakeObserved, now: datetime) -> Dec
     )
 
 
-def deletion(spec: DataLakeSpec) -> tuple[Deletion, ...]:
-    """On deletion: Retain keeps everything; Delete purges the declared tables, then the namespace if
-    nothing else lives in it."""
+def deletion(spec: DataLakeSpec, owned_tables: Collection[str]) -> tuple[Deletion, ...]:
+    """On deletion: Retain keeps everything; Delete purges the declared tables this DataLake owns
+    (`owned_tables`, as the tables record), then the namespace if nothing else lives in it."""
     if spec.deletion_policy != DeletionPolicy.DELETE:
         return ()
-    return (*(DropTable(t.name) for t in spec.tables), DropNamespaceIfEmpty(spec.namespace))
+    return (*(DropTable(t.name) for t in spec.tables if t.name in owned_tables), DropNamespaceIfEmpty(spec.namespace))
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -100,59 +105,85 @@ def deletion(spec: DataLakeSpec) -> tuple[Deletion, ...]:
 class _Tables:
     conditions: tuple[Observed, ...]
     actions: tuple[Action, ...]
-    available: frozenset[str]  # tables that exist, or are created by these actions
+    available: frozenset[str]  # tables that exist, or are created by these actions, and are this lake's
     count: int
+    foreign: Mapping[str, Foreign]  # tables another DataLake owns: never touched
 
 
 def _tables(spec: DataLakeSpec, observed: DataLakeObserved) -> _Tables:
     """Create missing tables (one the status had before comes back empty, with a Warning), evolve the
-    others where the plan is safe; a refused table stays untouched and the others go on."""
+    others where the plan is safe; a refused table stays untouched and the others go on. Tables are
+    created with this DataLake recorded as their owner; an existing one it may adopt is adopted in the
+    commit of its plan (alone when the plan is refused); one another DataLake owns is left alone."""
     seen_before = {t.name for t in observed.status.tables if t.schema_id is not None}
+    owner = me(observed)
     actions: list[Action] = []
     refused: list[str] = []
     available: set[str] = set()
+    foreign: dict[str, Foreign] = {}
     for table in spec.tables:
         if table.name in observed.table_errors:
             continue
         current = observed.tables.get(table.name)
         if current is None:
-            plan = plan_creation(table)
+            plan = plan_creation(owned(table, owner))
             if not plan.refusals:
                 actions.append(CreateTable(table, plan.changes, recreated=table.name in seen_before))
                 available.add(table.name)
         else:
-            plan = plan_table(table, spec.schema_evolution, current.metadata)
+            whose = claim(table.name, current, owner, observed.owners)
+            if isinstance(whose, Foreign):
+                foreign[table.name] = whose
+                continue
+            plan = plan_table(owned(table, owner), spec.schema_evolution, current.metadata)
             available.add(table.name)
-            if not plan.refusals and plan.changes:
-                actions.append(EvolveTable(table.name, plan.changes))
+            changes = _adoption_only(whose, owner) if plan.refusals else plan.changes
+            if changes:
+                actions.append(EvolveTable(table.name, changes, whose))
         refused += [f"table {table.name}: {r}" for r in plan.refusals]
 
+    elsewhere = "; ".join(f.message for f in foreign.values())
     if refused:
         compatible = Observed(SCHEMA_COMPATIBLE, False, "SchemaChangeRefused",
                               "; ".join(refused) + " (refused tables are left unchanged)")
+    elif foreign:
+        compatible = Observed(SCHEMA_COMPATIBLE, False, OWNED_ELSEWHERE, elsewhere)
     else:
         compatible = Observed(SCHEMA_COMPATIBLE, True, "Compatible", "the declared tables are compatible with the catalog")
     declared = len(spec.tables)
+    missing = declared - len(available) - len(foreign)
     if observed.table_errors:
         ready = Observed(TABLES_READY, False, "TableError", "; ".join(observed.table_errors.values()))
-    elif len(available) < declared:
-        ready = Observed(TABLES_READY, False, "TableNotCreated",
-                         f"{declared - len(available)} of {declared} table(s) cannot be created")
+    elif foreign:
+        ready = Observed(TABLES_READY, False, OWNED_ELSEWHERE, elsewhere)
+    elif missing:
+        ready = Observed(TABLES_READY, False, "TableNotCreated", f"{missing} of {declared} table(s) cannot be created")
     else:
         ready = Observed(TABLES_READY, True, "Reconciled", f"{declared} table(s) in namespace {spec.namespace}")
-    return _Tables((compatible, ready), tuple(actions), frozenset(available), len(available))
+    return _Tables((compatible, ready), tuple(actions), frozenset(available), len(available), foreign)
 
 
-def _rows(spec: DataLakeSpec, observed: DataLakeObserved, creating: set[str]) -> list[TableStatus]:
+def _adoption_only(adoption: Adoption | None, owner: TableOwner) -> TableChanges:
+    """What a refused plan still commits: nothing, or the owner record of an adoption."""
+    return TableChanges(properties=owner_properties(owner)) if adoption is not None else TableChanges()
+
+
+def _rows(spec: DataLakeSpec, observed: DataLakeObserved, creating: set[str],
+          foreign: Mapping[str, Foreign]) -> list[TableStatus]:
     """Per declared table: what the status had, overlaid with what the catalog shows and the newest
     ingest commit into it. A table that could not be read keeps its row, and so does one about to be
-    created until act reports it: if creating it fails, the status still says Loom had it before."""
+    created until act reports it: if creating it fails, the status still says Loom had it before.
+    A table another DataLake owns is not this lake's to report: its row names the owner alone."""
     before = {t.name: t for t in observed.status.tables}
     last = _last_ingests(spec.ingest, observed.ingest_records)
     rows = []
     for table in spec.tables:
+        if table.name in foreign:
+            rows.append(TableStatus(name=table.name, owned_by=str(foreign[table.name].owner)))
+            continue
         old = before.get(table.name)
         row: dict[str, Any] = old.model_dump() if old else {"name": table.name}
+        row["owned_by"] = None
         seen = observed.tables.get(table.name)
         if seen is not None or (table.name in observed.tables and table.name not in creating):
             row.update(table_fields(seen.state if seen is not None else None))
@@ -190,9 +221,10 @@ class _Workloads:
     wanted: frozenset[str] = frozenset()  # workloads to keep, submitted now or not
 
 
-def _ingests(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, available: frozenset[str],
+def _ingests(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, tables: _Tables,
              now: datetime) -> _Workloads:
-    """One workload per `spec.ingest[]`, submitted once its table is there; `Ingested` over all."""
+    """One workload per `spec.ingest[]`, submitted once its table is there; `Ingested` over all. An
+    ingest into a table another DataLake owns is not wanted: its workload, if any, is removed."""
     if not spec.ingest:
         return _Workloads()
     if observed.executor is not None:
@@ -202,9 +234,13 @@ def _ingests(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, avai
     wanted: set[str] = set()
     for ingest in spec.ingest:
         work = ingest_builder.workload(spec, ingest, lake)
-        wanted.add(work.name)
         what = f"ingest {ingest.name}"
-        if ingest.table not in available:
+        if ingest.table in tables.foreign:
+            owner = tables.foreign[ingest.table].owner
+            states[ingest.name] = _State(None, f"{what} waits: table {ingest.table} belongs to DataLake {owner}")
+            continue
+        wanted.add(work.name)
+        if ingest.table not in tables.available:
             states[ingest.name] = _State(None, f"{what} waits for table {ingest.table}")
             continue
         state, submit = _judge(work, observed.workloads, what, now)
@@ -215,9 +251,14 @@ def _ingests(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, avai
     return _Workloads((summary,), tuple(actions), frozenset(wanted))
 
 
-def _maintenance(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, now: datetime) -> _Workloads:
-    """Scheduled snapshot expiry and compaction of the declared tables; `Maintained` over both."""
-    desired = maintenance_builder.workloads(spec, lake)
+def _maintenance(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, foreign: Mapping[str, Foreign],
+                 now: datetime) -> _Workloads:
+    """Scheduled snapshot expiry and compaction of the declared tables this lake may touch (not those
+    another DataLake owns); `Maintained` over both."""
+    maintained = [t for t in spec.tables if t.name not in foreign]
+    if not maintained:
+        return _Workloads()
+    desired = maintenance_builder.workloads(spec.model_copy(update={"tables": maintained}), lake)
     if not desired:
         return _Workloads()
     if observed.executor is not None:

@@ -1,17 +1,20 @@
 """Cleaning up after a deleted DataLake: its workloads (ingests, maintenance) always go, by the owner
-label, whatever else fails; its tables are dropped only under `deletionPolicy: Delete`, and only when
-the DataLake ever got a status (a lake that never reconciled never created anything)."""
+label, whatever else fails; its tables are dropped only under `deletionPolicy: Delete`, only when
+the DataLake ever got a status (a lake that never reconciled never created anything), and only the
+tables that record this DataLake as their owner (another lake's table, or one never adopted, stays)."""
 
 from __future__ import annotations
 
 from loom.api.datalake import DataLakeSpec
 from loom.api.kinds import DATALAKE
+from loom.api.meta import DeletionPolicy
 from loom.builders.labels import owned_by
+from loom.drivers.iceberg_owner import recorded_owner
 from loom.services.context import ReconcileContext
 from loom.services.datalake.act import drop
 from loom.services.datalake.actions import DropTable
 from loom.services.datalake.decide import deletion
-from loom.services.datalake.session import open_session
+from loom.services.datalake.session import Session, open_session
 from loom.services.deletion import Cleanup, Left, remove_workloads
 
 
@@ -20,13 +23,17 @@ def delete(spec: DataLakeSpec | None, ctx: ReconcileContext) -> Cleanup:
     cleanup = remove_workloads(ctx.executor, ctx.namespace, owned_by(DATALAKE.kind, ctx.name))
     if spec is None or not ctx.status:
         return cleanup
-    deletions = deletion(spec)
-    if not deletions:  # Retain: the tables are the user's
+    if spec.deletion_policy != DeletionPolicy.DELETE:  # Retain: the tables are the user's
         return cleanup
     with open_session(spec, ctx.kube, ctx.namespace) as session:
         if session.failure is not None:
-            tables = [a.name for a in deletions if isinstance(a, DropTable)]
-            return cleanup + Cleanup(left=(_tables_left(spec, tables, session.failure.message),))
+            return cleanup + Cleanup(left=(_tables_left(spec, [t.name for t in spec.tables], session.failure.message),))
+        try:
+            owned = _owned(spec, session, ctx.uid)
+        except Exception as error:  # re-described without the original, whose text may quote a credential
+            reason = session.redact(f"{type(error).__name__}: {error}")
+            return cleanup + Cleanup(left=(_tables_left(spec, [t.name for t in spec.tables], reason),))
+        deletions = deletion(spec, owned)
         removed: list[str] = []
         for index, action in enumerate(deletions):
             try:
@@ -39,6 +46,17 @@ def delete(spec: DataLakeSpec | None, ctx: ReconcileContext) -> Cleanup:
                     return cleanup + Cleanup(tuple(removed), (left,))
                 return cleanup + Cleanup(tuple(removed), (_tables_left(spec, rest, reason),))
         return cleanup + Cleanup(tuple(removed))
+
+
+def _owned(spec: DataLakeSpec, session: Session, uid: str) -> set[str]:
+    """The declared tables that exist and record this DataLake (by uid) as their owner."""
+    owned = set()
+    for table in spec.tables:
+        loaded = session.table(table.name)
+        owner = recorded_owner(loaded.metadata.properties) if loaded is not None else None
+        if owner is not None and owner.uid == uid:
+            owned.add(table.name)
+    return owned
 
 
 def _tables_left(spec: DataLakeSpec, tables: list[str], reason: str) -> Left:

@@ -1,7 +1,8 @@
 """Everything a DataLake's decision reads, gathered into one value: the catalog (reachable or why not),
-each declared table as loaded once, the ingests' records in their tables, this lake's workloads with
-their runs, and the object's own status as Kopf delivered it (never read again with a GET). A failure
-to reach an external system is observed here, never raised."""
+each declared table as loaded once, whether the other DataLakes its tables name as their owners still
+exist, the ingests' records in their tables, this lake's workloads with their runs, and the object's
+own status as Kopf delivered it (never read again with a GET). A failure to reach an external system
+is observed here, never raised."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from loom.domain.workloads import OwnerRef, WorkloadStatus
 from loom.drivers import iceberg_tables as tables
 from loom.drivers import ingest_record
 from loom.drivers.iceberg_namespaces import namespace_exists
+from loom.drivers.iceberg_owner import TableOwner, recorded_owner
+from loom.drivers.kube import Kube
 from loom.services.context import ReconcileContext
 from loom.services.datalake.session import CATALOG_UNAVAILABLE, Session, Unreachable
 
@@ -35,11 +38,26 @@ class TableSeen:
     state: tables.TableState
     metadata: TableMetadata
 
+    @property
+    def owner(self) -> TableOwner | None:
+        """The DataLake the table records as its owner, if any."""
+        return recorded_owner(self.metadata.properties)
+
+
+@dataclass(frozen=True)
+class OwnerSeen:
+    """Whether a DataLake another lake's table records as its owner still exists: True, False (gone,
+    or replaced by a new object of the same name), None when it could not be read (`error` says why)."""
+
+    exists: bool | None
+    error: str = ""
+
 
 @dataclass(frozen=True)
 class DataLakeObserved:
     """`tables` holds the declared tables that could be read (None: not in the catalog), `table_errors`
-    the others; `workloads` are the runs (newest first) of every workload labelled as this lake's.
+    the others; `owners` says, by uid, whether each other DataLake a table records as its owner still
+    exists; `workloads` are the runs (newest first) of every workload labelled as this lake's.
     `retry_seconds` is the operator's backoff after an external failure, carried here so that the
     decision depends on its arguments alone."""
 
@@ -52,6 +70,7 @@ class DataLakeObserved:
     namespace_exists: bool = True
     tables: Mapping[str, TableSeen | None] = field(default_factory=dict)
     table_errors: Mapping[str, str] = field(default_factory=dict)
+    owners: Mapping[str, OwnerSeen] = field(default_factory=dict)
     ingest_records: Mapping[str, LastIngest] = field(default_factory=dict)
     workloads: Mapping[str, tuple[WorkloadStatus, ...]] = field(default_factory=dict)
     executor: Unreachable | None = None
@@ -83,7 +102,8 @@ def observe(spec: DataLakeSpec, ctx: ReconcileContext, session: Session) -> Data
     found, errors = _tables(spec, session) if exists else ({t.name: None for t in spec.tables}, {})
     workloads, executor = _workloads(ctx)
     return replace(seen, namespace_exists=exists, tables=found, table_errors=errors,
-                   ingest_records=_records(spec, found), workloads=workloads, executor=executor)
+                   owners=_owners(found, ctx.uid, ctx.kube), ingest_records=_records(spec, found),
+                   workloads=workloads, executor=executor)
 
 
 def _tables(spec: DataLakeSpec, session: Session) -> tuple[dict[str, TableSeen | None], dict[str, str]]:
@@ -98,6 +118,22 @@ def _tables(spec: DataLakeSpec, session: Session) -> tuple[dict[str, TableSeen |
             continue
         found[table.name] = TableSeen(tables.observe(loaded), loaded.metadata) if loaded is not None else None
     return found, errors
+
+
+def _owners(found: Mapping[str, TableSeen | None], uid: str, kube: Kube) -> dict[str, OwnerSeen]:
+    """Each other DataLake the tables record as their owner, looked up once: it exists when an object
+    of its namespace and name has its uid."""
+    others = {t.owner.uid: t.owner for t in found.values() if t is not None and t.owner and t.owner.uid != uid}
+    seen = {}
+    for owner in others.values():
+        try:
+            body = kube.get_loom(DATALAKE, owner.namespace, owner.name)
+        except Exception as error:  # the API server failed or refused (another namespace may be forbidden)
+            seen[owner.uid] = OwnerSeen(None, f"DataLake {owner} cannot be read: {error}")
+            continue
+        current = (body or {}).get("metadata", {}).get("uid")
+        seen[owner.uid] = OwnerSeen(current == owner.uid)
+    return seen
 
 
 def _records(spec: DataLakeSpec, found: Mapping[str, TableSeen | None]) -> dict[str, LastIngest]:
