@@ -22,8 +22,9 @@ STRANDED = "stranded"
 STUCK = "stuck deletion"
 WRITES = "writes without a change"
 CHURN = "status churn"
+LIFETIME_WRITES = "(info) metadata-only writes, lifetime"
 CASE_CLASSES = (ACCEPTED, NAMES_FIELD, NAMES_ANCESTOR, NAMES_OTHER, NAMES_NONE, API_ERROR, STRANDED, STUCK, WRITES,
-                CHURN)
+                CHURN, LIFETIME_WRITES)
 CASE_FAILURES = (NAMES_NONE, API_ERROR, STRANDED, STUCK, WRITES, CHURN)
 # Per run: the operator process.
 TRACEBACKS = "handler tracebacks"
@@ -121,6 +122,8 @@ class Outcome:
     writes: int = 0
     moved: Counter[str] = field(default_factory=Counter)
     status_changes: int = 0
+    lifetime_writes: int = 0  # from creation to the delete request; Kopf's own bookkeeping included
+    lifetime_moved: Counter[str] = field(default_factory=Counter)
 
     @property
     def classes(self) -> list[str]:
@@ -132,13 +135,14 @@ class Outcome:
 
 
 def counts(outcomes: Iterable[Outcome]) -> dict[str, Counter[str]]:
-    """kind -> class -> count; `writes without a change` counts events, every other class cases."""
+    """kind -> class -> count; the two write classes count events, every other class cases."""
     table: dict[str, Counter[str]] = {}
     for o in outcomes:
         row = table.setdefault(o.kind, Counter())
         row["cases"] += 1
         row.update(o.classes)
         row[WRITES] += o.writes
+        row[LIFETIME_WRITES] += o.lifetime_writes
     return table
 
 

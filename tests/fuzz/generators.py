@@ -94,6 +94,20 @@ def sandbox(kind: FuzzKind, spec: Any, root: Path, index: int) -> None:
         spec["tracking"]["trackingUri"] = f"http://{CLOSED}"
 
 
+def link(kind: FuzzKind, spec: dict[str, Any], index: int) -> None:
+    """Point a sample's references at the cases of the same index of the other kinds, which the
+    runner puts in the same namespace, so dependency links and their triggers are exercised."""
+    names = {short: f"{short}-{index:05d}" for short in ("dl", "fs", "tj")}
+    if kind.kind == "FeatureSet":
+        spec["source"]["dataLakeRef"]["name"] = names["dl"]
+    if kind.kind == "TrainingJob":
+        spec["dataset"]["featureSetRef"]["name"] = names["fs"]
+        spec["dataset"]["labels"]["dataLakeRef"]["name"] = names["dl"]
+    if kind.kind == "InferenceService":
+        spec["model"]["trainingJobRef"]["name"] = names["tj"]
+        spec["predictor"]["featureSetRef"]["name"] = names["fs"]
+
+
 def manifest(kind: FuzzKind, name: str, spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind.kind, "metadata": {"name": name}, "spec": spec}
 
@@ -120,6 +134,7 @@ def cases(kind: FuzzKind, count: int, seed_value: int, root: Path) -> list[Case]
             continue
         obj = manifest(kind, name, copy.deepcopy(base["spec"]))
         sandbox(kind, obj["spec"], root, index)
+        link(kind, obj["spec"], index)
         if origin == "sample":
             out.append(Case(kind, index, "sample", None, obj))
             continue

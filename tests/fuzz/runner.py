@@ -1,9 +1,10 @@
 """The fuzz run: a local control plane with the CRDs, the real operator as a subprocess, and every
 case applied, watched, deleted and classified (tests.fuzz.classification).
 
-Each kind is worked in its own thread, a batch of cases at a time in a namespace of its own: create
-them all, wait for each to get a condition (else `stranded`), watch a quiet window for writes that
-change neither spec nor status, delete them and wait until they are gone (else `stuck deletion`)."""
+Cases go in batches, one namespace each holding cases of all four kinds (a sample's references
+name the other kinds' cases of its index, so dependencies link up), a few namespaces at a time:
+create them all, wait for each to get a condition (else `stranded`), watch a quiet window for writes
+that change neither spec nor status, delete them and wait until they are gone (else `stuck deletion`)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ class Settings:
     per_kind: int
     seed: int
     workdir: Path
-    batch: int = 50
+    batch: int = 25  # cases per kind in one namespace
+    parallel: int = 2  # namespaces worked at once
     condition_timeout: float = 60.0
     deletion_timeout: float = 60.0
     settle: float = 2.0
@@ -67,6 +69,12 @@ class Report:
         if self.moved:
             lines.append("metadata moved by writes without a change: " +
                          ", ".join(f"{k} x{n}" for k, n in self.moved.most_common(8)))
+        lifetime: Counter[str] = Counter()
+        for o in self.outcomes:
+            lifetime.update(o.lifetime_moved)
+        if lifetime:
+            lines.append("(info) metadata moved by metadata-only writes over the lifetime: " +
+                         ", ".join(f"{k} x{n}" for k, n in lifetime.most_common(8)))
         for line in sorted(set(self.exceptions), key=self.exceptions.index)[:5]:
             lines.append(f"exception: {line}")
         for klass in cls.CASE_FAILURES:
@@ -226,28 +234,25 @@ class Fuzzer:
         self.api = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.prefix = prefix
-        self.outcomes: list[cls.Outcome] = []
-        self._lock = threading.Lock()
 
-    def run_kind(self, kind: FuzzKind, kind_cases: list[Case]) -> None:
-        size = self.settings.batch
-        for number, start in enumerate(range(0, len(kind_cases), size)):
-            batch = self._batch(kind, f"{self.prefix}-{kind.short}-{number:03d}", kind_cases[start:start + size])
-            with self._lock:
-                self.outcomes.extend(batch)
-
-    def _batch(self, kind: FuzzKind, namespace: str, batch: list[Case]) -> list[cls.Outcome]:
+    def batch(self, number: int, batch: list[Case]) -> list[cls.Outcome]:
+        """Cases of every kind in one namespace: created together, watched, deleted together."""
         s = self.settings
+        namespace = f"{self.prefix}-{number:03d}"
         self.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-        seen = NamespaceWatch(self.api, kind, namespace)
+        watches = {kind.kind: NamespaceWatch(self.api, kind, namespace) for kind in KINDS}
+
+        def events(c: _Live) -> list[cls.Seen]:
+            return watches[c.case.kind.kind].of(c.case.name)
+
         try:
             with ThreadPoolExecutor(s.create_workers) as pool:
                 created = list(pool.map(lambda case: self._create(namespace, case), batch))
             live = [c for c in created if c.outcome.verdict == cls.ACCEPTED]
-            self._until(lambda: all(cls.first_condition(seen.of(c.case.name)) or
+            self._until(lambda: all(cls.first_condition(events(c)) or
                                     time.monotonic() > c.created + s.condition_timeout for c in live))
             for c in live:
-                at = cls.first_condition(seen.of(c.case.name))
+                at = cls.first_condition(events(c))
                 c.outcome.condition_after = None if at is None else round(at - c.created, 1)
                 c.outcome.stranded = at is None
             time.sleep(s.settle)
@@ -256,17 +261,20 @@ class Fuzzer:
             quiet_end = time.monotonic()
             for c in live:
                 c.outcome.writes, c.outcome.moved, c.outcome.status_changes = cls.quiet_window(
-                    seen.of(c.case.name), quiet_start, quiet_end)
+                    events(c), quiet_start, quiet_end)
             deleted_at = time.monotonic()
+            for c in live:
+                c.outcome.lifetime_writes, c.outcome.lifetime_moved, _ = cls.quiet_window(events(c), 0, deleted_at)
             with ThreadPoolExecutor(s.create_workers) as pool:
                 list(pool.map(lambda c: self._delete(namespace, c), live))
-            self._until(lambda: all(self._gone(seen, c) for c in live), timeout=s.deletion_timeout)
+            self._until(lambda: all(self._gone(events(c)) for c in live), timeout=s.deletion_timeout)
             for c in live:
-                gone = next((e.at for e in seen.of(c.case.name) if e.type == "DELETED"), None)
+                gone = next((e.at for e in events(c) if e.type == "DELETED"), None)
                 c.outcome.deleted_after = None if gone is None else round(gone - deleted_at, 1)
                 c.outcome.stuck = gone is None
         finally:
-            seen.stop()
+            for w in watches.values():
+                w.stop()
             self.core.delete_namespace(namespace)
         for c in created:
             if c.outcome.verdict != cls.ACCEPTED or any(k in cls.CASE_FAILURES for k in c.outcome.classes):
@@ -274,8 +282,8 @@ class Fuzzer:
         return [c.outcome for c in created]
 
     @staticmethod
-    def _gone(seen: NamespaceWatch, c: _Live) -> bool:
-        return any(e.type == "DELETED" for e in seen.of(c.case.name))
+    def _gone(events: list[cls.Seen]) -> bool:
+        return any(e.type == "DELETED" for e in events)
 
     @staticmethod
     def _until(done: Any, timeout: float | None = None) -> None:
@@ -330,6 +338,7 @@ def run(settings: Settings) -> Report:
     sandbox = settings.workdir / "sandbox"
     all_cases = {kind: cases(kind, settings.per_kind, settings.seed, sandbox) for kind in KINDS}
     prefix = f"fz{settings.seed}-{uuid.uuid4().hex[:4]}"
+    outcomes: list[cls.Outcome] = []
     with control_plane(settings.workdir) as cluster:
         operator = Operator(cluster, settings.workdir, f"{prefix}-*")
         try:
@@ -338,9 +347,12 @@ def run(settings: Settings) -> Report:
             api_client.configuration.connection_pool_maxsize = 32
             api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = 32
             fuzzer = Fuzzer(settings, api_client, prefix)
-            with ThreadPoolExecutor(len(KINDS)) as pool:
-                for future in [pool.submit(fuzzer.run_kind, kind, all_cases[kind]) for kind in KINDS]:
-                    future.result()
+            size = settings.batch
+            batches = [[c for kind in KINDS for c in all_cases[kind][start:start + size]]
+                       for start in range(0, settings.per_kind, size)]
+            with ThreadPoolExecutor(settings.parallel) as pool:
+                for done in pool.map(fuzzer.batch, range(len(batches)), batches):
+                    outcomes.extend(done)
         finally:
             exited = operator.exited
             operator.stop()
@@ -348,12 +360,12 @@ def run(settings: Settings) -> Report:
     run_counts: Counter[str] = Counter({cls.TRACEBACKS: log.count("Traceback (most recent call last)"),
                                          cls.HEALTHZ: operator.healthz_failures, cls.EXITED: int(exited)})
     moved: Counter[str] = Counter()
-    for o in fuzzer.outcomes:
+    for o in outcomes:
         moved.update(o.moved)
-    report = Report(cls.counts(fuzzer.outcomes), run_counts, fuzzer.outcomes, cls.exception_lines(log),
+    report = Report(cls.counts(outcomes), run_counts, outcomes, cls.exception_lines(log),
                     time.monotonic() - started, settings.workdir, moved)
-    (settings.workdir / "report.json").write_text(json.dumps(
-        [o.__dict__ | {"moved": dict(o.moved)} for o in fuzzer.outcomes], ensure_ascii=False, indent=1))
+    rows = [o.__dict__ | {"moved": dict(o.moved), "lifetime_moved": dict(o.lifetime_moved)} for o in outcomes]
+    (settings.workdir / "report.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1))
     return report
 
 
