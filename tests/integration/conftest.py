@@ -119,15 +119,15 @@ def start_operator(namespace: str, **settings: Any) -> Operator:
     """A Kopf runner with Loom's handlers on fresh ports; enter `.runner` to run it. `settings`
     override fields of the operator's configuration."""
     metrics, liveness = free_port(), free_port()
-    config = OperatorConfig(
-        metrics_port=metrics,
-        metrics_address="127.0.0.1",
-        dependency_retry_seconds=1,
+    config = OperatorConfig(**{
+        "metrics_port": metrics,
+        "metrics_address": "127.0.0.1",
+        "dependency_retry_seconds": 1,
         # The embedded default: workloads run as local processes, their state in this session's temp dir.
-        executor=ExecutorKind.LOCAL,
-        state_dir=_LAKES / "operator-state",
+        "executor": ExecutorKind.LOCAL,
+        "state_dir": _LAKES / "operator-state",
         **settings,
-    )
+    })
     args = ["run", "--standalone", "--namespace", namespace, f"--liveness=http://127.0.0.1:{liveness}/healthz"]
     return Operator(
         KopfRunner(args, timeout=60, registry=build_registry(config)),

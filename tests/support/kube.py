@@ -1,5 +1,5 @@
 """An in-memory `loom.drivers.kube.Kube` for unit tests of act steps: Loom objects and Secrets the
-test puts in, and the annotations the code under test wrote."""
+test puts in, and the status the code under test wrote."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from loom.domain.errors import SecretNotFoundError
 class FakeKube:
     objects: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     secrets: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    annotated: list[tuple[str, str, str, dict[str, str]]] = field(default_factory=list)
+    statuses: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
 
     def put(self, kind: Kind, obj: dict[str, Any]) -> None:
         meta = obj["metadata"]
@@ -28,12 +28,12 @@ class FakeKube:
         found = self.objects.get((kind.plural, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
-    def annotate(self, kind: Kind, namespace: str, name: str, annotations: dict[str, str]) -> None:
+    def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
         obj = self.objects.get((kind.plural, namespace, name))
         if obj is None:
             return
-        obj["metadata"].setdefault("annotations", {}).update(annotations)
-        self.annotated.append((kind.plural, namespace, name, dict(annotations)))
+        obj.setdefault("status", {}).update(copy.deepcopy(status))
+        self.statuses.append((kind.plural, namespace, name, copy.deepcopy(status)))
 
     def get_secret(self, namespace: str, name: str) -> dict[str, str]:
         try:

@@ -1,5 +1,5 @@
-"""The Kubernetes calls of services and handlers besides Kopf's own (Kopf writes status and events):
-reads of Loom objects and Secrets, and the trigger annotations that bring an object back."""
+"""The Kubernetes calls of services and handlers besides Kopf's own (Kopf posts events and keeps its
+finalizer): reads of Loom objects and Secrets, and the status each reconcile writes when it changed."""
 
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ class Kube(Protocol):
     def get_loom(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """A Loom object as a plain dict, or None if it does not exist."""
 
-    def annotate(self, kind: Kind, namespace: str, name: str, annotations: dict[str, str]) -> None:
-        """Merge annotations into a Loom object; an object that is gone is left alone."""
+    def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge `status` into a Loom object's status; an object that is gone is left alone."""
 
     def get_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's keys and decoded values; raises SecretNotFoundError when it does not exist."""
@@ -54,12 +54,12 @@ class KubeClient:
                 return None
             raise
 
-    def annotate(self, kind: Kind, namespace: str, name: str, annotations: dict[str, str]) -> None:
-        """Merge annotations into a Loom object; an object that is gone is left alone. A patch that
-        changes nothing does not change the object (the API server drops no-op writes)."""
-        body = {"metadata": {"annotations": annotations}}
+    def patch_status(self, kind: Kind, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """Merge `status` into a Loom object's status subresource (a JSON merge patch); an object
+        that is gone is left alone."""
         try:
-            self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, kind.plural, name, body)
+            self._custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, kind.plural, name,
+                                                               {"status": status})
         except ApiException as exc:
             if exc.status != 404:
                 raise

@@ -1,5 +1,5 @@
 """Operator start-up and clean-up: where Kopf keeps its bookkeeping, the metrics endpoint, and the
-long-lived parts every handler shares through `memo` (Kubernetes client, executor, nudger, scheduler)."""
+long-lived parts every handler shares through `memo` (Kubernetes client, executor, wake-ups, scheduler)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from loom.api.kinds import KINDS
 from loom.api.meta import GROUP
 from loom.config import OperatorConfig
 from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressStorage
-from loom.handlers.triggers import Nudger, Scheduler
+from loom.handlers.triggers import Scheduler, Wakeups
 from loom.services.runtime import connect
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.posting.reporting_component = config.field_manager
         settings.execution.max_workers = 8
         memo.config = config
-        memo.nudger = Nudger(KINDS)
-        runtime = connect(config, memo.nudger.run_changed)
-        memo.nudger.connect(runtime.kube)
+        memo.wakeups = Wakeups(KINDS)
+        runtime = connect(config, memo.wakeups.run_changed)
         memo.kube, memo.executor = runtime.kube, runtime.executor
-        memo.scheduler = Scheduler(memo.nudger)
+        memo.scheduler = Scheduler(memo.wakeups)
         memo.scheduler.start()
         memo.executor.start()
         if config.metrics_port:

@@ -1,6 +1,6 @@
-"""The links of the chain, each followed by events (see `triggers.follow`): what a dependent names
-in its spec, and what it reads of the object it names. A dependent is reconciled only when that view
-changes, never on a timer."""
+"""The links between objects, each followed by events (see `triggers.follow`): what a dependent names
+(in its spec; a DataLake also names the owners of tables it declares, in its status), and what it
+reads of the object it names. A dependent is reconciled only when that view changes, never on a timer."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from loom.handlers.triggers import follow
 
 
 def readiness(body: Mapping[str, Any]) -> object:
-    """What any dependent reads of a Loom object: its generation and conditions (Ready and why)."""
+    """What any dependent reads of a Loom object: its generation and conditions (Ready, why, and the
+    message a dependent repeats in its own)."""
     status = body.get("status") or {}
-    conditions = [(c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
+    conditions = [(c.get("type"), c.get("status"), c.get("reason"), c.get("message"), c.get("observedGeneration"))
                   for c in status.get("conditions") or []]
     return [body.get("metadata", {}).get("generation"), conditions]
 
@@ -37,16 +38,31 @@ def lake_table(lake: Mapping[str, Any], featureset: Mapping[str, Any]) -> object
 
 
 def _one(*path: str) -> Any:
-    def refs(spec: Mapping[str, Any]) -> Iterable[str]:
-        value: Any = spec
+    """The one object named at `path` of a dependent's spec, in the dependent's namespace."""
+    def refs(body: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+        value: Any = body.get("spec")
         for key in path:
             value = (value or {}).get(key)
-        return [value] if isinstance(value, str) else []
+        namespace = (body.get("metadata") or {}).get("namespace") or ""
+        return [(namespace, value)] if isinstance(value, str) else []
     return refs
+
+
+def table_owners(body: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    """The DataLakes (any namespace) that own tables this DataLake declares (`status.tables[].ownedBy`)."""
+    owners = {t.get("ownedBy") for t in (body.get("status") or {}).get("tables") or []}
+    return [(ns, name) for ns, _, name in (o.partition("/") for o in owners if isinstance(o, str) and "/" in o)]
+
+
+def ownership(owner: Mapping[str, Any], _: Mapping[str, Any]) -> object:
+    """What a claimant reads of a table's owner: whether that object (this uid) still holds it."""
+    meta = owner.get("metadata") or {}
+    return [meta.get("uid"), meta.get("deletionTimestamp") is not None]
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
     follow(registry, FEATURESET, DATALAKE, _one("source", "dataLakeRef", "name"), lake_table)
+    follow(registry, DATALAKE, DATALAKE, table_owners, ownership)
     follow(registry, TRAININGJOB, FEATURESET, _one("dataset", "featureSetRef", "name"),
            lambda body, _: readiness(body))
     follow(registry, TRAININGJOB, DATALAKE, _one("dataset", "labels", "dataLakeRef", "name"),

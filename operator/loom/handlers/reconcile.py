@@ -1,12 +1,16 @@
-"""The Kopf glue every kind shares: parse the spec at the boundary, run the service, write status
-only when it changed, turn condition transitions into Events, hand the next due time to the
-scheduler, and count it all in metrics."""
+"""The Kopf glue every kind shares: one reconcile loop per object, woken in memory; each reconcile
+parses the spec at the boundary, runs the service, writes status only when it changed, turns
+condition transitions into Events, hands the next due time to the scheduler, and counts it all in
+metrics."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
-from collections.abc import Callable
-from datetime import datetime, timezone
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import kopf
@@ -17,12 +21,14 @@ from loom.api.kinds import Kind
 from loom.api.meta import API_VERSION, GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.domain.outcome import READY, Observed, Outcome
-from loom.handlers.triggers import ObjectRef
+from loom.handlers.triggers import OWN, ObjectRef, marker
 from loom.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from loom.services.context import ReconcileContext
 from loom.services.status import Transition, next_status
 
 Service = Callable[[Any, ReconcileContext], Outcome]
+
+log = logging.getLogger(__name__)
 
 
 def describe_errors(error: ValidationError) -> str:
@@ -46,16 +52,36 @@ def _post_events(body: kopf.Body, transitions: list[Transition]) -> None:
         kopf.event(body, type=kind, reason=cond.reason, message=message)
 
 
-def _write(kind: Kind, body: kopf.Body, patch: kopf.Patch, outcome: Outcome, now: datetime) -> None:
-    status, transitions = next_status(kind.status, body.get("status"), outcome, body.metadata.get("generation"), now)
+@dataclass(frozen=True)
+class Written:
+    """The status this loop last wrote, and the resourceVersion the object had when it was read:
+    until the watch delivers the write, the live body still shows the older status."""
+
+    read_at: str | None
+    status: dict[str, Any]
+
+
+def current_status(body: kopf.Body, written: Written | None) -> dict[str, Any]:
+    if written is not None and body.metadata.get("resourceVersion") == written.read_at:
+        return written.status
+    return dict(body.get("status") or {})
+
+
+def _write(kind: Kind, body: kopf.Body, memo: kopf.Memo, current: dict[str, Any], outcome: Outcome,
+           now: datetime) -> Written | None:
+    status, transitions = next_status(kind.status, current, outcome, body.metadata.get("generation"), now)
+    written = None
     if status is not None:
-        patch.status.update(status)
+        memo.kube.patch_status(kind, body.metadata.namespace or "", body.metadata.name or "", status)
+        written = Written(body.metadata.get("resourceVersion"), {**current, **status})
     _post_events(body, transitions)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    return written
 
 
-def make_context(kind: Kind, body: kopf.Body, memo: kopf.Memo, now: datetime) -> ReconcileContext:
+def make_context(kind: Kind, body: kopf.Body, memo: kopf.Memo, now: datetime,
+                 status: dict[str, Any] | None = None) -> ReconcileContext:
     """The services' view of one object and of the drivers set up at start-up."""
     return ReconcileContext(
         namespace=body.metadata.namespace or "",
@@ -66,38 +92,47 @@ def make_context(kind: Kind, body: kopf.Body, memo: kopf.Memo, now: datetime) ->
         config=memo.config,
         executor=memo.executor,
         now=now,
-        status=dict(body.get("status") or {}),
+        status=dict(body.get("status") or {}) if status is None else status,
         api_version=API_VERSION,
         kind=kind.kind,
     )
 
 
-def reconcile_once(kind: Kind, service: Service, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo) -> None:
+@dataclass(frozen=True)
+class Reconciled:
+    """When the object wants its next reconcile (None: only on a change), and what was written."""
+
+    due: datetime | None
+    written: Written | None
+
+
+def reconcile_once(kind: Kind, service: Service, body: kopf.Body, memo: kopf.Memo,
+                   written: Written | None) -> Reconciled:
     """One reconcile. The wall clock is read here, once, and passed down as `now`.
 
     An invalid spec is reported (Ready=False/InvalidSpec naming the fields) and not retried: it
-    stays invalid until the user changes it, which is an update. An external system that failed is
-    retried as an error (TemporaryError). Anything due later goes to the scheduler."""
+    stays invalid until the user changes it. An external system that failed is retried after the
+    service's backoff, and anything else due later (a schedule tick) is asked for the same way."""
     logs.about(kind.kind, body.metadata.namespace, body.metadata.name or "")
     started = time.monotonic()
     now = datetime.now(timezone.utc)
+    current = current_status(body, written)
     try:
         try:
             spec = kind.spec.model_validate(dict(body.spec))
         except ValidationError as error:
-            _write(kind, body, patch, Outcome((Observed(READY, False, "InvalidSpec", describe_errors(error)),)), now)
-            RECONCILES.labels(kind.kind, "invalid").inc()
-            return
-        outcome = service(spec, make_context(kind, body, memo, now))
-        _write(kind, body, patch, outcome, now)
-        memo.scheduler.at(ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or ""),
-                          outcome.requeue_at)
+            outcome = Outcome((Observed(READY, False, "InvalidSpec", describe_errors(error)),))
+            result = "invalid"
+        else:
+            outcome = service(spec, make_context(kind, body, memo, now, current))
+            result = "ok" if outcome.retry_after is None else "retry"
+        written = _write(kind, body, memo, current, outcome, now) or written
+        RECONCILES.labels(kind.kind, result).inc()
+        due = outcome.requeue_at
         if outcome.retry_after is not None:
-            RECONCILES.labels(kind.kind, "retry").inc()
-            raise kopf.TemporaryError(outcome.ready.message, delay=outcome.retry_after)
-        RECONCILES.labels(kind.kind, "ok").inc()
-    except kopf.TemporaryError:
-        raise
+            retry = now + timedelta(seconds=outcome.retry_after)
+            due = retry if due is None else min(due, retry)
+        return Reconciled(due, written)
     except Exception:
         RECONCILE_ERRORS.labels(kind.kind).inc()
         RECONCILES.labels(kind.kind, "error").inc()
@@ -106,21 +141,62 @@ def reconcile_once(kind: Kind, service: Service, body: kopf.Body, patch: kopf.Pa
         RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
 
 
+def own_change(body: Mapping[str, Any]) -> str:
+    """What of an object's own watch event asks for a reconcile: its generation (the spec) and its
+    annotations outside Kopf's bookkeeping (so `kubectl annotate` asks for one, as in Kopf's diff)."""
+    meta = body.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(f"{GROUP}/")}
+    return marker([meta.get("generation"), annotations])
+
+
+async def _woken(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
+    """Until a wake-up, the loop's stop or the resync timeout, whichever comes first."""
+    waits = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())}
+    _, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+
+
+def backoff(config: OperatorConfig, failures: int) -> timedelta:
+    """After an unexpected error: the dependency backoff, doubling per failure, at most ten minutes."""
+    return timedelta(seconds=min(config.dependency_retry_seconds * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS))
+
+
+MAX_BACKOFF_SECONDS = 600.0
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind, service: Service) -> None:
-    """One level-based reconcile for create, update (including trigger annotations) and operator
-    restart (resume); with `config.resync_seconds`, also a timer that runs the same reconcile on
-    objects left unchanged that long, so drift in the driven systems is repaired (a resync that finds
-    nothing new writes nothing)."""
+    """One reconcile loop per object (a Kopf daemon), level-based: it reconciles when it starts (the
+    object was created, or the operator started) and whenever it is woken (`triggers`), one
+    reconcile at a time. Nothing about the loop is written to the object; with
+    `config.resync_seconds` it also reconciles objects left unchanged that long, so drift in the
+    driven systems is repaired (a resync that finds nothing new writes nothing)."""
+    resync = config.resync_seconds or None
 
-    @kopf.on.resume(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
-    @kopf.on.create(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
-    @kopf.on.update(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
-    def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        reconcile_once(kind, service, body, patch, memo)
+    @kopf.on.event(GROUP, VERSION, kind.plural, id="wake", registry=registry)
+    def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        memo.wakeups(ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or ""), OWN,
+                     own_change(body))
 
-    if config.resync_seconds > 0:
-
-        @kopf.timer(GROUP, VERSION, kind.plural, id="resync", interval=config.resync_seconds,
-                    idle=config.resync_seconds, registry=registry)
-        def resync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-            reconcile_once(kind, service, body, patch, memo)
+    @kopf.daemon(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
+    async def reconcile(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+        ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
+        wake = memo.wakeups.register(ref)
+        memo.wakeups(ref, OWN, own_change(body))
+        written: Written | None = None
+        failures = 0
+        try:
+            while not stopped:
+                wake.clear()
+                try:
+                    done = await asyncio.to_thread(reconcile_once, kind, service, body, memo, written)
+                    written, due, failures = done.written, done.due, 0
+                except Exception:
+                    log.exception("reconcile failed", extra=logs.extra(kind.kind, ref.namespace, ref.name))
+                    due = datetime.now(timezone.utc) + backoff(memo.config, failures)
+                    failures += 1
+                memo.scheduler.at(ref, due)
+                await _woken(wake, stopped, resync)
+        finally:
+            memo.wakeups.unregister(ref, wake)
+            memo.scheduler.at(ref, None)

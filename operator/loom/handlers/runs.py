@@ -1,6 +1,6 @@
 """Run changes in a cluster: the Kubernetes executor's runs are Jobs, whose controller is the cluster's,
 so a watch on Loom's Jobs reports a run that started or finished to its owner, as the local executor
-reports its own (`Nudger.run_changed`). The owner is read from the owner label, because a scheduled
+reports its own (`Wakeups.run_changed`). The owner is read from the owner label, because a scheduled
 run's ownerReference is its CronJob."""
 
 from __future__ import annotations
@@ -38,4 +38,4 @@ def register(registry: kopf.OperatorRegistry, kinds: Iterable[Kind]) -> None:
         if phase is None:
             return
         for ref in owners(body.get("metadata", {}).get("labels") or {}, namespace or "", kinds):
-            memo.nudger(ref, WORKLOAD, marker([name, phase.value]))
+            memo.wakeups(ref, WORKLOAD, marker([name, phase.value]))

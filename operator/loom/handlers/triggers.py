@@ -1,18 +1,20 @@
-"""How an object is brought back for a reconcile when something outside it changed, without polling:
+"""How an object's reconcile loop is woken when something outside it changed, without polling and
+without writing to the object:
 
+- its own spec or annotations changed (a watch event with a new generation or new annotations),
 - a dependency changed (a DataLake's table moved to a new snapshot, so its FeatureSets must look),
 - a workload run of the object started or finished (the executor reports it),
 - a time the last reconcile asked for has come (a schedule tick, a backoff before retrying).
 
-Each is a *nudge*: an annotation `trigger.loom.dev/<source>` on the object set to a marker of what
-changed. Kopf sees the annotation change as an update and runs the object's one reconcile, serialized
-with every other handler of that object. The marker is derived from the change itself, so the same
-change nudges once: the API server drops a patch that changes nothing (no new resourceVersion).
-The prefix is not `loom.dev/`, because Kopf leaves annotations under its own prefix out of the diff.
+Each is a *wake-up* of the object's reconcile loop (`handlers/reconcile.py`), held in memory: an
+object's resourceVersion moves only when Loom writes something it observed. A wake-up carries the
+value of what changed, so the same change wakes once; after a restart every loop reconciles once
+anyway, so nothing is lost with the memory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import heapq
 import json
@@ -21,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any
 
 import kopf
 
@@ -32,9 +34,9 @@ from loom.domain.workloads import RunChange
 
 log = logging.getLogger(__name__)
 
-PREFIX = "trigger.loom.dev"
 SCHEDULE = "schedule"
 WORKLOAD = "workload"
+OWN = "own"
 
 
 @dataclass(frozen=True, order=True)
@@ -49,25 +51,51 @@ def marker(value: object) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-class Annotator(Protocol):
-    def annotate(self, kind: Kind, namespace: str, name: str, annotations: dict[str, str]) -> None: ...
+@dataclass
+class _Loop:
+    loop: asyncio.AbstractEventLoop
+    event: asyncio.Event
+    seen: dict[str, str]
 
 
-class Nudger:
-    """Sets `trigger.loom.dev/<source>` on an object; an object that is gone is nothing to nudge."""
+class Wakeups:
+    """The wake-up events of the objects' reconcile loops, settable from any thread (the scheduler's,
+    the local executor's, Kopf's handler threads). An object without a running loop has nothing to
+    wake: its loop reconciles as soon as it starts."""
 
     def __init__(self, kinds: Iterable[Kind]) -> None:
-        self.kinds = {k.plural: k for k in kinds}
         self.by_kind = {k.kind: k for k in kinds}
-        self.kube: Annotator | None = None
+        self._lock = threading.Lock()
+        self._loops: dict[ObjectRef, _Loop] = {}
 
-    def connect(self, kube: Annotator) -> None:
-        self.kube = kube
+    def register(self, ref: ObjectRef) -> asyncio.Event:
+        """Called by an object's loop, in the event loop, when it starts."""
+        event = asyncio.Event()
+        with self._lock:
+            self._loops[ref] = _Loop(asyncio.get_running_loop(), event, {})
+        return event
 
-    def __call__(self, ref: ObjectRef, source: str, value: str) -> None:
-        if self.kube is None:
-            raise RuntimeError("the nudger is used before the operator connected to the cluster")
-        self.kube.annotate(self.kinds[ref.plural], ref.namespace, ref.name, {f"{PREFIX}/{source}": value})
+    def unregister(self, ref: ObjectRef, event: asyncio.Event) -> None:
+        with self._lock:
+            found = self._loops.get(ref)
+            if found is not None and found.event is event:
+                del self._loops[ref]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._loops)
+
+    def __call__(self, ref: ObjectRef, source: str, value: str | None = None) -> None:
+        """Wake `ref`'s loop; with a `value`, only if it differs from the last one from `source`."""
+        with self._lock:
+            found = self._loops.get(ref)
+            if found is None:
+                return
+            if value is not None:
+                if found.seen.get(source) == value:
+                    return
+                found.seen[source] = value
+        found.loop.call_soon_threadsafe(found.event.set)
 
     def run_changed(self, change: RunChange) -> None:
         """An executor saw a run start or finish: the owner reconciles now instead of polling."""
@@ -84,9 +112,9 @@ class Scheduler:
     pending time per object, the newest request replacing the older one. A thread waits on a
     condition until the earliest time, so nothing spins and nothing is polled."""
 
-    def __init__(self, nudge: Callable[[ObjectRef, str, str], None],
+    def __init__(self, wake: Callable[[ObjectRef, str], None],
                  clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> None:
-        self._nudge = nudge
+        self._wake_up = wake
         self._clock = clock
         self._due: dict[ObjectRef, datetime] = {}
         self._heap: list[tuple[datetime, ObjectRef]] = []
@@ -144,41 +172,40 @@ class Scheduler:
         while (due := self._next_due()) is not None:
             ref, when = due
             try:
-                self._nudge(ref, SCHEDULE, when.isoformat())
-            except Exception:  # an unreachable API server must not end the scheduler
+                self._wake_up(ref, SCHEDULE)
+            except Exception:  # nothing may end the scheduler
                 kind = next((k.kind for k in KINDS if k.plural == ref.plural), ref.plural)
-                log.exception("could not bring it back for its scheduled reconcile",
+                log.exception("could not wake it for its scheduled reconcile",
                               extra=logs.extra(kind, ref.namespace, ref.name))
 
 
-Refs = Callable[[Mapping[str, Any]], Iterable[str]]
+Refs = Callable[[Mapping[str, Any]], Iterable[tuple[str, str]]]
 View = Callable[[Mapping[str, Any], Mapping[str, Any]], object]
 
 
 def follow(registry: kopf.OperatorRegistry, dependent: Kind, dependency: Kind, refs: Refs, view: View) -> None:
-    """Reconcile each `dependent` when what it sees of a `dependency` changes.
+    """Wake each `dependent` when what it sees of a `dependency` changes.
 
-    `refs(dependent spec)` names the dependencies of one dependent (same namespace); `view(dependency
-    body, dependent spec)` is the part of the dependency that this dependent reads. A Kopf index keeps
-    dependents by dependency, and a watch on the dependency kind nudges exactly the dependents whose
+    `refs(dependent body)` names the dependencies of one dependent as (namespace, name), usually from
+    its spec; `view(dependency body, dependent spec)` is the part of the dependency that it reads. A Kopf index keeps
+    dependents by dependency, and a watch on the dependency kind wakes exactly the dependents whose
     view changed, once per change. One mechanism for every link of the chain (DataLake -> FeatureSet
     -> TrainingJob -> InferenceService)."""
     index_id = f"{dependent.plural}_by_{dependency.singular}"
     source = dependency.singular
 
     @kopf.index(GROUP, VERSION, dependent.plural, id=index_id, registry=registry)
-    def by_dependency(*, namespace: str | None, name: str, spec: kopf.Spec, annotations: kopf.Annotations,
-                      **_: Any) -> dict[tuple[str | None, str], tuple[str, dict[str, Any], str | None]]:
-        plain = dict(spec)
-        seen = annotations.get(f"{PREFIX}/{source}")
-        return {(namespace, ref): (name, plain, seen) for ref in refs(plain)}
+    def by_dependency(*, namespace: str | None, name: str, body: kopf.Body,
+                      **_: Any) -> dict[tuple[str | None, str], tuple[str, str, dict[str, Any]]]:
+        plain = dict(body.spec)
+        return {ref: (namespace or "", name, plain) for ref in refs(body)}
 
     @kopf.on.event(GROUP, VERSION, dependency.plural, id=f"follow-{index_id}", registry=registry)
     def changed(*, event: kopf.RawEvent, namespace: str | None, name: str, body: kopf.Body, memo: Any,
                 **kwargs: Any) -> None:
-        index: kopf.Index[tuple[str | None, str], tuple[str, dict[str, Any], str | None]] = kwargs[index_id]
+        index: kopf.Index[tuple[str | None, str], tuple[str, str, dict[str, Any]]] = kwargs[index_id]
         gone = event.get("type") == "DELETED"
-        for dependent_name, dependent_spec, seen in index.get((namespace, name), []):
+        for dependent_namespace, dependent_name, dependent_spec in index.get((namespace or "", name), []):
             value = marker("deleted" if gone else view(body, dependent_spec))
-            if value != seen:
-                memo.nudger(ObjectRef(dependent.plural, namespace or "", dependent_name), source, value)
+            memo.wakeups(ObjectRef(dependent.plural, dependent_namespace, dependent_name),
+                         f"{source}:{namespace}/{name}", value)

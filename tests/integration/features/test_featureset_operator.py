@@ -10,16 +10,18 @@ the DataLake to report the new snapshot at once instead of at its next periodic 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pytest
 
 from loom.domain.feature_views import feast_project
 from loom.drivers import feast_store
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
-from tests.integration.conftest import Kubectl, Operator, condition, eventually
+from tests.integration.conftest import Kubectl, Operator, condition, eventually, start_operator
 from tests.integration.features.conftest import (
     append,
     conditions,
@@ -226,8 +228,17 @@ def test_a_featureset_that_does_not_fit_its_table_is_refused_before_feast(
                timeout=180, what="the fixed FeatureSet to be materialized")
 
 
+@pytest.fixture
+def patient_operator(feast_env: str, namespace: str) -> Iterator[Operator]:
+    """The operator with a backoff long enough that a test sees the failure between two attempts."""
+    op = start_operator(namespace, dependency_retry_seconds=20)
+    with op.runner:
+        yield op
+    assert op.runner.exception is None, op.runner.output
+
+
 def test_an_unreachable_online_store_is_retried_with_backoff_until_it_heals(
-    feast_env: str, kc: Kubectl, namespace: str, operator: Operator, movielens: list[pa.Table],
+    feast_env: str, kc: Kubectl, namespace: str, patient_operator: Operator, movielens: list[pa.Table],
     redis_server: str, tmp_path: Path,
 ) -> None:
     """A run that fails on an unreachable Redis is recorded with its input and retried after a backoff
