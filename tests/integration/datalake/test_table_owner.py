@@ -87,8 +87,7 @@ def test_when_the_owner_is_deleted_the_claimant_adopts_the_table(
     eventually(lambda: owned_elsewhere(kc, "second"), what="the second DataLake told whose table it is")
 
     kc.run("delete", "datalake", "first", "--timeout=60s")  # deletionPolicy Retain: the table stays
-    # Brings the claimant back now rather than at the next resync.
-    kc.run("annotate", "datalake", "second", "test.loom.dev/poke=1")
+    # The owner's deletion wakes the claimant (a link), not the resync five minutes later.
     second = eventually(lambda: ready(kc, "second"), what="the second DataLake Ready with the table")
     table = catalog.load_table((NS, "events"))
     assert str(table.schema().find_field("c").field_type) == "long"
