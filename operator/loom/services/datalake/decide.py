@@ -86,7 +86,7 @@ def decide(spec: DataLakeSpec, observed: DataLakeObserved, now: datetime) -> Dec
             retry_after=observed.retry_seconds if external else None,
         ),
         (*([CreateNamespace(spec.namespace)] if not observed.namespace_exists else []),
-         *tables.actions, *ingest.actions, *maintenance.actions, *stale),
+         *tables.actions, *stale, *ingest.actions, *maintenance.actions),
     )
 
 
@@ -335,7 +335,8 @@ def _summarize(type_: str, states: Mapping[str, _State], reasons: tuple[str, str
 
 def _stale(observed: DataLakeObserved, lake: LakeRef, wanted: frozenset[str]) -> tuple[DeleteWorkload, ...]:
     """Workloads labelled as this lake's that its spec no longer builds (a changed ingest or schedule
-    has a new name). A failure to delete one is reported under the condition of its kind, told by the
+    has a new name). They are deleted before their replacements are submitted, and a delete waits
+    for the runs to end, so an ingest and its replacement never run at once. A failure to delete one is reported under the condition of its kind, told by the
     name the ingest builder gives."""
     ingest_prefix = f"{lake.owner.name}-ingest-"
     return tuple(
