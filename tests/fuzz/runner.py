@@ -208,9 +208,14 @@ class NamespaceWatch:
                         self.events.setdefault(obj["metadata"]["name"], []).append(seen)
             except ApiException as error:
                 if error.status != 410:
-                    raise
+                    time.sleep(0.5)
+                    continue
+                # Too old to resume: start again from now. What happened in between is lost, so the
+                # few objects concerned may show up as stranded or stuck; this has not been seen here.
                 self._version = self.api.list_namespaced_custom_object(
                     GROUP, VERSION, self.namespace, self.kind.plural)["metadata"]["resourceVersion"]
+            except Exception:  # a dropped connection (urllib3 errors): resume where the stream stopped
+                time.sleep(0.5)
 
     def of(self, name: str) -> list[cls.Seen]:
         with self.lock:
@@ -271,7 +276,7 @@ class Fuzzer:
             for c in live:
                 gone = next((e.at for e in events(c) if e.type == "DELETED"), None)
                 c.outcome.deleted_after = None if gone is None else round(gone - deleted_at, 1)
-                c.outcome.stuck = gone is None
+                c.outcome.stuck = gone is None and self._still_there(namespace, c)
         finally:
             for w in watches.values():
                 w.stop()
@@ -309,6 +314,20 @@ class Fuzzer:
         except ApiException as error:
             if error.status != 404:
                 c.outcome.message = f"delete: {error.status} {error.reason}"
+
+    def _still_there(self, namespace: str, c: _Live) -> bool:
+        """Whether an object the watch saw no deletion of is really still there; if so, what holds it."""
+        try:
+            obj = self.api.get_namespaced_custom_object(GROUP, VERSION, namespace, c.case.kind.plural, c.case.name)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        meta = obj["metadata"]
+        c.outcome.message = (f"deletionTimestamp={meta.get('deletionTimestamp')} finalizers={meta.get('finalizers')} "
+                             f"annotations={sorted(meta.get('annotations') or {})} "
+                             f"conditions={[(x.get('type'), x.get('reason')) for x in obj.get('status', {}).get('conditions', [])]}")
+        return True
 
     def _keep(self, case: Case) -> None:
         """The manifest of a case worth a look, for reproduction."""
