@@ -57,6 +57,7 @@ from pyiceberg.table.update import AssertDefaultSpecId, AssertTableUUID
 from source_files import SourceError, SourceFile, list_files, read_batches
 
 from loom.api.datalake import LastIngest
+from loom.domain.workloads import EXIT_INPUT_ERROR
 from loom.drivers import ingest_record, pyiceberg_internals
 from loom.drivers.iceberg_catalog import open_catalog
 from loom.drivers.ingest_record import Stamp
@@ -221,17 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     properties = workload_properties(args.catalog_properties_file, args.secret_property)
     secrets = [properties[item.partition("=")[0]] for item in args.secret_property]
 
-    def fail(message: str) -> int:
+    def fail(message: str, code: int = 1) -> int:
         for value in secrets:
             message = message.replace(value, "***")
         log(f"ingest {args.ingest} failed: {message}")
-        return 1
+        return code
 
     catalog = open_catalog(args.catalog_name, properties)
     try:
         result = ingest(catalog, args)
     except SourceError as error:
-        return fail(f"{error}; nothing committed")
+        return fail(f"{error}; nothing committed", EXIT_INPUT_ERROR)
     except Exception as error:  # the traceback for the log, then the one-line verdict last
         traceback.print_exc()
         return fail(f"{type(error).__name__}: {error}")

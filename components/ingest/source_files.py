@@ -25,7 +25,8 @@ _GLOB_CHARS = set("*?[")
 
 
 class SourceError(Exception):
-    """A source file that cannot be loaded as it is; the message names the file (and the column)."""
+    """A source file that cannot be loaded as it is; the message names the file (and the column).
+    Running again cannot help, so the ingest exits with EXIT_INPUT_ERROR and is not retried."""
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,9 @@ def read_batches(filesystem: fs.FileSystem, source: SourceFile, fmt: str, target
     try:
         for batch in _raw_batches(filesystem, source, fmt, target):
             yield conform(batch, target, source.uri)
-    except SourceError:
-        raise
-    except (pa.ArrowException, OSError, ValueError) as error:
+    except (SourceError, OSError):
+        raise  # OSError: the file system failed (a file that vanished, a store that timed out): retried
+    except (pa.ArrowException, ValueError) as error:
         raise SourceError(f"{source.uri}: cannot read as {fmt}: {error}") from error
 
 

@@ -24,6 +24,7 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import YearTransform
 from pyiceberg.types import FloatType, IntegerType, LongType, NestedField, StringType, TimestamptzType
 
+from loom.domain.workloads import EXIT_INPUT_ERROR
 from loom.drivers import iceberg_maintenance, ingest_record
 from tests.conftest import ROOT
 from tests.integration.datalake.conftest import CATALOG_NAME, CatalogUnderTest
@@ -236,7 +237,7 @@ def test_malformed_file_fails_and_leaves_the_table_as_it_was(
     bad.write_text(text)
 
     proc = run(properties, "ratings", f"file://{tmp_path}/in/*.{fmt}", fmt)
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_INPUT_ERROR  # the same file fails the same way: not retried
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith(f"ingest load failed: file://{bad}") and expected in last and last.endswith("nothing committed"), last
     table.refresh()
@@ -249,7 +250,7 @@ def test_integer_timestamps_are_refused(sqlite_lake: tuple[dict[str, str], Catal
     properties, catalog = sqlite_lake
     pq.write_table(ratings(0, 5).set_column(3, "timestamp", pa.array([1420070400] * 5, pa.int64())), tmp_path / "t.parquet")
     proc = run(properties, "ratings", f"file://{tmp_path}/t.parquet")
-    assert proc.returncode == 1
+    assert proc.returncode == EXIT_INPUT_ERROR
     assert "column 'timestamp' holds integers (int64) but the table wants timestamp[us, tz=UTC]" in proc.stderr.splitlines()[-1]
     assert catalog.load_table("lake.ratings").current_snapshot() is None
 

@@ -20,7 +20,7 @@ from loom.api.datalake import DataLakeSpec, DataLakeStatus, LastIngest
 from loom.api.meta import API_VERSION
 from loom.config import OperatorConfig
 from loom.domain.outcome import Observed, Outcome
-from loom.domain.workloads import Phase, PythonEnv, RunChange
+from loom.domain.workloads import PythonEnv, RunChange
 from loom.executors.local import LocalExecutor
 from loom.services import datalake
 from loom.services.context import ReconcileContext
@@ -184,40 +184,7 @@ def test_once_ingest_runs_once_and_reports_the_commit(
     assert last is not None and last.files == 2
 
 
-def test_a_failed_attempt_is_retried_by_the_executor(
-    iceberg_catalog: CatalogUnderTest, make_lake: Callable[..., Lake], tmp_path: Path, clock: Clock
-) -> None:
-    properties, catalog = iceberg_catalog
-    incoming = tmp_path / "in"
-    incoming.mkdir()
-    pq.write_table(ratings(0, 100), incoming / "a.parquet")
-    (incoming / "b.parquet").write_text("not parquet at all")
-    lake_spec = spec(properties, incoming)
-    lake = make_lake(retry_base=timedelta(seconds=5))
-    lake.reconcile(lake_spec)
-    (work,) = lake.names()
-
-    def waiting_to_retry() -> bool:
-        runs = lake.executor.runs("ml", work)
-        return bool(runs) and runs[0].phase == Phase.PENDING and "b.parquet" in runs[0].message
-
-    eventually(waiting_to_retry, timeout=60, what="the first attempt to fail")
-    pending = lake.reconcile(lake_spec)
-    assert (ingested(pending).status, ingested(pending).reason) == (None, "Ingesting")
-    assert f"file://{incoming}/b.parquet: cannot read as parquet" in ingested(pending).message
-    (incoming / "b.parquet").unlink()  # the user fixes the input before the executor's retry
-    clock.now += timedelta(seconds=10)  # the backoff passes (the executor's clock is the test's)
-    lake.executor.wake()
-
-    lake.finished(1)
-    report = lake.reconcile(lake_spec)
-    assert ingested(report).status is True
-    last = last_ingest(report)
-    assert last is not None and last.rows == 100
-    assert catalog.load_table("movielens.ratings").scan().to_arrow().num_rows == 100
-
-
-def test_an_ingest_that_keeps_failing_stays_failed_and_is_not_submitted_again(
+def test_a_malformed_file_fails_the_ingest_at_once_and_it_is_not_submitted_again(
     iceberg_catalog: CatalogUnderTest, make_lake: Callable[..., Lake], tmp_path: Path, clock: Clock
 ) -> None:
     properties, catalog = iceberg_catalog
@@ -230,24 +197,23 @@ def test_an_ingest_that_keeps_failing_stays_failed_and_is_not_submitted_again(
     lake.reconcile(lake_spec)
 
     def failed_for_good() -> bool:
-        clock.now += timedelta(seconds=2)  # each backoff passes (the executor's clock is the test's)
-        lake.executor.wake()
         with lake.lock:
             return any(c.run.finished for c in lake.changes)
 
-    eventually(failed_for_good, timeout=120, interval=1.0, what="the last attempt to fail")
+    # The same file would fail the same way: the component says so (EXIT_INPUT_ERROR), no retry.
+    eventually(failed_for_good, timeout=120, interval=0.5, what="the attempt to fail")
     lake.finished(1)
     report = lake.reconcile(lake_spec)
     condition = ingested(report)
     assert (condition.status, condition.reason) == (False, "IngestFailed")
     assert f"file://{incoming}/b.parquet: cannot read as parquet" in condition.message
-    assert "nothing committed" in condition.message and "(after 3 attempts)" in condition.message
+    assert "nothing committed" in condition.message and "(an input error, not retried)" in condition.message
     assert catalog.load_table("movielens.ratings").current_snapshot() is None
     assert last_ingest(report) is None
 
     (work,) = lake.names()
     attempts = sorted(p.name for p in (lake.state / "runs" / "ml" / work).glob("attempt-*"))
-    assert attempts == ["attempt-1", "attempt-2", "attempt-3"]
+    assert attempts == ["attempt-1"]
     again = lake.reconcile(lake_spec)
     assert ingested(again) == condition, "a failed run is not started again by the reconcile"
     assert sorted(p.name for p in (lake.state / "runs" / "ml" / work).glob("attempt-*")) == attempts

@@ -22,7 +22,7 @@ from loom.builders.lake_access import LakeRef
 from loom.domain.outcome import Decision, Observed, Outcome
 from loom.domain.schedules import ScheduleError, next_tick, validate
 from loom.domain.table_changes import TableChanges
-from loom.domain.workloads import Phase, Workload, WorkloadStatus
+from loom.domain.workloads import EXIT_INPUT_ERROR, Phase, Workload, WorkloadStatus
 from loom.drivers.iceberg_catalog import catalog_properties
 from loom.drivers.iceberg_owner import TableOwner, owner_properties
 from loom.drivers.iceberg_tables import TableState
@@ -299,7 +299,8 @@ def _once(work: Workload, workloads: Mapping[str, Sequence[WorkloadStatus]], wha
         return _State(None, f"{what} is {run.phase.value.lower()}{detail}"), False
     if run.phase == Phase.SUCCEEDED:
         return _State(True, f"{what} succeeded"), False
-    return _State(False, f"{_failure(what, run)} (after {work.retries + 1} attempts)"), False
+    tried = "an input error, not retried" if run.exit_code == EXIT_INPUT_ERROR else f"after {work.retries + 1} attempts"
+    return _State(False, f"{_failure(what, run)} ({tried})"), False
 
 
 def _scheduled(work: Workload, runs: Sequence[WorkloadStatus], what: str, now: datetime) -> _State:
