@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 import pytest
 
-from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressStorage, essence_digest
+from loom.handlers.bookkeeping import CompactDiffBaseStorage, ReportOnce, ResettingProgressStorage, essence_digest
 
 PREFIX = "loom.dev"
 DIFFBASE = f"{PREFIX}/last-handled-configuration"
@@ -164,3 +164,18 @@ def test_progress_of_other_handlers_is_untouched(progress: ResettingProgressStor
     body = _body({}, {PROGRESS: "not json {"})
     assert progress.fetch(key=kopf.HandlerId("deletion-policy"), body=body) is None
     assert resets.seen == []
+
+
+def test_a_reset_is_reported_once_per_object_annotation_and_value() -> None:
+    """Kopf fetches at every event; the same garbage on the same object is one Warning, not one per event."""
+    resets = Resets()
+    storage = CompactDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration", on_reset=ReportOnce(resets))
+    garbage = _body({"a": 1}, {DIFFBASE: "not json {"})
+    for _ in range(3):
+        assert storage.fetch(body=garbage) is None
+    storage.fetch(body=_with(garbage, {DIFFBASE: "[1]"}))
+    other = json.loads(json.dumps(dict(garbage)))
+    other["metadata"]["uid"] = "u2"
+    storage.fetch(body=kopf.Body(other))
+    assert [key for key, _ in resets.seen] == [DIFFBASE] * 3
+    assert "not JSON" in resets.seen[0][1] and "a JSON list" in resets.seen[1][1]

@@ -6,9 +6,8 @@
   included, would fail. Loom's reconcile is level-based and reads the whole spec, so Kopf only needs
   to know whether the essence changed: a large one is stored as its SHA-256 digest.
 - An annotation Kopf cannot read (hand-edited, truncated, of the wrong shape) is reset: it is
-  treated as absent, which runs the handler afresh, and the next store overwrites it. A Warning
-  Event and a WARNING log line say which annotation was reset and why, instead of Kopf failing on
-  it on every event, forever.
+  treated as absent, and the next store overwrites it. A Warning Event and a WARNING log line say
+  once which annotation was reset and why, instead of Kopf failing on it on every event, forever.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ import hashlib
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
@@ -37,10 +38,33 @@ INLINE_LIMIT = 16 * 1024  # bytes of JSON up to which the diff-base is stored wh
 
 def report_reset(body: kopf.Body, key: str, why: str) -> None:
     """A WARNING line and a Warning Event on the object, naming the annotation and what was wrong."""
-    message = f"reset unreadable annotation {key} ({why}); the handler runs afresh and rewrites it"
+    message = f"reset unreadable annotation {key} ({why}); it is ignored, and Kopf's next store of it overwrites it"
     log.warning("%s", message, extra=logs.extra(str(body.get("kind", "")), body.metadata.namespace,
                                                  body.metadata.name or ""))
     kopf.event(body, type="Warning", reason=REASON, message=message)
+
+
+class ReportOnce:
+    """Kopf reads its annotations at every event of an object, and an object whose kind has no
+    change handlers never stores a diff-base that would replace the garbage; so a reset is reported
+    once per object, annotation and value (remembered for the last `size` of them)."""
+
+    def __init__(self, report: Reset = report_reset, size: int = 4096) -> None:
+        self.report = report
+        self.size = size
+        self._seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: kopf.Body, key: str, why: str) -> None:
+        raw = str(body.metadata.annotations.get(key))
+        seen = (body.metadata.uid or "", key, hashlib.sha256(raw.encode()).hexdigest())
+        with self._lock:
+            if seen in self._seen:
+                return
+            self._seen[seen] = None
+            if len(self._seen) > self.size:
+                self._seen.popitem(last=False)
+        self.report(body, key, why)
 
 
 def _decode(raw: str) -> tuple[Any, str | None]:
@@ -71,10 +95,10 @@ class CompactDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     builds for Loom's handlers (none of them watches a field outside the essence)."""
 
     def __init__(self, *, prefix: str, key: str, inline_limit: int = INLINE_LIMIT,
-                 on_reset: Reset = report_reset) -> None:
+                 on_reset: Reset | None = None) -> None:
         super().__init__(prefix=prefix, key=key)
         self.inline_limit = inline_limit
-        self.on_reset = on_reset
+        self.on_reset = on_reset or ReportOnce()
         self.digest_key = f"{prefix}/essence-sha256"
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
@@ -141,9 +165,9 @@ class ResettingProgressStorage(kopf.AnnotationsProgressStorage):
     """Kopf's per-handler progress in annotations; a record it could not use is reported and
     treated as absent, and the handler's next store overwrites it."""
 
-    def __init__(self, *, prefix: str, on_reset: Reset = report_reset) -> None:
+    def __init__(self, *, prefix: str, on_reset: Reset | None = None) -> None:
         super().__init__(prefix=prefix)
-        self.on_reset = on_reset
+        self.on_reset = on_reset or ReportOnce()
 
     def fetch(self, *, key: kopf.HandlerId, body: kopf.Body) -> kopf.ProgressRecord | None:
         for full_key in self.make_keys(key, body=body):
