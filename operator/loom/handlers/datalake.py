@@ -16,6 +16,7 @@ from loom.api.kinds import DATALAKE
 from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.handlers import deletion, reconcile
+from loom.handlers.triggers import ObjectRef
 from loom.services import datalake
 
 
@@ -34,5 +35,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         except ValidationError as error:
             logger.info("invalid spec (%d error(s)): no tables were created, none dropped", error.error_count())
             spec = None
-        ctx = reconcile.make_context(DATALAKE, body, memo, datetime.now(timezone.utc))
-        deletion.finish(body, logger, config, datalake.delete(spec, ctx), retry)
+        ref = ObjectRef(DATALAKE.plural, body.metadata.namespace or "", body.metadata.name or "")
+        with memo.wakeups.exclusive(ref):  # never alongside the loop's last reconcile
+            ctx = reconcile.make_context(DATALAKE, body, memo, datetime.now(timezone.utc))
+            deletion.finish(body, logger, config, datalake.delete(spec, ctx), retry)

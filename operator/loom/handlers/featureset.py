@@ -16,6 +16,7 @@ from loom.api.kinds import FEATURESET
 from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.handlers import deletion, reconcile
+from loom.handlers.triggers import ObjectRef
 from loom.services import featureset
 
 
@@ -34,5 +35,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         except ValidationError as error:
             logger.info("invalid spec (%d error(s)): nothing was applied to Feast", error.error_count())
             spec = None
-        ctx = reconcile.make_context(FEATURESET, body, memo, datetime.now(timezone.utc))
-        deletion.finish(body, logger, config, featureset.delete(spec, ctx), retry)
+        ref = ObjectRef(FEATURESET.plural, body.metadata.namespace or "", body.metadata.name or "")
+        with memo.wakeups.exclusive(ref):  # never alongside the loop's last reconcile
+            ctx = reconcile.make_context(FEATURESET, body, memo, datetime.now(timezone.utc))
+            deletion.finish(body, logger, config, featureset.delete(spec, ctx), retry)

@@ -34,6 +34,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.finalizer = f"{GROUP}/finalizer"
         settings.posting.reporting_component = config.field_manager
         settings.execution.max_workers = 8
+        # A deleted object's finalizer is released once its loop exited; the loop exits as soon as its
+        # last reconcile is done, so look again in a second, not in Kopf's default minute.
+        settings.background.cancellation_polling = 1
         memo.config = config
         memo.wakeups = Wakeups(KINDS)
         runtime = connect(config, memo.wakeups.run_changed)

@@ -141,6 +141,16 @@ def reconcile_once(kind: Kind, service: Service, body: kopf.Body, memo: kopf.Mem
         RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
 
 
+def reconcile_alone(kind: Kind, service: Service, body: kopf.Body, memo: kopf.Memo,
+                    written: Written | None) -> Reconciled:
+    """`reconcile_once` under the object's lock; an object being deleted is its finalizer's alone."""
+    ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
+    with memo.wakeups.exclusive(ref):
+        if body.metadata.get("deletionTimestamp"):
+            return Reconciled(None, written)
+        return reconcile_once(kind, service, body, memo, written)
+
+
 def own_change(body: Mapping[str, Any]) -> str:
     """What of an object's own watch event asks for a reconcile: its generation (the spec) and its
     annotations outside Kopf's bookkeeping (so `kubectl annotate` asks for one, as in Kopf's diff)."""
@@ -189,7 +199,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind
             while not stopped:
                 wake.clear()
                 try:
-                    done = await asyncio.to_thread(reconcile_once, kind, service, body, memo, written)
+                    done = await asyncio.to_thread(reconcile_alone, kind, service, body, memo, written)
                     written, due, failures = done.written, done.due, 0
                 except Exception:
                     log.exception("reconcile failed", extra=logs.extra(kind.kind, ref.namespace, ref.name))

@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -56,6 +57,7 @@ class _Loop:
     loop: asyncio.AbstractEventLoop
     event: asyncio.Event
     seen: dict[str, str]
+    guard: threading.Lock
 
 
 class Wakeups:
@@ -72,8 +74,15 @@ class Wakeups:
         """Called by an object's loop, in the event loop, when it starts."""
         event = asyncio.Event()
         with self._lock:
-            self._loops[ref] = _Loop(asyncio.get_running_loop(), event, {})
+            self._loops[ref] = _Loop(asyncio.get_running_loop(), event, {}, threading.Lock())
         return event
+
+    def exclusive(self, ref: ObjectRef) -> AbstractContextManager[object]:
+        """Held by a reconcile of `ref` and by its finalizer, so the two never run at once (Kopf
+        starts the finalizer while the loop's last reconcile may still be going)."""
+        with self._lock:
+            found = self._loops.get(ref)
+        return found.guard if found is not None else nullcontext()
 
     def unregister(self, ref: ObjectRef, event: asyncio.Event) -> None:
         with self._lock:
