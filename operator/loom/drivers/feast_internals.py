@@ -1,6 +1,7 @@
 """The Feast internals Loom relies on, in one place: the Redis client Feast builds from an online
-store config, and Feast's Redis online store layout, which Loom reads directly (one pipelined HMGET
-per entity for model servers, a key scan to count a view's rows).
+store config, the provider call that tears down a view's online data, and Feast's Redis online store
+layout, which Loom reads directly (one pipelined HMGET per entity for model servers, a key scan to
+count a view's rows).
 
 The layout, as Feast's RedisOnlineStore writes it for entity_key_serialization_version 3:
 
@@ -20,11 +21,20 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
     from feast.repo_config import RepoConfig
     from feast.value_type import ValueType
 
 # EntityKey values by Feast ValueType name: the Value proto field that holds them.
 _VALUE_FIELDS = {"INT64": "int64_val", "INT32": "int32_val", "STRING": "string_val", "BYTES": "bytes_val"}
+
+
+def teardown_online(store: FeatureStore, view: FeatureView) -> None:
+    """Delete a view's online data while the registry still names it. `FeatureStore.apply` with
+    `objects_to_delete` removes the view from a SQL registry first and tears down its data after, so
+    a teardown that failed there would leave data no later attempt could find."""
+    store._get_provider().update_infra(project=store.project, tables_to_delete=[view], tables_to_keep=[],
+                                       entities_to_delete=[], entities_to_keep=[], partial=False)
 
 
 def redis_client(config: RepoConfig) -> Any:

@@ -193,8 +193,8 @@ def apply(settings: StoreSettings, definition: FeatureViewDefinition) -> bool:
 
 
 def remove(settings: StoreSettings, view_name: str, owner: str) -> bool:
-    """Delete the view, its source and the entities no other view uses, and let Feast tear down
-    the view's online data; False when there was no such view. A view of another owner is refused."""
+    """Tear down the view's online data, then delete the view, its source and the entities no other
+    view uses; False when there was no such view. A view of another owner is refused."""
     store = open_store(settings)
     view = get_view(store, view_name)
     if view is None:
@@ -204,6 +204,7 @@ def remove(settings: StoreSettings, view_name: str, owner: str) -> bool:
     used = {name for other in store.list_feature_views() if other.name != view.name for name in other.entities}
     orphans = [store.get_entity(name) for name in view.entities if name not in used]
     source = [view.batch_source] if view.batch_source is not None else []
+    feast_internals.teardown_online(store, view)  # first: a failure leaves the view to find again
     store.apply([], objects_to_delete=[view, *source, *orphans], partial=False)
     return True
 

@@ -25,6 +25,7 @@ from loom.drivers.feast_internals import (
     feature_field,
     redis_client,
     redis_key_pattern,
+    teardown_online,
     timestamp_field,
 )
 from loom.drivers.feast_store import OnlineKind, StoreSettings, open_store, repo_config
@@ -134,3 +135,19 @@ def test_decoded_values_are_what_get_online_features_returns(settings: StoreSett
             assert decode(client.hget(key, feature_field("user_genre", name)), types[name]) == feast[name][i]
     assert feast["ratingCount"][:4] == ROWS["ratingCount"].tolist() and feast["lastTitle"][1] is None
     assert feast["recent"][0] == [10, 11] and feast["ratingCount"][4] is None
+
+
+def test_teardown_removes_a_views_online_data_and_leaves_the_registry_and_other_views(
+    settings: StoreSettings, store: FeatureStore
+) -> None:
+    client = redis_client(repo_config(settings))
+    user_key = EntityKeys(repo_config(settings), ["userId"], [ValueType.INT64]).key([2])
+    assert client.exists(user_key)
+
+    teardown_online(store, store.get_feature_view("user_totals"))
+
+    assert not client.exists(user_key)
+    assert store.get_feature_view("user_totals").name == "user_totals"  # still there to delete
+    key = keys_of(settings).key([1, "Drama"])
+    assert set(client.hkeys(key)) == {feature_field("user_genre", f) for f in FEATURES} | {
+        timestamp_field("user_genre")}
