@@ -1,7 +1,7 @@
 """Benchmark: the operator's memory (resident set) with 1,000 live objects of each kind, and after they
 are all deleted again.
 
-    .venv/bin/python bench/operator_memory.py [--per-kind 1000] [--quick]
+    .venv/bin/python bench/operator_memory.py [--per-kind 1000] [--quick] [--cycles 1]
 
 A local control plane of its own (etcd + kube-apiserver, started here, purged at the end) and the real
 operator as a separate `loom run --executor local` process, its state in a temp dir. RSS is VmRSS of
@@ -16,8 +16,11 @@ executor's supervisors and workloads) are summed separately.
   InferenceService naming the TrainingJob or a model URI; applied server-side in batches by
   `--concurrency` kubectl processes; "live" is measured once every object has a status condition and
   the operator has settled;
-- phase B: everything deleted, gone (finalizers done), then at least `--settle` seconds and settled:
-  "after"; and what the local executor left under LOOM_STATE_DIR (schedules, run dirs, lock files).
+- phase B: everything deleted (one deletecollection per kind), gone (finalizers done), then at least
+  `--settle` seconds and settled: "after"; and what the local executor left under LOOM_STATE_DIR
+  (schedules, run dirs, lock files);
+- `--cycles n` repeats A and B on the same operator: "after" that grows cycle by cycle is a leak, one
+  that stays put is memory the process keeps once it has needed it.
 
 Requirements (the exit code is 1 when one fails): live < 250 MiB, after / before <= 1.20, nothing left.
 """
@@ -301,10 +304,56 @@ def verdict(ok: bool) -> str:
     return "ok" if ok else "FAIL"
 
 
+@dataclass(frozen=True)
+class Cycle:
+    """One phase A + phase B: the measurements and how long each part took."""
+
+    live: Sample
+    live_settled: tuple[bool, float]
+    after: Sample
+    after_settled: tuple[bool, float]
+    left: dict[str, int]
+    applied: float
+    reported: float
+    gone: float
+    reconciled: int
+
+
+def one_cycle(args: argparse.Namespace, plane: ControlPlane, api: kubernetes.client.CustomObjectsApi,
+              running: OperatorProcess, sampler: Sampler, lakes: Path, state: Path) -> Cycle:
+    print(f"phase A: creating {args.per_kind} objects of each kind", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    create_all(plane, args.per_kind, lakes, args.batch, args.concurrency, args.resolved_every)
+    applied = time.monotonic() - started
+    wait_for("status conditions", lambda: conditions_reported(api, args.per_kind), sampler, running, args.timeout)
+    reported = time.monotonic() - started
+    live_settled = settle(running, args.settle_timeout)
+    live = sampler.sample()
+    reconciled = reconciles(running)
+
+    print(f"phase B: deleting all {4 * args.per_kind}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    for plural in PLURALS:  # one deletecollection per kind: the finalizers do the rest
+        api.delete_collection_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)
+    wait_for("deletion", lambda: all_gone(api), sampler, running, args.timeout)
+    gone = time.monotonic() - started
+    time.sleep(args.settle)
+    after_settled = settle(running, args.settle_timeout)
+    after = sampler.sample()
+    return Cycle(live, live_settled, after, after_settled, leftovers(state), applied, reported, gone, reconciled)
+
+
+def settled(state: tuple[bool, float]) -> str:
+    ok, share = state
+    return "settled" if ok else f"not settled: {share:.0%} of a CPU"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-kind", type=int, default=1000, help="objects of each kind (default 1000)")
     parser.add_argument("--quick", action="store_true", help="a trial: 50 per kind, shorter settling")
+    parser.add_argument("--cycles", type=int, default=1,
+                        help="phase A + B this many times on the same operator (growth per cycle is a leak)")
     parser.add_argument("--batch", type=int, default=25, help="indexes (4 objects each) per kubectl apply")
     parser.add_argument("--concurrency", type=int, default=2, help="kubectl applies at once")
     parser.add_argument("--resolved-every", type=int, default=50,
@@ -320,7 +369,7 @@ def main() -> int:
     live_objects = 4 * args.per_kind
 
     work = Path(tempfile.mkdtemp(prefix="loom-bench-memory-"))
-    state, lakes = work / "operator-state", work / "lakes"
+    state = work / "operator-state"
     began = time.monotonic()
     failed = True
     try:
@@ -332,29 +381,11 @@ def main() -> int:
                 sampler.sample()
                 sampler.start()
                 try:
-                    idle, idle_cpu = settle(running, args.settle_timeout)
+                    idle = settle(running, args.settle_timeout)
                     before = sampler.sample()
-
-                    print(f"phase A: creating {args.per_kind} objects of each kind", file=sys.stderr, flush=True)
-                    started = time.monotonic()
-                    create_all(plane, args.per_kind, lakes, args.batch, args.concurrency, args.resolved_every)
-                    applied = time.monotonic() - started
-                    wait_for("status conditions", lambda: conditions_reported(api, args.per_kind), sampler,
-                             running, args.timeout)
-                    reported = time.monotonic() - started
-                    live_idle, live_cpu = settle(running, args.settle_timeout)
-                    live = sampler.sample()
-                    reconciled = reconciles(running)
-
-                    print(f"phase B: deleting all {live_objects}", file=sys.stderr, flush=True)
-                    started = time.monotonic()
-                    plane.run("delete", "--namespace", NAMESPACE, "--wait=false", "--all", ",".join(PLURALS))
-                    wait_for("deletion", lambda: all_gone(api), sampler, running, args.timeout)
-                    gone = time.monotonic() - started
-                    time.sleep(args.settle)
-                    after_idle, after_cpu = settle(running, args.settle_timeout)
-                    after = sampler.sample()
-                    left = leftovers(state)
+                    # Each cycle's lakes get new catalogs: a catalog kept (Retain) would be adopted.
+                    cycles = [one_cycle(args, plane, api, running, sampler, work / f"lakes-{n}", state)
+                              for n in range(1, args.cycles + 1)]
                     hwm = status_kib(running.pid, "VmHWM") or 0
                 finally:
                     sampler.stop()
@@ -366,31 +397,36 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    ratio = after.operator_kib / before.operator_kib
+    last = cycles[-1]
+    live = max((c.live for c in cycles), key=lambda s: s.operator_kib)
+    ratio = last.after.operator_kib / before.operator_kib
     live_ok = mib(live.operator_kib) < LIVE_LIMIT_MIB
     ratio_ok = ratio <= AFTER_RATIO_LIMIT
-    left_ok = not any(left.values())
-
-    def settled(ok: bool, share: float) -> str:
-        return "settled" if ok else f"not settled: {share:.0%} of a CPU"
+    left_ok = not any(last.left.values())
 
     print(f"operator memory: {args.per_kind} objects per kind ({live_objects} live), RSS of the operator process in MiB")
-    print(f"  before (idle, 0 objects):          {mib(before.operator_kib):7.1f}   ({settled(idle, idle_cpu)})")
+    print(f"  before (idle, 0 objects):          {mib(before.operator_kib):7.1f}   ({settled(idle)})")
     print(f"  peak (sampled every 0.5 s):        {mib(peak.operator_kib):7.1f}   (kernel high-water mark VmHWM "
           f"{mib(hwm):.1f})")
-    print(f"  {f'at {live_objects} live objects:':34} {mib(live.operator_kib):7.1f}   ({settled(live_idle, live_cpu)}); "
-          f"requirement < {LIVE_LIMIT_MIB:.0f} MiB: {verdict(live_ok)}")
-    print(f"  after deleting all:                {mib(after.operator_kib):7.1f}   ({settled(after_idle, after_cpu)})")
+    for n, c in enumerate(cycles, 1):
+        label = f"cycle {n}: " if len(cycles) > 1 else ""
+        print(f"  {f'{label}at {live_objects} live objects:':34} {mib(c.live.operator_kib):7.1f}   "
+              f"({settled(c.live_settled)})")
+        print(f"  {f'{label}after deleting all:':34} {mib(c.after.operator_kib):7.1f}   ({settled(c.after_settled)})")
+    print(f"  requirement at {live_objects} live < {LIVE_LIMIT_MIB:.0f} MiB: {verdict(live_ok)}")
     print(f"  ratio after / before:              {ratio:7.2f}   requirement <= {AFTER_RATIO_LIMIT:.2f}: "
           f"{verdict(ratio_ok)}")
-    print(f"  threads and open files (sockets included): before {before.describe()}; live {live.describe()}; "
-          f"after {after.describe()}")
+    print(f"  threads and open files (sockets included): before {before.describe()}; live {last.live.describe()}; "
+          f"after {last.after.describe()}")
     print(f"  child processes: peak {mib(peak_children.children_kib):.1f} MiB in {peak_children.children} "
-          f"process(es); at live {live.children}, after {after.children}")
-    print("  executor state left under LOOM_STATE_DIR: " + ", ".join(f"{k} {n}" for k, n in left.items())
+          f"process(es); at live {last.live.children}, after {last.after.children}")
+    print("  executor state left under LOOM_STATE_DIR: " + ", ".join(f"{k} {n}" for k, n in last.left.items())
           + f"; requirement 0: {verdict(left_ok)}")
-    print(f"  times: apply {applied:.0f} s, every object with a condition {reported:.0f} s "
-          f"({reconciled} reconciles), all deleted {gone:.0f} s, whole run {time.monotonic() - began:.0f} s")
+    for n, c in enumerate(cycles, 1):
+        label = f"cycle {n} " if len(cycles) > 1 else ""
+        print(f"  {label}times: apply {c.applied:.0f} s, every object with a condition {c.reported:.0f} s "
+              f"({c.reconciled} reconciles so far), all deleted {c.gone:.0f} s")
+    print(f"  whole run {time.monotonic() - began:.0f} s")
     return 0 if live_ok and ratio_ok and left_ok else 1
 
 
