@@ -8,8 +8,9 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 from loom.api.kinds import DATALAKE, KINDS
+from loom.config import OperatorConfig
 from loom.domain.workloads import OwnerRef, Phase, RunChange, WorkloadStatus
-from loom.handlers.reconcile import own_change
+from loom.handlers.reconcile import backoff, own_change
 from loom.handlers.triggers import SCHEDULE, ObjectRef, Scheduler, Wakeups
 
 LAKE = ObjectRef(DATALAKE.plural, "ns", "movielens")
@@ -115,3 +116,8 @@ def test_the_scheduler_wakes_at_the_due_time_and_the_newest_request_wins() -> No
         assert scheduler.pending(LAKE) is None
     finally:
         scheduler.stop()
+
+
+def test_an_unexpected_error_backs_off_doubling_up_to_ten_minutes() -> None:
+    config = OperatorConfig(dependency_retry_seconds=15)
+    assert [backoff(config, n).total_seconds() for n in (0, 1, 2, 5, 30)] == [15, 30, 60, 480, 600]

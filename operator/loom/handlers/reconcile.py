@@ -167,12 +167,12 @@ async def _woken(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: floa
         task.cancel()
 
 
+MAX_BACKOFF_SECONDS = 600.0
+
+
 def backoff(config: OperatorConfig, failures: int) -> timedelta:
     """After an unexpected error: the dependency backoff, doubling per failure, at most ten minutes."""
     return timedelta(seconds=min(config.dependency_retry_seconds * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS))
-
-
-MAX_BACKOFF_SECONDS = 600.0
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind, service: Service) -> None:
