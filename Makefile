@@ -84,6 +84,7 @@ bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline si
 	$(PY) bench/ingest.py
 	$(PY) bench/datalake_reconcile.py
 	$(PY) bench/feature_online.py
+	$(PY) bench/operator_memory.py --per-kind 250
 
 # system-deps first: a machine without Redis fails at once, not after building the control plane.
 # The demo starts the control plane and installs the CRDs itself, as `make cluster` does.
