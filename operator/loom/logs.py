@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from contextvars import ContextVar
 from datetime import datetime, timezone
 from typing import Any
@@ -96,6 +97,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class QuietWatchHandlers(logging.Filter):
+    """Kopf logs every success of every handler at INFO, and Loom's watch handlers (the wake-ups of
+    `handlers/triggers.py`, ids `wake` and `follow-*`) succeed at every watch event of every object:
+    thousands of lines that say nothing. They are demoted to DEBUG, so `--verbose` still shows them."""
+
+    SUCCEEDED = re.compile(r"Handler '(wake|follow-[\w-]+)' succeeded\.")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.INFO and isinstance(record.msg, str) and self.SUCCEEDED.fullmatch(record.msg):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def make_formatter(log_format: LogFormat) -> logging.Formatter:
     return JsonFormatter() if log_format is LogFormat.JSON else PlainFormatter()
 
@@ -109,3 +124,4 @@ def configure(log_format: LogFormat, *, verbose: bool = False) -> None:
     for handler in root.handlers:
         if handler not in before:
             handler.setFormatter(make_formatter(log_format))
+            handler.addFilter(QuietWatchHandlers())

@@ -111,3 +111,15 @@ def test_configure_puts_loom_formatter_on_kopf_handler(capsys: pytest.CaptureFix
     entry = json.loads(line)
     assert entry["message"] == "hello" and entry["object"] == {"kind": "DataLake", "namespace": "ns", "name": "lake"}
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["timestamp"])
+
+
+@pytest.mark.parametrize(("message", "kept"), [
+    ("Handler 'wake' succeeded.", False),
+    ("Handler 'follow-featuresets_by_datalake' succeeded.", False),
+    ("Handler 'deletion-policy' succeeded.", True),
+    ("Handler 'wake' failed with an exception. Will retry.", True),
+])
+def test_the_watch_handlers_successes_are_debug_lines(message: str, kept: bool) -> None:
+    record = _record(message, ())
+    assert logs.QuietWatchHandlers().filter(record) is kept
+    assert record.levelname == ("INFO" if kept else "DEBUG")
