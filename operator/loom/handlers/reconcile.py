@@ -159,12 +159,11 @@ def own_change(body: Mapping[str, Any]) -> str:
     return marker([meta.get("generation"), annotations])
 
 
-async def _woken(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float | None) -> None:
+async def _woken(wake: asyncio.Event, stopping: asyncio.Future[Any], timeout: float | None) -> None:
     """Until a wake-up, the loop's stop or the resync timeout, whichever comes first."""
-    waits = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())}
-    _, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
+    woken = asyncio.ensure_future(wake.wait())
+    await asyncio.wait({woken, stopping}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    woken.cancel()
 
 
 MAX_BACKOFF_SECONDS = 600.0
@@ -193,6 +192,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind
         ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
         wake = memo.wakeups.register(ref)
         memo.wakeups(ref, OWN, own_change(body))
+        stopping = asyncio.ensure_future(stopped.wait())  # one waiter for the loop's whole life
         written: Written | None = None
         failures = 0
         try:
@@ -206,7 +206,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind
                     due = datetime.now(timezone.utc) + backoff(memo.config, failures)
                     failures += 1
                 memo.scheduler.at(ref, due)
-                await _woken(wake, stopped, resync)
+                await _woken(wake, stopping, resync)
         finally:
+            stopping.cancel()
             memo.wakeups.unregister(ref, wake)
             memo.scheduler.at(ref, None)
