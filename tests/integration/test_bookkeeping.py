@@ -70,10 +70,10 @@ def test_spec_larger_than_the_annotation_limit_is_reconciled(kc: Kubectl, operat
     kc.run("patch", "datalake", "movielens", "--type", "json", "-p",
            json.dumps([{"op": "replace", "path": "/spec/tables/0/properties/loom.test.p0", "value": "changed"}]))
     eventually(lambda: _reconciled(kc, 2), what="the change observed")
-    # ... and so is a nudge (a trigger annotation), which leaves the generation as it is.
+    # ... and so is an annotation a user sets to ask for a reconcile, which leaves the generation as it is.
     before = eventually(lambda: _ok_count() > 0 and _ok_count())
-    kc.run("annotate", "datalake", "movielens", "trigger.loom.dev/test=1")
-    eventually(lambda: _ok_count() > before, what="a reconcile for the nudge")
+    kc.run("annotate", "datalake", "movielens", "example.com/reconcile-requested=1")
+    eventually(lambda: _ok_count() > before, what="a reconcile for the annotation")
 
 
 def test_unreadable_bookkeeping_stops_neither_the_reconcile_nor_the_deletion(

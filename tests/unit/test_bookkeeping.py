@@ -85,12 +85,12 @@ def test_large_essence_is_stored_as_a_short_digest(diffbase: CompactDiffBaseStor
     assert diffbase.fetch(body=_with(body, written)) == diffbase.build(body=body)
 
 
-def test_a_changed_spec_or_trigger_does_not_match_the_digest(diffbase: CompactDiffBaseStorage) -> None:
+def test_a_changed_spec_or_annotation_does_not_match_the_digest(diffbase: CompactDiffBaseStorage) -> None:
     body = _body(_large_spec())
     written = _stored(diffbase, body)
     changed_spec = _body(_large_spec() | {"namespace": "other"}, written)
-    nudged = _with(body, written | {"trigger.loom.dev/schedule": "abc"})
-    for changed in (changed_spec, nudged):
+    annotated = _with(body, written | {"example.com/reconcile-requested": "abc"})
+    for changed in (changed_spec, annotated):
         base = diffbase.fetch(body=changed)
         assert base is not None and base != diffbase.build(body=changed)
 

@@ -2,7 +2,7 @@
 thread and the real ingest component, against a real SQL catalog: once and scheduled ingests, the
 `Ingested` condition, `lastIngest` per table, failures that name the file, and an operator restart in
 between. Nothing polls the service: it is reconciled again when the executor reports that a run
-finished, as the operator's nudge does, and no outcome asks to come back (no retry_after, no requeue_at)."""
+finished, as the operator's wake-up does, and no outcome asks to come back (no retry_after, no requeue_at)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ status to report and the actions that bring the catalog and the workloads in ste
 
 Time is a schedule, not an error. Scheduled ingests and maintenance are submitted and the executor
 ticks them (a CronJob, or the local executor's thread); a run that starts or finishes brings the
-DataLake back by itself (the executor reports it and the owner is nudged), and a failed once-run is
+DataLake back by itself (the executor reports it and the owner is woken), and a failed once-run is
 retried by the executor as `Workload.retries` allows. So nothing here waits with `retry_after` or
 `requeue_at` for a run or a tick: `retry_after` is only for an external system that failed."""
 
