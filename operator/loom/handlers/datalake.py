@@ -4,7 +4,6 @@ dropped behind Loom's back) and a finalizer that removes the lake's workloads an
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import kopf
@@ -16,7 +15,6 @@ from loom.api.kinds import DATALAKE
 from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.handlers import deletion, reconcile
-from loom.handlers.triggers import ObjectRef
 from loom.services import datalake
 
 
@@ -35,7 +33,4 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         except ValidationError as error:
             logger.info("invalid spec (%d error(s)): no tables were created, none dropped", error.error_count())
             spec = None
-        ref = ObjectRef(DATALAKE.plural, body.metadata.namespace or "", body.metadata.name or "")
-        with memo.wakeups.exclusive(ref):  # never alongside the loop's last reconcile
-            ctx = reconcile.make_context(DATALAKE, body, memo, datetime.now(timezone.utc))
-            deletion.finish(body, logger, config, datalake.delete(spec, ctx), retry)
+        deletion.attempt(DATALAKE, body, memo, logger, config, retry, lambda ctx: datalake.delete(spec, ctx))

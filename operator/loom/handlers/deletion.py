@@ -4,9 +4,16 @@ naming what was left behind. A user's delete always finishes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime, timezone
+
 import kopf
 
+from loom.api.kinds import Kind
 from loom.config import OperatorConfig
+from loom.handlers.reconcile import make_context
+from loom.handlers.triggers import ObjectRef
+from loom.services.context import ReconcileContext
 from loom.services.deletion import Cleanup, verdict
 
 LEFT_BEHIND = "CleanupIncomplete"
@@ -25,3 +32,12 @@ def finish(body: kopf.Body, logger: kopf.Logger, config: OperatorConfig, cleanup
         message = f"deleted after {attempt + 1} attempt(s) with leftovers: {decided.warning}"
         logger.warning("%s", message)
         kopf.event(body, type="Warning", reason=LEFT_BEHIND, message=message)
+
+
+def attempt(kind: Kind, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, config: OperatorConfig,
+            retry: int, clean: Callable[[ReconcileContext], Cleanup]) -> None:
+    """One cleanup attempt, under the object's lock: never alongside its loop's last reconcile."""
+    ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
+    with memo.wakeups.exclusive(ref):
+        ctx = make_context(kind, body, memo, datetime.now(timezone.utc))
+        finish(body, logger, config, clean(ctx), retry)

@@ -4,7 +4,6 @@ online data from Feast, retried a bounded number of times (`deletion_attempts`) 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 import kopf
@@ -16,7 +15,6 @@ from loom.api.kinds import FEATURESET
 from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.handlers import deletion, reconcile
-from loom.handlers.triggers import ObjectRef
 from loom.services import featureset
 
 
@@ -35,7 +33,4 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         except ValidationError as error:
             logger.info("invalid spec (%d error(s)): nothing was applied to Feast", error.error_count())
             spec = None
-        ref = ObjectRef(FEATURESET.plural, body.metadata.namespace or "", body.metadata.name or "")
-        with memo.wakeups.exclusive(ref):  # never alongside the loop's last reconcile
-            ctx = reconcile.make_context(FEATURESET, body, memo, datetime.now(timezone.utc))
-            deletion.finish(body, logger, config, featureset.delete(spec, ctx), retry)
+        deletion.attempt(FEATURESET, body, memo, logger, config, retry, lambda ctx: featureset.delete(spec, ctx))
