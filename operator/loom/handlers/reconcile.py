@@ -41,7 +41,8 @@ def describe_errors(error: ValidationError) -> str:
 
 
 def _post_events(body: kopf.Body, transitions: list[Transition]) -> None:
-    """One Event per transition; a condition that Ready merely repeats is not posted twice."""
+    """One Event and one log line per transition; a condition that Ready merely repeats is not
+    posted twice."""
     ready = next((t.condition for t in transitions if t.condition.type == READY), None)
     for t in transitions:
         cond = t.condition
@@ -50,6 +51,7 @@ def _post_events(body: kopf.Body, transitions: list[Transition]) -> None:
         kind = "Normal" if cond.status == "True" or cond.status == "Unknown" else "Warning"
         message = f"{cond.type}={cond.status}" + (f": {cond.message}" if cond.message else "")
         kopf.event(body, type=kind, reason=cond.reason, message=message)
+        log.log(logging.INFO if kind == "Normal" else logging.WARNING, "%s (%s)", message, cond.reason)
 
 
 @dataclass(frozen=True)
