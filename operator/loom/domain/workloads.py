@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
+from loom.domain.training import Replicas, TrainerProgress, Training
+
 WORKLOAD_LABEL = "loom.dev/workload"
 # A component's exit status for input it cannot process (sysexits' EX_DATAERR). The same input fails
 # the same way, so such a run is never retried: a Job's podFailurePolicy fails it at once, and the
@@ -51,6 +53,8 @@ class Phase(str, Enum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
+    # A training run whose pods were removed on request (suspend: true); resuming starts them again.
+    SUSPENDED = "Suspended"
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,9 @@ class Workload:
     retries: int = 2
     ttl_seconds_after_finished: int | None = None
     files: Mapping[str, str] = field(default_factory=dict)
+    # Set for a distributed training run: the executor runs `component` in every process of it (as a
+    # Kubeflow TrainJob or PyTorchJob, or local torchrun processes), never as a plain Job.
+    training: Training | None = None
 
     def __post_init__(self) -> None:
         limit = MAX_SCHEDULED_NAME if self.schedule else MAX_NAME
@@ -123,6 +130,9 @@ their verdict (a failure names what failed)."""
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
+    # Training runs only: their pods by state, and the trainer's own progress report when there is one.
+    replicas: Replicas | None = None
+    trainer: TrainerProgress | None = None
 
     @property
     def finished(self) -> bool:
