@@ -9,6 +9,7 @@ from datetime import datetime
 from enum import Enum
 
 from pydantic import ConfigDict, Field
+from pydantic.json_schema import JsonDict
 
 from loom.api.featureset import DataLakeTableRef
 from loom.api.meta import (
@@ -149,7 +150,7 @@ class Retrain(LoomModel):
     history_limit: int = Field(default=3, ge=1, le=100, description="Finished runs kept (like a CronJob's history).")
 
 
-def _fixed(field: str) -> dict[str, object]:
+def _fixed(field: str) -> JsonDict:
     """A field that shapes the run: changing it means a new TrainingJob."""
     return cel("self == oldSelf", f"{field} is immutable; create a new TrainingJob")
 
