@@ -10,8 +10,8 @@ PY := $(VENV)/bin/python
 STAMP = $(VENV)/.installed-$(shell echo $(EXTRAS) | cat setup.cfg pyproject.toml - | sha256sum | cut -c1-12)
 DEV_DIR ?= $(or $(LOOM_DEV_DIR),$(HOME)/.local/state/loom/dev)
 PYTEST_ARGS ?=
-# What the tests and the demo exercise for real; `train`/`serve` join with their issues.
-EXTRAS ?= dev,local,lake,features,demo
+# What the tests and the demo exercise for real; `serve` joins with its issue.
+EXTRAS ?= dev,local,lake,features,demo,train
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 ##@ General
