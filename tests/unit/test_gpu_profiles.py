@@ -14,6 +14,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ROOT / "gpu-profiles"
 REQUIRED = {
     "cpu", "nvidia-t4", "nvidia-l4", "nvidia-a10g", "nvidia-a100-40gb", "nvidia-a100-mig-1g-5gb", "nvidia-h100-80gb",
+    "nvidia-a100-80gb", "nvidia-h200-141gb", "nvidia-a100-80gb-mig-1g-10gb", "nvidia-a100-80gb-mig-3g-40gb",
+    "nvidia-h100-80gb-mig-1g-20gb",
+}
+# MIG profile -> (the device plugin's mixed-strategy resource, the whole GPU's product label or None).
+MIG = {
+    "nvidia-a100-mig-1g-5gb": ("nvidia.com/mig-1g.5gb", None),
+    "nvidia-a100-80gb-mig-1g-10gb": ("nvidia.com/mig-1g.10gb", "NVIDIA-A100-SXM4-80GB"),
+    "nvidia-a100-80gb-mig-3g-40gb": ("nvidia.com/mig-3g.40gb", "NVIDIA-A100-SXM4-80GB"),
+    "nvidia-h100-80gb-mig-1g-20gb": ("nvidia.com/mig-1g.20gb", "NVIDIA-H100-80GB-HBM3"),
 }
 
 
@@ -40,10 +49,19 @@ def test_gpu_profiles_are_placed_on_gpu_nodes(shipped: dict[str, GpuProfile]) ->
         assert {"NCCL_DEBUG", "NCCL_IB_DISABLE", "OMP_NUM_THREADS"} <= profile.env.keys(), name
 
 
-def test_mig_profile_uses_the_mig_resource_and_no_peer_to_peer(shipped: dict[str, GpuProfile]) -> None:
-    mig = shipped["nvidia-a100-mig-1g-5gb"]
-    assert mig.gpu is not None and mig.gpu.resource_name == "nvidia.com/mig-1g.5gb"
+@pytest.mark.parametrize("name", sorted(MIG))
+def test_mig_profiles_use_the_mig_resource_and_no_peer_to_peer(shipped: dict[str, GpuProfile], name: str) -> None:
+    resource, product = MIG[name]
+    mig = shipped[name]
+    assert mig.gpu is not None and (mig.gpu.resource_name, mig.gpu.count) == (resource, 1)
+    # The mixed strategy leaves gpu.product as the whole GPU's model (the single strategy would rewrite it).
+    assert mig.node_selector.get("nvidia.com/mig.strategy") == "mixed"
+    assert mig.node_selector.get("nvidia.com/gpu.product") == product
     assert mig.env["NCCL_P2P_DISABLE"] == "1"
+
+
+def test_only_mig_profiles_ask_for_mig_slices(shipped: dict[str, GpuProfile]) -> None:
+    assert {n for n, p in shipped.items() if p.gpu and p.gpu.resource_name.startswith("nvidia.com/mig-")} == MIG.keys()
 
 
 def test_product_labels_match_gpu_feature_discovery(shipped: dict[str, GpuProfile]) -> None:
@@ -53,6 +71,8 @@ def test_product_labels_match_gpu_feature_discovery(shipped: dict[str, GpuProfil
     assert products["nvidia-a10g"] == "NVIDIA-A10G"
     assert products["nvidia-a100-40gb"] == "NVIDIA-A100-SXM4-40GB"
     assert products["nvidia-h100-80gb"] == "NVIDIA-H100-80GB-HBM3"
+    assert products["nvidia-a100-80gb"] == "NVIDIA-A100-SXM4-80GB"
+    assert products["nvidia-h200-141gb"] == "NVIDIA-H200"
 
 
 def test_quantities() -> None:
