@@ -13,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "loom" / "operator"
 DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[2] / "components"
+DEFAULT_GPU_PROFILES_DIR = Path(__file__).resolve().parents[2] / "gpu-profiles"
 
 
 class ExecutorKind(str, Enum):
@@ -56,14 +57,32 @@ class OperatorConfig(BaseSettings):
     feast_redis: str = "localhost:6379"
     feast_sqlite: Path | None = Field(None, description="SQLite online store; default: under state_dir")
 
+    # Training: the GPU shapes a TrainingJob names, and where runs are tracked and models registered.
+    gpu_profiles_dir: Path = DEFAULT_GPU_PROFILES_DIR
+    mlflow_tracking_uri: str | None = Field(None, description="MLflow tracking URI; default: SQLite under state_dir")
+    mlflow_artifacts: str | None = Field(None, description="artifact root of new experiments; default: under "
+                                         "state_dir with the default tracking URI, the server's own otherwise")
+    training_progress_seconds: float = Field(10.0, gt=0, description="how often a running training's progress "
+                                             "is read from MLflow (nothing announces a new epoch)")
+
     @model_validator(mode="after")
-    def _feast_defaults_under_state_dir(self) -> OperatorConfig:
+    def _defaults_under_state_dir(self) -> OperatorConfig:
+        if self.mlflow_tracking_uri is None:
+            mlflow_dir = self.state_dir / "mlflow"
+            object.__setattr__(self, "mlflow_tracking_uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}")
+            if self.mlflow_artifacts is None:
+                object.__setattr__(self, "mlflow_artifacts", (mlflow_dir / "artifacts").as_uri())
         feast_dir = self.state_dir / "feast"
         if self.feast_registry is None:
             object.__setattr__(self, "feast_registry", f"sqlite:///{feast_dir / 'registry.db'}")
         if self.feast_sqlite is None:
             object.__setattr__(self, "feast_sqlite", feast_dir / "online.db")
         return self
+
+    @property
+    def tracking_uri(self) -> str:
+        assert self.mlflow_tracking_uri is not None  # set by the validator
+        return self.mlflow_tracking_uri
 
     @property
     def feast_registry_uri(self) -> str:

@@ -1,4 +1,4 @@
-"""TrainingJob and InferenceService decisions on what they reference, as tables: (observed) → conditions."""
+"""InferenceService decisions on what they reference, as tables: (observed) → conditions."""
 
 from __future__ import annotations
 
@@ -10,13 +10,10 @@ import pytest
 import yaml
 
 from loom.api.inferenceservice import InferenceServiceSpec
-from loom.api.kinds import DATALAKE, FEATURESET, TRAININGJOB
-from loom.api.trainingjob import TrainingJobSpec
+from loom.api.kinds import TRAININGJOB
 from loom.services.inferenceservice.decide import decide as decide_serving
 from loom.services.inferenceservice.observe import InferenceServiceObserved
 from loom.services.references import Reference
-from loom.services.trainingjob.decide import decide as decide_training
-from loom.services.trainingjob.observe import TrainingJobObserved
 from tests.conftest import ROOT
 
 NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
@@ -35,34 +32,6 @@ def body(ready: str | None, generation: int = 2, observed: int = 2, message: str
 
 READY, NOT_READY = body("True"), body("False", message="table ratings has no snapshot")
 STALE = body("True", generation=3, observed=2)  # Ready for an older generation is not Ready
-
-
-@pytest.mark.parametrize(("features", "labels", "expected"), [
-    (READY, READY, [("DataReady", True, "DataReady"), ("Succeeded", None, "Pending")]),
-    (None, READY, [("DataReady", False, "FeatureSetNotFound")]),
-    (NOT_READY, READY, [("DataReady", False, "FeatureSetNotReady")]),
-    (STALE, READY, [("DataReady", False, "FeatureSetNotReady")]),
-    (body(None), READY, [("DataReady", False, "FeatureSetNotReady")]),
-    (READY, None, [("DataReady", False, "DataLakeNotFound")]),
-    (READY, NOT_READY, [("DataReady", False, "DataLakeNotReady")]),
-])
-def test_training_job_waits_for_its_data(
-    features: dict[str, Any] | None, labels: dict[str, Any] | None, expected: list[tuple[str, bool | None, str]]
-) -> None:
-    spec = TrainingJobSpec.model_validate(sample("trainingjob"))
-    observed = TrainingJobObserved(Reference(FEATURESET, "f", features), Reference(DATALAKE, "l", labels))
-    decision = decide_training(spec, observed, NOW)
-    assert [(c.type, c.status, c.reason) for c in decision.outcome.conditions] == expected
-    assert decision.actions == ()
-    # waiting for another object is neither an error nor a timed requeue: its change brings us back
-    assert decision.outcome.retry_after is None and decision.outcome.requeue_at is None
-
-
-def test_a_reference_that_is_not_ready_says_why() -> None:
-    spec = TrainingJobSpec.model_validate(sample("trainingjob"))
-    observed = TrainingJobObserved(Reference(FEATURESET, "users", NOT_READY), Reference(DATALAKE, "l", READY))
-    ready = decide_training(spec, observed, NOW).outcome.ready
-    assert ready.message == 'FeatureSet "users" is not Ready: table ratings has no snapshot'
 
 
 @pytest.mark.parametrize(("model", "job", "expected"), [

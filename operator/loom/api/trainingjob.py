@@ -280,6 +280,9 @@ class RunRecord(LoomModel):
     phase: TrainingPhase = Field(description="The run's phase.")
     reason: str | None = Field(default=None, max_length=1024, description="Why it was started.")
     snapshot_id: int | None = Field(default=None, description="FeatureSet snapshot it trained on.")
+    inputs: list[TableSnapshot] = Field(
+        default_factory=list, max_length=8, description="The lake tables it reads, at the snapshots it was started for."
+    )
     start_time: datetime | None = Field(default=None, description="When the run started.")
     completion_time: datetime | None = Field(default=None, description="When the run finished.")
     model_version: str | None = Field(default=None, max_length=253, description="The version it registered.")

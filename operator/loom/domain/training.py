@@ -15,7 +15,8 @@ PET_NPROC_PER_NODE = "PET_NPROC_PER_NODE"
 PET_NODE_RANK = "PET_NODE_RANK"
 PET_MASTER_ADDR = "PET_MASTER_ADDR"
 PET_MASTER_PORT = "PET_MASTER_PORT"
-DEFAULT_MASTER_PORT = 29400
+# Kubeflow Trainer's torch runtime uses 29500 (Training Operator 1.9: 23456); the local executor picks a free one.
+DEFAULT_MASTER_PORT = 29500
 
 # Kueue's labels on the training child (TrainJob is Kueue's first-class path).
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"

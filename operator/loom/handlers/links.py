@@ -48,6 +48,21 @@ def _one(*path: str) -> Any:
     return refs
 
 
+def _lakes_of_dataset(body: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    """The DataLakes a TrainingJob reads: its labels' and its items'."""
+    dataset = (body.get("spec") or {}).get("dataset") or {}
+    namespace = (body.get("metadata") or {}).get("namespace") or ""
+    names = {((dataset.get(part) or {}).get("dataLakeRef") or {}).get("name") for part in ("labels", "items")}
+    return [(namespace, n) for n in sorted(n for n in names if isinstance(n, str))]
+
+
+def features_snapshot(featureset: Mapping[str, Any], _: Mapping[str, Any]) -> object:
+    """What a TrainingJob reads of its FeatureSet: readiness, and the snapshot and definition the
+    features were materialized at (a new snapshot is what retraining starts on)."""
+    status = featureset.get("status") or {}
+    return [readiness(featureset), status.get("sourceSnapshotId"), status.get("featureViewVersion")]
+
+
 def table_owners(body: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
     """The DataLakes (any namespace) that own tables this DataLake declares (`status.tables[].ownedBy`)."""
     owners = {t.get("ownedBy") for t in (body.get("status") or {}).get("tables") or []}
@@ -63,9 +78,7 @@ def ownership(owner: Mapping[str, Any], _: Mapping[str, Any]) -> object:
 def register(registry: kopf.OperatorRegistry) -> None:
     follow(registry, FEATURESET, DATALAKE, _one("source", "dataLakeRef", "name"), lake_table)
     follow(registry, DATALAKE, DATALAKE, table_owners, ownership)
-    follow(registry, TRAININGJOB, FEATURESET, _one("dataset", "featureSetRef", "name"),
-           lambda body, _: readiness(body))
-    follow(registry, TRAININGJOB, DATALAKE, _one("dataset", "labels", "dataLakeRef", "name"),
-           lambda body, _: readiness(body))
+    follow(registry, TRAININGJOB, FEATURESET, _one("dataset", "featureSetRef", "name"), features_snapshot)
+    follow(registry, TRAININGJOB, DATALAKE, _lakes_of_dataset, lambda body, _: readiness(body))
     follow(registry, INFERENCESERVICE, TRAININGJOB, _one("model", "trainingJobRef", "name"),
            lambda body, _: readiness(body))

@@ -1,23 +1,171 @@
-"""What a TrainingJob's decision reads: the FeatureSet and the DataLake its dataset names."""
+"""Everything a TrainingJob decision needs, read once: the FeatureSet and the DataLakes its dataset
+names (specs, snapshots, the catalog Secret's keys), the GPU profiles, the runs the executor has, and
+what MLflow holds of the runs still being followed (progress, metrics, the registered version) and of
+the aliases the gate moves. Reads only; a system that cannot be read is recorded as Unavailable."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
+from loom.api.datalake import DataLakeSpec, DataLakeStatus
+from loom.api.featureset import FeatureSetSpec, FeatureSetStatus
+from loom.api.gpuprofile import GpuProfile
 from loom.api.kinds import DATALAKE, FEATURESET
-from loom.api.trainingjob import TrainingJobSpec
+from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus
+from loom.builders.train import trainingjob_label
+from loom.domain.feature_views import feast_name
+from loom.domain.workloads import WorkloadStatus
+from loom.drivers import mlflow_tracking
+from loom.drivers.mlflow_tracking import RegisteredVersion, TrackedRun
+from loom.gpuprofiles import load_profiles
 from loom.services.context import ReconcileContext
+from loom.services.featureset.definition import store_settings
 from loom.services.references import Reference, observe_reference
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """A system that could not be read this time; the decision says what that means."""
+
+    message: str
+
+
+def _read(read: Callable[[], T]) -> T | Unavailable:
+    try:
+        return read()
+    except Exception as error:  # an unreachable store or API server, a bad URI: observed alike
+        return Unavailable(str(error) or type(error).__name__)
+
+
+@dataclass(frozen=True)
+class LakeTable:
+    """One table a run reads, as its DataLake describes it."""
+
+    lake: str
+    table: str
+    spec: DataLakeSpec | None
+    snapshot_id: int | None
+    secret_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Tracked:
+    """What MLflow holds of one run: None where the trainer has not written it yet."""
+
+    run: TrackedRun | None
+    version: RegisteredVersion | None = None
+
+
+@dataclass(frozen=True)
+class FeatureStore:
+    """Where the FeatureSet's view is registered and what its entity joins on."""
+
+    registry: str
+    project: str
+    view: str
+    entity_key: str
 
 
 @dataclass(frozen=True)
 class TrainingJobObserved:
     features: Reference
     labels: Reference
+    items: Reference | None
+    status: TrainingJobStatus
+    feature_store: FeatureStore | None = None
+    feature_status: FeatureSetStatus = field(default_factory=FeatureSetStatus)
+    label_table: LakeTable | Unavailable | None = None
+    item_table: LakeTable | Unavailable | None = None
+    profiles: Mapping[str, GpuProfile] | Unavailable = field(default_factory=dict)
+    runs: Mapping[str, tuple[WorkloadStatus, ...]] | Unavailable = field(default_factory=dict)
+    tracked: Mapping[str, Tracked] | Unavailable = field(default_factory=dict)
+    aliases: Mapping[str, str | None] | Unavailable = field(default_factory=dict)
+
+
+def _model(model: type[T], raw: Any) -> T | None:
+    try:
+        return model.model_validate(dict(raw or {}))  # type: ignore[attr-defined]
+    except ValidationError:
+        return None
+
+
+def _lake_table(ref: Reference, table: str, ctx: ReconcileContext) -> LakeTable | Unavailable | None:
+    if ref.body is None:
+        return None
+    spec = _model(DataLakeSpec, ref.body.get("spec"))
+    status = _model(DataLakeStatus, ref.body.get("status")) or DataLakeStatus()
+    entry = next((t for t in status.tables if t.name == table), None)
+    keys: tuple[str, ...] = ()
+    if spec is not None and spec.catalog.secret_ref is not None:
+        secret_ref = spec.catalog.secret_ref
+        found = _read(lambda: ctx.kube.get_secret(ctx.namespace, secret_ref.name))
+        if isinstance(found, Unavailable):
+            return found
+        keys = tuple(sorted(found if secret_ref.key is None else [k for k in found if k == secret_ref.key]))
+    return LakeTable(ref.name, table, spec, entry.current_snapshot_id if entry else None, keys)
+
+
+def _feature_store(spec: FeatureSetSpec | None, name: str, ctx: ReconcileContext) -> FeatureStore | None:
+    if spec is None:
+        return None
+    settings = store_settings(spec, ctx.namespace, ctx.config)
+    return FeatureStore(settings.registry_uri, settings.project, feast_name(name), spec.entities[0].join_keys[0])
+
+
+def _runs(ctx: ReconcileContext) -> dict[str, tuple[WorkloadStatus, ...]]:
+    names = ctx.executor.names(ctx.namespace, trainingjob_label(ctx.name))
+    return {name: tuple(ctx.executor.runs(ctx.namespace, name)) for name in sorted(names)}
+
+
+def experiment(spec: TrainingJobSpec, namespace: str, name: str) -> str:
+    return spec.tracking.experiment or f"{namespace}/{name}"
+
+
+def _tracked(spec: TrainingJobSpec, ctx: ReconcileContext, status: TrainingJobStatus) -> dict[str, Tracked]:
+    """MLflow is read for the runs whose outcome is not in status yet: the newest run, until its
+    version is recorded (older runs are done with)."""
+    uri = spec.tracking.tracking_uri or ctx.config.tracking_uri
+    wanted = [r.name for r in status.runs[:1] if r.model_version is None]
+    found: dict[str, Tracked] = {}
+    for run_name in wanted:
+        run = mlflow_tracking.find_run(uri, experiment(spec, ctx.namespace, ctx.name), run_name)
+        version = mlflow_tracking.run_version(uri, spec.model.name, run.run_id) if run is not None else None
+        found[run_name] = Tracked(run, version)
+    return found
+
+
+def _aliases(spec: TrainingJobSpec, ctx: ReconcileContext) -> dict[str, str | None]:
+    uri = spec.tracking.tracking_uri or ctx.config.tracking_uri
+    return {alias: mlflow_tracking.alias_version(uri, spec.model.name, alias)
+            for alias in (spec.model.alias, spec.evaluation.champion_alias)}
 
 
 def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved:
+    dataset = spec.dataset
+    features = observe_reference(ctx.kube, FEATURESET, ctx.namespace, dataset.feature_set_ref.name)
+    labels = observe_reference(ctx.kube, DATALAKE, ctx.namespace, dataset.labels.data_lake_ref.name)
+    items = (observe_reference(ctx.kube, DATALAKE, ctx.namespace, dataset.items.data_lake_ref.name)
+             if dataset.items is not None else None)
+    status = _model(TrainingJobStatus, ctx.status) or TrainingJobStatus()
+    feature_body = features.body or {}
     return TrainingJobObserved(
-        features=observe_reference(ctx.kube, FEATURESET, ctx.namespace, spec.dataset.feature_set_ref.name),
-        labels=observe_reference(ctx.kube, DATALAKE, ctx.namespace, spec.dataset.labels.data_lake_ref.name),
+        features=features,
+        labels=labels,
+        items=items,
+        status=status,
+        feature_store=_feature_store(_model(FeatureSetSpec, feature_body.get("spec")), features.name, ctx),
+        feature_status=_model(FeatureSetStatus, feature_body.get("status")) or FeatureSetStatus(),
+        label_table=_lake_table(labels, dataset.labels.data_lake_ref.table, ctx),
+        item_table=_lake_table(items, dataset.items.data_lake_ref.table, ctx)
+        if items is not None and dataset.items is not None else None,
+        profiles=_read(lambda: load_profiles(ctx.config.gpu_profiles_dir)),
+        runs=_read(lambda: _runs(ctx)),
+        tracked=_read(lambda: _tracked(spec, ctx, status)),
+        aliases=_read(lambda: _aliases(spec, ctx)),
     )
