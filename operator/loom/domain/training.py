@@ -56,7 +56,11 @@ class NodeShape:
 
 @dataclass(frozen=True)
 class Training:
-    """The distributed shape of a training workload and the run policy Kubeflow applies to it."""
+    """The distributed shape of a training workload and the run policy Kubeflow applies to it.
+    `backoff_limit` is a training run's retry budget for every executor (a PyTorchJob's
+    runPolicy.backoffLimit; the local executor's retries of a training run), not `Workload.retries`.
+    `suspend` is the one field that changes on a submitted run: true ends its processes and keeps it
+    suspended, false resumes it (a suspended attempt counts as no failure)."""
 
     backend: Backend = Backend.TRAINJOB
     runtime_ref: RuntimeRef = field(default_factory=RuntimeRef)

@@ -32,6 +32,20 @@ by one background thread (`start`/`stop`), the local stand-in for the controller
 - No overlap: before any run or attempt of a workload starts, earlier runs of it whose supervisor died
   but whose component lives on (in the supervisor's process group) are ended and recorded as failed.
 
+Training runs (`Workload.training` set) are once-runs whose command is `executors/torch_launch.py`
+(Kubeflow's torch runtime on one machine: `numNodes` torchrun processes with the PET_* environment),
+with the same supervisor, process group, locks and orphan rules. Besides:
+
+- Retries: `Training.backoff_limit` is their retry budget (`Workload.retries` is not used).
+- Suspend: submitting the workload with `training.suspend` ends the running attempt as `delete` does
+  and records the run as suspended (`suspended.json`, also in the attempt it ended, which counts as
+  no failure); submitting it with `suspend: false` resumes it with a new attempt.
+- Deadline: a run going longer than `active_deadline_seconds` since its start (or its last resume)
+  is ended by the thread and fails for good (`ended.json` says why).
+- Replicas: the launcher's node files in the attempt (`nodes/node-<k>.json`) give the run's counts.
+- The attempt's processes are its process group plus those carrying its `$LOOM_ATTEMPT` marker:
+  torchrun starts each worker in a session of its own.
+
 The thread wakes at the next tick, at the next retry, and every `poll_seconds` while an attempt is live
 (nothing tells it when a process ends). Ticks and backoffs are computed on the injected clock; times
 reported in run statuses are wall-clock times written when things happened.
@@ -59,12 +73,14 @@ from loom.domain.schedules import latest_tick, next_tick, validate
 from loom.domain.workloads import FILES_ENV, Phase, PythonEnv, RunChange, Workload, WorkloadStatus
 from loom.executors.local_runs import (
     ATTEMPT_PREFIX,
+    ENDED_FILE,
     FAILED_FILE,
     FILES_DIR,
     LOG_FILE,
     NOTIFIED_FILE,
     RETRY_FILE,
     RUN_FILE,
+    SUSPENDED_FILE,
     Run,
     attempt_dirs,
     attempt_status,
@@ -75,7 +91,7 @@ from loom.executors.local_runs import (
     workload_to_json,
     write_json,
 )
-from loom.executors.procfs import alive, group_members
+from loom.executors.procfs import ATTEMPT_ENV, alive, group_members, marked
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
 
 log = logging.getLogger(__name__)
@@ -92,6 +108,8 @@ POLL_SECONDS = 1.0
 MAX_SLEEP_SECONDS = 60.0
 # Between SIGTERM and SIGKILL when a run is stopped or an orphaned component ended.
 STOP_GRACE_SECONDS = 10.0
+# How long a suspend or a deadline waits for an attempt it just started to record its pid.
+START_WAIT_SECONDS = 10.0
 # After a run or schedule could not be looked at (a damaged file): look again, without flooding the log.
 ERROR_RETRY = timedelta(seconds=30)
 DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[3] / "components"
@@ -135,7 +153,9 @@ class LocalExecutor:
     # --- the Executor interface ----------------------------------------------------------------
 
     def submit(self, workload: Workload) -> None:
-        if workload.schedule is None:
+        if workload.training is not None:
+            self._submit_training(workload)
+        elif workload.schedule is None:
             self._submit_once(workload)
         else:
             self._submit_schedule(workload)
@@ -205,6 +225,53 @@ class LocalExecutor:
         with self._lock(workload.namespace, workload.name):
             self._create_run(workload, workload.name, schedule=None)
 
+    def _submit_training(self, workload: Workload) -> None:
+        """A training run is created like a once-run (suspended from the start if asked); submitting
+        it again suspends or resumes it as `training.suspend` says, and does nothing else."""
+        assert workload.training is not None
+        run_dir = self._run_dir(workload.namespace, workload.name)
+        if not run_dir.exists():
+            self._command(workload)
+            self._environment(workload)
+        with self._lock(workload.namespace, workload.name):
+            run = self._read(run_dir)
+            if run is None:
+                self._create_run(workload, workload.name, schedule=None, suspended=workload.training.suspend)
+            elif workload.training.suspend:
+                self._suspend(run)
+            elif run.suspended is not None:
+                self._resume(run)
+
+    def _suspend(self, run: Run) -> None:
+        """End the running attempt as `delete` does and keep the run, suspended; a finished run stays
+        as it is. The attempt is marked first, so that it never counts as a failed one."""
+        if run.suspended is not None or run.status().finished:
+            return
+        write_json(run.dir / SUSPENDED_FILE, {"at": utcnow().isoformat()})
+        if run.attempts and run.last is not None and not run.last.finished:
+            attempt = run.attempts[-1]
+            write_json(attempt / SUSPENDED_FILE, {"at": utcnow().isoformat()})
+            self._wait_for_supervisor(attempt)
+            self._end_group(attempt)
+        self._reap()
+
+    def _resume(self, run: Run) -> None:
+        """Start a new attempt of a suspended run; the one the suspend ended is not counted."""
+        (run.dir / SUSPENDED_FILE).unlink()
+        self._end_orphans(run.workload.namespace, run.workload_name)
+        self._launch(run.dir, len(run.attempts) + 1, run.workload)
+
+    def _wait_for_supervisor(self, attempt: Path) -> None:
+        """An attempt this process just started may not have recorded its pid yet; it has to, for its
+        processes to be found and ended (bounded by the start grace of a supervisor that never came up)."""
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        while not (attempt / PID_FILE).exists() and time.monotonic() < deadline:
+            with self._children_lock:
+                starting = any(a == attempt and c.poll() is None for c, a in self._children.values())
+            if not starting:
+                return
+            time.sleep(0.05)
+
     def _submit_schedule(self, workload: Workload) -> None:
         assert workload.schedule is not None
         validate(workload.schedule)
@@ -243,9 +310,10 @@ class LocalExecutor:
         finally:
             os.close(fd)
 
-    def _create_run(self, workload: Workload, run_name: str, schedule: str | None) -> bool:
-        """Create the run and start its first attempt, unless it exists. The run directory appears
-        whole (renamed into place with its run.json), so readers never see half of one."""
+    def _create_run(self, workload: Workload, run_name: str, schedule: str | None, suspended: bool = False) -> bool:
+        """Create the run and start its first attempt (none when it is created suspended), unless it
+        exists. The run directory appears whole (renamed into place with its run.json), so readers
+        never see half of one."""
         run_dir = self._run_dir(workload.namespace, run_name)
         if run_dir.exists():
             return False
@@ -262,8 +330,11 @@ class LocalExecutor:
             "schedule": schedule,
             "createdAt": utcnow().isoformat(),
         })
+        if suspended:
+            write_json(tmp / SUSPENDED_FILE, {"at": utcnow().isoformat()})
         os.rename(tmp, run_dir)
-        self._launch(run_dir, 1, workload)
+        if not suspended:
+            self._launch(run_dir, 1, workload)
         return True
 
     def _launch(self, run_dir: Path, number: int, workload: Workload) -> None:
@@ -276,6 +347,7 @@ class LocalExecutor:
             env.pop(FILES_ENV, None)
             if workload.files:
                 env[FILES_ENV] = str(run_dir / FILES_DIR)
+            env[ATTEMPT_ENV] = str(attempt)
             with (attempt / LOG_FILE).open("ab") as output:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "loom.executors.supervisor", str(attempt), "--", *command],
@@ -292,10 +364,18 @@ class LocalExecutor:
         interpreter = self.interpreters.get(PythonEnv(workload.python))
         if interpreter is None:
             raise LookupError(f"no interpreter for the {workload.python} environment (set LOOM_PYTHON_SERVE)")
-        return [interpreter, str(self.components_dir / workload.component), *workload.args]
+        component = str(self.components_dir / workload.component)
+        training = workload.training
+        if training is None:
+            return [interpreter, component, *workload.args]
+        # The launcher is the executor's, like the supervisor: this interpreter; its nodes run the workload's.
+        return [sys.executable, "-m", "loom.executors.torch_launch", "--python", interpreter,
+                "--nodes", str(training.num_nodes), "--procs-per-node", str(training.num_proc_per_node),
+                "--", component, *workload.args]
 
     def _environment(self, workload: Workload) -> dict[str, str]:
-        env = {**os.environ, **workload.env, "PYTHONUNBUFFERED": "1"}
+        node_env = workload.training.node.env if workload.training is not None else {}
+        env = {**os.environ, **node_env, **workload.env, "PYTHONUNBUFFERED": "1"}
         for ref in workload.secret_env:
             values = self.secrets(workload.namespace, ref.secret)
             if ref.key not in values:
@@ -321,23 +401,30 @@ class LocalExecutor:
                     })
 
     def _end_group(self, attempt: Path) -> list[int]:
-        """SIGTERM to the attempt's process group (supervisor, component and its children), SIGKILL
-        to what is left after the grace; returns once none is left. Returns the pids it found."""
+        """SIGTERM to the attempt's process group (supervisor, component and its children) and to its
+        processes that left the group (torchrun's workers, found by the attempt's marker), SIGKILL to
+        what is left after the grace; returns once none is left. Returns the pids it found."""
         pid = read_json(attempt / PID_FILE)
         if pid is None:
             return []
 
         def members() -> list[int]:
-            return group_members(pid["pid"], pid["startTicks"], pid["bootId"])
+            return sorted(set(group_members(pid["pid"], pid["startTicks"], pid["bootId"])) | set(marked(str(attempt))))
 
         found = members()
         for sig, grace in ((signal.SIGTERM, self.stop_grace_seconds), (signal.SIGKILL, self.stop_grace_seconds)):
-            if not members():
+            left = members()
+            if not left:
                 break
             try:
                 os.killpg(pid["pid"], sig)
             except ProcessLookupError:
-                break
+                pass
+            for escaped in set(left) - set(group_members(pid["pid"], pid["startTicks"], pid["bootId"])):
+                try:
+                    os.kill(escaped, sig)
+                except ProcessLookupError:
+                    pass
             deadline = time.monotonic() + grace
             while members() and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -405,6 +492,12 @@ class LocalExecutor:
         run = self._read(run_dir)
         if run is None:
             return False
+        deadline = run.deadline()
+        if deadline is not None and utcnow() >= deadline and not run.status().finished and run.suspended is None:
+            with self._lock(run.workload.namespace, run.workload_name):
+                run = self._end_overdue(run_dir)
+            if run is None:
+                return False
         self._notify(run)
         if not run.needs_attempt:
             return run.live
@@ -420,15 +513,35 @@ class LocalExecutor:
             self._launch(run_dir, len(run.attempts) + 1, run.workload)
         return True
 
+    def _end_overdue(self, run_dir: Path) -> Run | None:
+        """Fail a training run past its active deadline for good (under the workload's lock, so no
+        retry starts meanwhile): its processes are ended, then the run is recorded as failed, so it
+        is reported failed only once nothing of it runs. Should the operator die in between, the
+        next pass finds the deadline still passed."""
+        run = self._read(run_dir)
+        if run is None or run.suspended is not None or run.status().finished:
+            return run
+        training = run.workload.training
+        assert training is not None
+        if run.attempts:
+            self._wait_for_supervisor(run.attempts[-1])
+            self._end_group(run.attempts[-1])
+        write_json(run_dir / ENDED_FILE, {
+            "message": f"the run exceeded its active deadline of {training.active_deadline_seconds}s and was ended",
+            "at": utcnow().isoformat(),
+        })
+        return self._read(run_dir)
+
     def _retry_at(self, run: Run, now: datetime) -> datetime:
-        """When the next attempt is due: recorded the first time the thread sees the failure."""
-        if not run.attempts:
+        """When the next attempt is due: recorded the first time the thread sees the failure (a resume
+        whose attempt did not start is due at once)."""
+        if not run.attempts or run.interrupted:
             return now
         path = run.attempts[-1] / RETRY_FILE
         recorded = read_json(path)
         if recorded is not None:
             return datetime.fromisoformat(recorded["at"])
-        due = now + retry_delay(len(run.attempts), self.retry_base)
+        due = now + retry_delay(len(run.counted), self.retry_base)
         write_json(path, {"at": due.isoformat()})
         return due
 
@@ -439,7 +552,7 @@ class LocalExecutor:
         status = run.status()
         if status.finished:
             mark: dict[str, Any] = {"phase": status.phase.value}
-        elif status.phase == Phase.RUNNING:
+        elif status.phase in (Phase.RUNNING, Phase.SUSPENDED):
             mark = {"phase": status.phase.value, "attempt": len(run.attempts)}
         else:
             return
@@ -503,7 +616,8 @@ class LocalExecutor:
             return None
         attempts = tuple(attempt_dirs(run_dir))
         last = attempt_status(attempts[-1]) if attempts else None
-        return Run(run_dir, workload_from_json(run["workload"]), run["schedule"], attempts, last)
+        return Run(run_dir, workload_from_json(run["workload"]), run["schedule"], attempts, last,
+                   read_json(run_dir / SUSPENDED_FILE), read_json(run_dir / ENDED_FILE))
 
     def _run_dir(self, namespace: str, name: str) -> Path:
         return self.state_dir / "runs" / namespace / name

@@ -9,14 +9,17 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from loom.api.trainingjob import Backend, RuntimeKind, RuntimeRef
+from loom.domain.training import NodeShape, Replicas, Toleration, Training
 from loom.domain.workloads import EXIT_INPUT_ERROR, OwnerRef, Phase, PythonEnv, SecretEnv, Workload, WorkloadStatus
 from loom.executors.procfs import alive
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
+from loom.executors.torch_launch import NODES_DIR
 
 RUN_FILE = "run.json"
 NOTIFIED_FILE = "notified.json"
@@ -25,6 +28,12 @@ LOG_FILE = "output.log"
 FAILED_FILE = "failed.json"
 RETRY_FILE = "retry.json"
 FILES_DIR = "files"
+# Training runs: in the run directory while it is suspended; in an attempt that a suspend ended (such
+# an attempt is not a failure and uses none of the retries).
+SUSPENDED_FILE = "suspended.json"
+# Training runs: in the run directory once it failed for good for a reason no attempt tells (its
+# active deadline passed).
+ENDED_FILE = "ended.json"
 # An attempt whose supervisor never wrote its pid within this (wall-clock) time never started.
 START_GRACE = timedelta(seconds=60)
 MESSAGE_BYTES = 2048
@@ -79,6 +88,7 @@ def workload_to_json(workload: Workload) -> dict[str, Any]:
         "retries": workload.retries,
         "ttlSecondsAfterFinished": workload.ttl_seconds_after_finished,
         "files": dict(workload.files),
+        "training": None if workload.training is None else training_to_json(workload.training),
     }
 
 
@@ -98,6 +108,51 @@ def workload_from_json(data: Mapping[str, Any]) -> Workload:
         retries=data["retries"],
         ttl_seconds_after_finished=data["ttlSecondsAfterFinished"],
         files=dict(data.get("files", {})),  # absent from state written before workloads had files
+        training=None if data.get("training") is None else training_from_json(data["training"]),
+    )
+
+
+def training_to_json(training: Training) -> dict[str, Any]:
+    node = training.node
+    return {
+        "backend": Backend(training.backend).value,
+        "runtimeRef": {"name": training.runtime_ref.name, "kind": RuntimeKind(training.runtime_ref.kind).value,
+                       "apiGroup": training.runtime_ref.api_group},
+        "numNodes": training.num_nodes,
+        "numProcPerNode": training.num_proc_per_node,
+        "node": {
+            "requests": dict(node.requests), "limits": dict(node.limits), "nodeSelector": dict(node.node_selector),
+            "tolerations": [t.to_wire() for t in node.tolerations], "shmSize": node.shm_size,
+            "env": dict(node.env), "profile": node.profile, "gpus": node.gpus,
+        },
+        "suspend": training.suspend,
+        "queue": training.queue,
+        "priorityClass": training.priority_class,
+        "activeDeadlineSeconds": training.active_deadline_seconds,
+        "backoffLimit": training.backoff_limit,
+        "ttlSecondsAfterFinished": training.ttl_seconds_after_finished,
+    }
+
+
+def training_from_json(data: Mapping[str, Any]) -> Training:
+    node = data["node"]
+    return Training(
+        backend=Backend(data["backend"]),
+        runtime_ref=RuntimeRef.model_validate(data["runtimeRef"]),
+        num_nodes=data["numNodes"],
+        num_proc_per_node=data["numProcPerNode"],
+        node=NodeShape(
+            requests=dict(node["requests"]), limits=dict(node["limits"]), node_selector=dict(node["nodeSelector"]),
+            tolerations=tuple(Toleration(t["key"], t["operator"], t.get("value"), t.get("effect"))
+                              for t in node["tolerations"]),
+            shm_size=node["shmSize"], env=dict(node["env"]), profile=node["profile"], gpus=node["gpus"],
+        ),
+        suspend=data["suspend"],
+        queue=data["queue"],
+        priority_class=data["priorityClass"],
+        active_deadline_seconds=data["activeDeadlineSeconds"],
+        backoff_limit=data["backoffLimit"],
+        ttl_seconds_after_finished=data["ttlSecondsAfterFinished"],
     )
 
 
@@ -143,15 +198,38 @@ def attempt_status(attempt: Path) -> WorkloadStatus:
     )
 
 
+def node_replicas(attempt: Path) -> Replicas:
+    """A training attempt's node processes by state, from the launcher's node files: a node without an
+    exit code is active while its process lives (also when its supervisor was killed)."""
+    active = succeeded = failed = 0
+    for path in (attempt / NODES_DIR).glob("node-*.json"):
+        node = read_json(path)
+        if node is None:
+            continue
+        if node["code"] is None:
+            if alive(node["pid"], node["startTicks"], node["bootId"]):
+                active += 1
+            else:
+                failed += 1
+        elif node["code"] == 0:
+            succeeded += 1
+        else:
+            failed += 1
+    return Replicas(active, succeeded, failed)
+
+
 @dataclass(frozen=True)
 class Run:
-    """A run directory read at one moment: the workload it runs, its attempts and what they add up to."""
+    """A run directory read at one moment: the workload it runs, its attempts and what they add up to.
+    A training run may also be suspended (`suspended`: since when) or ended by its deadline (`ended`)."""
 
     dir: Path
     workload: Workload
     schedule: str | None
     attempts: tuple[Path, ...]
     last: WorkloadStatus | None  # the newest attempt's own status
+    suspended: Mapping[str, Any] | None = None
+    ended: Mapping[str, Any] | None = None
 
     @property
     def workload_name(self) -> str:
@@ -159,37 +237,88 @@ class Run:
 
     @property
     def limit(self) -> int:
-        return self.workload.retries + 1
+        """Attempts allowed: a training run's `Training.backoff_limit` retries, else `Workload.retries`."""
+        training = self.workload.training
+        return (training.backoff_limit if training is not None else self.workload.retries) + 1
+
+    @property
+    def counted(self) -> tuple[Path, ...]:
+        """The attempts that count against the limit: all but those a suspend ended."""
+        return tuple(a for a in self.attempts if not (a / SUSPENDED_FILE).exists())
+
+    @property
+    def interrupted(self) -> bool:
+        """The newest attempt was ended by a suspend (and, when the run is not suspended, it resumes)."""
+        return bool(self.attempts) and (self.attempts[-1] / SUSPENDED_FILE).exists()
 
     @property
     def needs_attempt(self) -> bool:
-        """No attempt yet (its starter died), or the newest failed and the retries allow another."""
-        return self.last is None or self.retrying
+        """No attempt yet (its starter died), a resume whose attempt did not start, or the newest
+        failed and the retries allow another; never while suspended or after the deadline."""
+        if self.suspended is not None or self.ended is not None:
+            return False
+        return self.last is None or self.interrupted or self.retrying
 
     @property
     def retrying(self) -> bool:
         """The newest attempt failed and another is allowed: retries left and an error that may heal."""
         last = self.last
-        return (last is not None and last.phase == Phase.FAILED and last.exit_code != EXIT_INPUT_ERROR
-                and len(self.attempts) < self.limit)
+        return (self.suspended is None and self.ended is None and not self.interrupted
+                and last is not None and last.phase == Phase.FAILED and last.exit_code != EXIT_INPUT_ERROR
+                and len(self.counted) < self.limit)
 
     @property
     def live(self) -> bool:
         return self.last is not None and not self.last.finished
 
+    def started_at(self) -> datetime | None:
+        """When the first attempt started (the run's start, as a Job's startTime)."""
+        pid = read_json(self.attempts[0] / PID_FILE) if self.attempts else None
+        return datetime.fromisoformat(pid["startedAt"]) if pid else None
+
+    def deadline(self) -> datetime | None:
+        """When a training run with an active deadline must have finished: counted from the start of
+        its first attempt after its last resume (a resume restarts the clock, as for a Job)."""
+        training = self.workload.training
+        if training is None or training.active_deadline_seconds is None:
+            return None
+        interrupted = [i for i, a in enumerate(self.attempts) if (a / SUSPENDED_FILE).exists()]
+        since = self.attempts[interrupted[-1] + 1:] if interrupted else self.attempts
+        pid = read_json(since[0] / PID_FILE) if since else None
+        if pid is None:
+            return None
+        return datetime.fromisoformat(pid["startedAt"]) + timedelta(seconds=training.active_deadline_seconds)
+
     def status(self) -> WorkloadStatus:
-        """The run as a Job reports it: started with its first attempt, ended with its last."""
+        """The run as a Job (or a TrainJob) reports it: started with its first attempt, ended with its last."""
+        status = self._status()
+        if self.workload.training is None:
+            return status
+        replicas = node_replicas(self.attempts[-1]) if self.attempts else Replicas()
+        if self.suspended is not None or self.interrupted:
+            replicas = Replicas(active=replicas.active)  # the ended attempt's nodes are gone, not failed
+        return replace(status, replicas=replicas)
+
+    def _status(self) -> WorkloadStatus:
         name, last = self.dir.name, self.last
+        started = self.started_at() or (last.started_at if last is not None else None)
+        if self.ended is not None:
+            return WorkloadStatus(name, Phase.FAILED, self.ended["message"], started,
+                                  datetime.fromisoformat(self.ended["at"]))
+        if self.suspended is not None:
+            return WorkloadStatus(name, Phase.SUSPENDED, f"suspended at {self.suspended['at']}: its processes "
+                                  "were ended; it starts again when resumed (suspend: false)", started)
         if last is None:
             return WorkloadStatus(name, Phase.PENDING, "starting")
-        first = read_json(self.attempts[0] / PID_FILE) if len(self.attempts) > 1 else None
-        started = datetime.fromisoformat(first["startedAt"]) if first else last.started_at
+        tried = len(self.counted)
+        if self.interrupted:
+            return WorkloadStatus(name, Phase.PENDING, "resuming", started)
         if self.retrying:
             retry = read_json(self.attempts[-1] / RETRY_FILE)
             when = f" at {retry['at']}" if retry else " after a backoff"
-            message = f"attempt {len(self.attempts)} of {self.limit} failed, retrying{when}: {last.message}"
+            message = f"attempt {tried} of {self.limit} failed, retrying{when}: {last.message}"
             return WorkloadStatus(name, Phase.PENDING, message, started)
         message = last.message
         if last.phase == Phase.PENDING and len(self.attempts) > 1:
-            message = f"attempt {len(self.attempts)} of {self.limit} starting"
+            message = f"attempt {tried} of {self.limit} starting"
         return WorkloadStatus(name, last.phase, message, started, last.finished_at, last.exit_code)

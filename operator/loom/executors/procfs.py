@@ -57,3 +57,28 @@ def group_members(leader: int, ticks: int | None, boot: str) -> list[int]:
         if ticks is None or int(fields[19]) >= ticks:
             members.append(int(entry.name))
     return sorted(members)
+
+
+# Set by the local executor in the environment of each attempt's supervisor, and so inherited by all
+# its descendants, also those that leave its process group (torchrun starts each worker in a session of
+# its own): the attempt's processes are its process group plus whatever carries this marker.
+ATTEMPT_ENV = "LOOM_ATTEMPT"
+
+
+def marked(value: str, name: str = ATTEMPT_ENV) -> list[int]:
+    """Live processes of this user whose environment has `name=value` (as they were started: a process
+    cannot change what /proc shows of its initial environment)."""
+    entry_wanted = f"{name}={value}".encode()
+    found = []
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:  # gone, or another user's
+            continue
+        if entry_wanted in environ.split(b"\0"):
+            fields = _stat_fields(int(entry.name))
+            if fields is not None and fields[0] not in ("Z", "X"):
+                found.append(int(entry.name))
+    return sorted(found)
