@@ -4,12 +4,17 @@ server-side apply under the operator's field manager; runs are the Jobs carrying
 A run's phase comes from the Job's terminal conditions (Complete / Failed); why it failed comes from
 its newest pod's termination message, which the builder makes the tail of the component's log.
 A workload's files are a ConfigMap of its name, applied before the Job or CronJob that mounts it.
+
+A training workload (`Workload.training`) is a Kubeflow TrainJob or PyTorchJob instead of a Job
+(`executors/kubernetes_training.py`). It is applied at every submit, not only to create it: its
+`suspend` is the one field that changes (both ways); the rest is the same content, so the apply is a
+no-op. `runs`, `names` and `delete` look at Jobs and both training kinds alike.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import kubernetes
@@ -18,8 +23,10 @@ from kubernetes.client.exceptions import ApiException
 from loom.builders import job as job_builder
 from loom.builders.labels import MANAGER
 from loom.domain.workloads import WORKLOAD_LABEL, Phase, PythonEnv, Workload, WorkloadStatus
+from loom.executors.kubernetes_training import TrainingChildren, kind_of
 
 APPLY = "application/apply-patch+yaml"
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 
 
@@ -44,6 +51,7 @@ class KubernetesExecutor:
         self._batch = kubernetes.client.BatchV1Api(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._api = self._batch.api_client
+        self._training = TrainingChildren(self._api)
 
     def start(self) -> None:
         """Nothing to start: the Job and CronJob controllers run in the cluster."""
@@ -55,7 +63,9 @@ class KubernetesExecutor:
         image = self.images.get(PythonEnv(workload.python))
         if image is None:
             raise LookupError(f"no image configured for the {workload.python} environment")
-        if workload.schedule is not None:
+        if workload.training is not None:
+            self._submit_training(workload, image)
+        elif workload.schedule is not None:
             self._apply_files(workload)
             self._apply("cronjobs", job_builder.cronjob(workload, image, self.components_dir))
         elif self._read_job(workload.namespace, workload.name) is None:
@@ -66,13 +76,16 @@ class KubernetesExecutor:
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
         jobs = self._batch.list_namespaced_job(namespace, label_selector=f"{WORKLOAD_LABEL}={name}").items
-        jobs.sort(key=lambda j: (j.metadata.creation_timestamp, j.metadata.name), reverse=True)
-        return [self._status(j) for j in jobs]
+        found = [(j.metadata.creation_timestamp, self._status(j)) for j in jobs]
+        found += self._training.runs(namespace, name)
+        found.sort(key=lambda r: (r[0] or _EPOCH, r[1].name), reverse=True)
+        return [status for _, status in found]
 
     def names(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         found = {j.metadata.labels.get(WORKLOAD_LABEL) for j in self._batch.list_namespaced_job(namespace, label_selector=selector).items}
         found |= {c.metadata.labels.get(WORKLOAD_LABEL) for c in self._batch.list_namespaced_cron_job(namespace, label_selector=selector).items}
+        found |= self._training.names(namespace, selector)
         return {n for n in found if n}
 
     def delete(self, namespace: str, name: str) -> None:
@@ -84,11 +97,24 @@ class KubernetesExecutor:
         self._batch.delete_collection_namespaced_job(
             namespace, label_selector=f"{WORKLOAD_LABEL}={name}", propagation_policy="Background"
         )
+        self._training.delete(namespace, name)
         try:
             self._core.delete_namespaced_config_map(name, namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise
+
+    def _submit_training(self, workload: Workload, image: str) -> None:
+        """Apply the files, then the TrainJob or PyTorchJob; a kind the cluster lacks is told as such."""
+        kind = kind_of(workload)
+        manifest = kind.build(workload, image, self.components_dir)
+        self._apply_files(workload)
+        try:
+            self._apply(kind.plural, manifest)
+        except ApiException as exc:
+            if exc.status == 404:
+                self._training.check_installed(kind)
+            raise
 
     def _apply_files(self, workload: Workload) -> None:
         if workload.files:

@@ -1,0 +1,213 @@
+"""Training workloads in a cluster: a Kubeflow TrainJob (Trainer v2) or PyTorchJob (Training Operator
+1.9), per `Training.backend`, built by `builders.training` and read back as `WorkloadStatus`.
+
+The child is named like the workload and carries its `loom.dev/workload` label, as a Job does. Runs are
+found by that label in both kinds, so `runs(namespace, name)` needs not know whether the workload is a
+training one; a kind whose CRD the cluster lacks simply has no runs, no names and nothing to delete.
+Only `apply` of a kind the cluster lacks is an error: `TrainingKindMissingError`, naming the fix.
+
+Kubeflow's controllers own the status; it is mapped as follows. TrainJob: Complete or Failed decide,
+then Suspended, else Running while any of its `jobsStatus` has an active pod, else Pending; replicas
+add up `jobsStatus[]`, and the alpha `trainerStatus` becomes `WorkloadStatus.trainer`. PyTorchJob:
+Succeeded, Failed, Suspended, Running or Restarting (Running), else Pending (Created); replicas add up
+`replicaStatuses` (Master, Worker). The deciding condition gives the message and, for a finished run,
+the finish time when the object has no `completionTime`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from loom.api.trainingjob import Backend
+from loom.builders import training as training_builder
+from loom.domain.errors import TrainingKindMissingError
+from loom.domain.training import Replicas, TrainerProgress
+from loom.domain.workloads import WORKLOAD_LABEL, Phase, Workload, WorkloadStatus
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TrainingKind:
+    kind: str
+    group: str
+    version: str
+    plural: str
+    build: Callable[[Workload, str, str], Manifest]
+    fix: str  # what to do when the cluster lacks the kind
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    def missing(self) -> TrainingKindMissingError:
+        return TrainingKindMissingError(f"the cluster has no {self.kind} kind ({self.api_version}): {self.fix}")
+
+
+TRAINJOB = TrainingKind(
+    "TrainJob", "trainer.kubeflow.org", "v1alpha1", "trainjobs", training_builder.trainjob,
+    "install Kubeflow Trainer v2 (and JobSet), or set spec.backend: PyTorchJob for Training Operator 1.9",
+)
+PYTORCHJOB = TrainingKind(
+    "PyTorchJob", "kubeflow.org", "v1", "pytorchjobs", training_builder.pytorchjob,
+    "install Kubeflow Training Operator 1.9, or set spec.backend: TrainJob for Kubeflow Trainer v2",
+)
+KINDS = {Backend.TRAINJOB: TRAINJOB, Backend.PYTORCHJOB: PYTORCHJOB}
+
+
+def kind_of(workload: Workload) -> TrainingKind:
+    assert workload.training is not None
+    return KINDS[Backend(workload.training.backend)]
+
+
+def _time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+def _true(obj: Mapping[str, Any], *types: str) -> dict[str, Any] | None:
+    """The first of these condition types that is True on the object, in the order given."""
+    conditions = {c.get("type"): c for c in (obj.get("status") or {}).get("conditions") or []
+                  if c.get("status") == "True"}
+    return next((conditions[t] for t in types if t in conditions), None)
+
+
+def _message(condition: Mapping[str, Any]) -> str:
+    reason, message = condition.get("reason") or "", condition.get("message") or ""
+    return f"{reason}: {message}" if reason and message else message or reason or str(condition.get("type"))
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _replicas(entries: list[Mapping[str, Any]]) -> Replicas:
+    return Replicas(
+        active=sum(_count(e.get("active")) for e in entries),
+        succeeded=sum(_count(e.get("succeeded")) for e in entries),
+        failed=sum(_count(e.get("failed")) for e in entries),
+    )
+
+
+def _trainer(status: Mapping[str, Any]) -> TrainerProgress | None:
+    """TrainJob's alpha trainerStatus; a metric value that is not a number is left out."""
+    trainer = status.get("trainerStatus")
+    if not isinstance(trainer, Mapping):
+        return None
+    metrics: dict[str, float] = {}
+    for metric in trainer.get("metrics") or []:
+        try:
+            metrics[str(metric["name"])] = float(metric["value"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    percentage, remaining = trainer.get("progressPercentage"), trainer.get("estimatedRemainingSeconds")
+    return TrainerProgress(
+        progress_percentage=percentage if isinstance(percentage, int) else None,
+        estimated_remaining_seconds=remaining if isinstance(remaining, int) else None,
+        metrics=metrics,
+    )
+
+
+def trainjob_status(obj: Mapping[str, Any]) -> WorkloadStatus:
+    meta, status = obj["metadata"], obj.get("status") or {}
+    started = _time(status.get("startTime")) or _time(meta.get("creationTimestamp"))
+    replicas = _replicas(status.get("jobsStatus") or [])
+    common: dict[str, Any] = {"replicas": replicas, "trainer": _trainer(status)}
+    name = meta["name"]
+    if (done := _true(obj, "Complete")) is not None:
+        finished = _time(status.get("completionTime")) or _time(done.get("lastTransitionTime"))
+        return WorkloadStatus(name, Phase.SUCCEEDED, _message(done), started, finished, 0, **common)
+    if (failed := _true(obj, "Failed")) is not None:
+        finished = _time(status.get("completionTime")) or _time(failed.get("lastTransitionTime"))
+        return WorkloadStatus(name, Phase.FAILED, _message(failed), started, finished, **common)
+    if (suspended := _true(obj, "Suspended")) is not None:
+        return WorkloadStatus(name, Phase.SUSPENDED, _message(suspended), started, **common)
+    phase = Phase.RUNNING if replicas.active > 0 else Phase.PENDING
+    return WorkloadStatus(name, phase, "", started, **common)
+
+
+def pytorchjob_status(obj: Mapping[str, Any]) -> WorkloadStatus:
+    meta, status = obj["metadata"], obj.get("status") or {}
+    started = _time(status.get("startTime")) or _time(meta.get("creationTimestamp"))
+    replicas = _replicas(list((status.get("replicaStatuses") or {}).values()))
+    name = meta["name"]
+    if (done := _true(obj, "Succeeded")) is not None:
+        finished = _time(status.get("completionTime")) or _time(done.get("lastTransitionTime"))
+        return WorkloadStatus(name, Phase.SUCCEEDED, _message(done), started, finished, 0, replicas=replicas)
+    if (failed := _true(obj, "Failed")) is not None:
+        finished = _time(status.get("completionTime")) or _time(failed.get("lastTransitionTime"))
+        return WorkloadStatus(name, Phase.FAILED, _message(failed), started, finished, replicas=replicas)
+    if (suspended := _true(obj, "Suspended")) is not None:
+        return WorkloadStatus(name, Phase.SUSPENDED, _message(suspended), started, replicas=replicas)
+    if (running := _true(obj, "Running", "Restarting")) is not None:
+        return WorkloadStatus(name, Phase.RUNNING, _message(running), started, replicas=replicas)
+    created = _true(obj, "Created")
+    return WorkloadStatus(name, Phase.PENDING, _message(created) if created else "", started, replicas=replicas)
+
+
+STATUS = {TRAINJOB.kind: trainjob_status, PYTORCHJOB.kind: pytorchjob_status}
+
+
+class TrainingChildren:
+    """The training children of workloads, through the custom objects API of one client."""
+
+    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+        self._api = api_client
+        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+
+    def check_installed(self, kind: TrainingKind) -> None:
+        """Raise the kind's TrainingKindMissingError unless discovery lists it."""
+        try:
+            found = self._api.call_api(
+                f"/apis/{kind.api_version}", "GET", header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise kind.missing() from None
+            raise
+        if not any(r.get("name") == kind.plural for r in (found or {}).get("resources", [])):
+            raise kind.missing()
+
+    def listed(self, namespace: str, selector: str) -> Iterator[tuple[TrainingKind, dict[str, Any]]]:
+        """Children of both kinds that carry the labels of `selector`; none of a kind not installed."""
+        for kind in KINDS.values():
+            try:
+                found = self._custom.list_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural, label_selector=selector
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            for obj in found.get("items", []):
+                yield kind, obj
+
+    def runs(self, namespace: str, name: str) -> list[tuple[datetime | None, WorkloadStatus]]:
+        """The workload's training runs with their creation times (to sort them with Jobs)."""
+        return [(_time(obj["metadata"].get("creationTimestamp")), STATUS[kind.kind](obj))
+                for kind, obj in self.listed(namespace, f"{WORKLOAD_LABEL}={name}")]
+
+    def names(self, namespace: str, selector: str) -> set[str]:
+        return {obj["metadata"].get("labels", {}).get(WORKLOAD_LABEL) or "" for _, obj in self.listed(namespace, selector)} - {""}
+
+    def delete(self, namespace: str, name: str) -> None:
+        """Delete the workload's child of either kind, its pods in the background; nothing there
+        (or no such kind in the cluster) is no error."""
+        for kind in KINDS.values():
+            try:
+                self._custom.delete_namespaced_custom_object(
+                    kind.group, kind.version, namespace, kind.plural, name, propagation_policy="Background"
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
