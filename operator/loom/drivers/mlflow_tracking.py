@@ -1,31 +1,29 @@
 """MLflow as a TrainingJob reads and moves it: a run found by the Loom run name it is tagged with, its
 metrics (the latest value of each, and when each epoch ended), the model version it registered, and
-the registry's aliases. The one module that imports MLflow; it is imported lazily, on first use, so an
-operator with no TrainingJob never loads it."""
+the registry's aliases.
+
+A tracking server (http/https, as every cluster runs one) is spoken to over MLflow's REST API, so the
+operator never loads the MLflow library (about 200 MiB in a process). Any other tracking URI (a SQLite
+file, as on a laptop) goes through `MlflowClient`, imported on first use. Both answer alike (a test
+holds them to it)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
+
+import requests
 
 RUN_TAG = "loom.dev/run"
 EPOCH_METRIC = "epoch"
-
-_clients: dict[str, Any] = {}
-_lock = threading.Lock()
-
-
-def _client(uri: str) -> Any:
-    """One client per tracking URI (a SQLite store migrates its schema when first opened)."""
-    with _lock:
-        if uri not in _clients:
-            from mlflow.tracking import MlflowClient
-
-            _clients[uri] = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        return _clients[uri]
+TIMEOUT_SECONDS = 10.0
+NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
+# An alias nobody set is INVALID_PARAMETER_VALUE to MLflow, a model that does not exist NOT_FOUND.
+ALIAS_MISSING = (NOT_FOUND, "INVALID_PARAMETER_VALUE")
 
 
 @dataclass(frozen=True)
@@ -51,67 +49,187 @@ class RegisteredVersion:
     source: str
 
 
-def _time(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc)
+class Store(Protocol):
+    def experiment_id(self, name: str) -> str | None: ...
+    def newest_run(self, experiment_id: str, filter_string: str) -> dict[str, Any] | None: ...
+    def epoch_times(self, run_id: str) -> list[tuple[int, int]]: ...
+    def versions(self, filter_string: str) -> list[dict[str, Any]]: ...
+    def alias(self, model: str, alias: str) -> dict[str, Any] | None: ...
+    def set_alias(self, model: str, alias: str, version: str) -> None: ...
 
 
-def find_run(uri: str, experiment: str, run_name: str) -> TrackedRun | None:
-    """The run tagged with this Loom run name in the experiment; None while the trainer has not
-    created it yet (or the experiment does not exist)."""
-    client = _client(uri)
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        return None
-    runs = client.search_runs(
-        [found.experiment_id], filter_string=f"tags.`{RUN_TAG}` = '{_quoted(run_name)}'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    )
-    if not runs:
-        return None
-    run = runs[0]
-    epochs = client.get_metric_history(run.info.run_id, EPOCH_METRIC) if EPOCH_METRIC in run.data.metrics else []
-    return TrackedRun(
-        run_id=run.info.run_id,
-        status=run.info.status,
-        start_time=_time(run.info.start_time),
-        metrics=dict(run.data.metrics),
-        params=dict(run.data.params),
-        tags={k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
-        epochs_ended=tuple(t for t in (_time(m.timestamp) for m in sorted(epochs, key=lambda m: m.step)) if t),
-    )
+class RestStore:
+    """MLflow's REST API (2.0 paths, served by MLflow 2 and 3 alike). Credentials as MLflow's own
+    client takes them: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME/PASSWORD."""
 
+    def __init__(self, uri: str) -> None:
+        self.base = uri.rstrip("/") + "/api/2.0/mlflow/"
+        self.session = requests.Session()
+        token = os.environ.get("MLFLOW_TRACKING_TOKEN")
+        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+        elif user and password:
+            self.session.auth = (user, password)
 
-def run_version(uri: str, model: str, run_id: str) -> RegisteredVersion | None:
-    """The version of `model` registered from this run, if any."""
-    versions = _client(uri).search_model_versions(f"name = '{_quoted(model)}' and run_id = '{_quoted(run_id)}'")
-    if not versions:
-        return None
-    return _version(max(versions, key=lambda v: int(v.version)))
-
-
-def alias_version(uri: str, model: str, alias: str) -> str | None:
-    """The version an alias points at; None when the model or the alias does not exist."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(_client(uri).get_model_version_by_alias(model, alias).version)
-    except MlflowException as error:
-        if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+    def _call(self, method: str, path: str, missing: tuple[str, ...] = (NOT_FOUND,), **kwargs: Any) -> dict[str, Any] | None:
+        """The JSON answer; None when the error code says what was asked for does not exist.
+        Anything else failing raises."""
+        response = self.session.request(method, self.base + path, timeout=TIMEOUT_SECONDS, **kwargs)
+        if response.status_code == 404 or (response.status_code >= 400 and _code(response) in missing):
             return None
-        raise
+        if response.status_code >= 400:
+            raise RuntimeError(f"MLflow {path}: HTTP {response.status_code}: {response.text[:500]}")
+        return dict(response.json())
+
+    def experiment_id(self, name: str) -> str | None:
+        found = self._call("GET", "experiments/get-by-name", params={"experiment_name": name})
+        return str(found["experiment"]["experiment_id"]) if found else None
+
+    def newest_run(self, experiment_id: str, filter_string: str) -> dict[str, Any] | None:
+        found = self._call("POST", "runs/search", json={
+            "experiment_ids": [experiment_id], "filter": filter_string, "max_results": 1,
+            "order_by": ["attributes.start_time DESC"]})
+        runs = (found or {}).get("runs") or []
+        if not runs:
+            return None
+        run = runs[0]
+        data = run.get("data") or {}
+        return {
+            "run_id": run["info"]["run_id"], "status": run["info"].get("status", ""),
+            "start_time": run["info"].get("start_time"),
+            "metrics": {m["key"]: float(m["value"]) for m in data.get("metrics") or []},
+            "params": {p["key"]: p["value"] for p in data.get("params") or []},
+            "tags": {t["key"]: t["value"] for t in data.get("tags") or []},
+        }
+
+    def epoch_times(self, run_id: str) -> list[tuple[int, int]]:
+        found = self._call("GET", "metrics/get-history", params={"run_id": run_id, "metric_key": EPOCH_METRIC})
+        return [(int(m.get("step", 0)), int(m["timestamp"])) for m in (found or {}).get("metrics") or []]
+
+    def versions(self, filter_string: str) -> list[dict[str, Any]]:
+        found = self._call("GET", "model-versions/search", params={"filter": filter_string})
+        return list((found or {}).get("model_versions") or [])
+
+    def alias(self, model: str, alias: str) -> dict[str, Any] | None:
+        found = self._call("GET", "registered-models/alias", missing=ALIAS_MISSING,
+                           params={"name": model, "alias": alias})
+        return found["model_version"] if found else None
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        self._call("POST", "registered-models/alias", json={"name": model, "alias": alias, "version": version})
 
 
-def set_alias(uri: str, model: str, alias: str, version: str) -> None:
-    _client(uri).set_registered_model_alias(model, alias, version)
+def _code(response: requests.Response) -> str | None:
+    try:
+        return str(response.json().get("error_code"))
+    except ValueError:
+        return None
 
 
-def _version(v: Any) -> RegisteredVersion:
-    return RegisteredVersion(
-        name=v.name, version=str(v.version), run_id=v.run_id, model_id=getattr(v, "model_id", None),
-        source=v.source,
-    )
+class LibraryStore:
+    """`MlflowClient` for tracking URIs no server answers (a SQLite file, a directory)."""
+
+    def __init__(self, uri: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def experiment_id(self, name: str) -> str | None:
+        found = self.client.get_experiment_by_name(name)
+        return None if found is None else str(found.experiment_id)
+
+    def newest_run(self, experiment_id: str, filter_string: str) -> dict[str, Any] | None:
+        runs = self.client.search_runs([experiment_id], filter_string=filter_string,
+                                       order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            return None
+        run = runs[0]
+        return {"run_id": run.info.run_id, "status": run.info.status, "start_time": run.info.start_time,
+                "metrics": dict(run.data.metrics), "params": dict(run.data.params), "tags": dict(run.data.tags)}
+
+    def epoch_times(self, run_id: str) -> list[tuple[int, int]]:
+        return [(m.step, m.timestamp) for m in self.client.get_metric_history(run_id, EPOCH_METRIC)]
+
+    def versions(self, filter_string: str) -> list[dict[str, Any]]:
+        return [{"name": v.name, "version": v.version, "run_id": v.run_id, "source": v.source,
+                 "model_id": getattr(v, "model_id", None)} for v in self.client.search_model_versions(filter_string)]
+
+    def alias(self, model: str, alias: str) -> dict[str, Any] | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            v = self.client.get_model_version_by_alias(model, alias)
+        except MlflowException as error:
+            if error.error_code in ALIAS_MISSING:
+                return None
+            raise
+        return {"name": v.name, "version": v.version, "run_id": v.run_id, "source": v.source,
+                "model_id": getattr(v, "model_id", None)}
+
+    def set_alias(self, model: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(model, alias, version)
+
+
+_stores: dict[str, Store] = {}
+_lock = threading.Lock()
+
+
+def store(uri: str) -> Store:
+    """One store per tracking URI (a SQLite store migrates its schema when first opened)."""
+    with _lock:
+        if uri not in _stores:
+            _stores[uri] = RestStore(uri) if uri.startswith(("http://", "https://")) else LibraryStore(uri)
+        return _stores[uri]
+
+
+def _time(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, timezone.utc)
 
 
 def _quoted(value: str) -> str:
     """A value inside single quotes of an MLflow filter string."""
     return value.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def find_run(uri: str, experiment: str, run_name: str) -> TrackedRun | None:
+    """The run tagged with this Loom run name in the experiment; None while the trainer has not
+    created it yet (or the experiment does not exist)."""
+    s = store(uri)
+    experiment_id = s.experiment_id(experiment)
+    if experiment_id is None:
+        return None
+    run = s.newest_run(experiment_id, f"tags.`{RUN_TAG}` = '{_quoted(run_name)}'")
+    if run is None:
+        return None
+    epochs = s.epoch_times(run["run_id"]) if EPOCH_METRIC in run["metrics"] else []
+    return TrackedRun(
+        run_id=run["run_id"],
+        status=run["status"],
+        start_time=_time(run["start_time"]),
+        metrics=run["metrics"],
+        params=run["params"],
+        tags={k: v for k, v in run["tags"].items() if not k.startswith("mlflow.")},
+        epochs_ended=tuple(t for t in (_time(ms) for _, ms in sorted(epochs)) if t),
+    )
+
+
+def _version(v: Mapping[str, Any]) -> RegisteredVersion:
+    return RegisteredVersion(name=v["name"], version=str(v["version"]), run_id=v.get("run_id") or None,
+                             model_id=v.get("model_id") or None, source=v.get("source", ""))
+
+
+def run_version(uri: str, model: str, run_id: str) -> RegisteredVersion | None:
+    """The version of `model` registered from this run, if any."""
+    versions = store(uri).versions(f"name = '{_quoted(model)}' and run_id = '{_quoted(run_id)}'")
+    return _version(max(versions, key=lambda v: int(v["version"]))) if versions else None
+
+
+def alias_version(uri: str, model: str, alias: str) -> str | None:
+    """The version an alias points at; None when the model or the alias does not exist."""
+    found = store(uri).alias(model, alias)
+    return str(found["version"]) if found else None
+
+
+def set_alias(uri: str, model: str, alias: str, version: str) -> None:
+    store(uri).set_alias(model, alias, version)
