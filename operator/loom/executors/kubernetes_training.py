@@ -5,6 +5,9 @@ The child is named like the workload and carries its `loom.dev/workload` label, 
 found by that label in both kinds, so `runs(namespace, name)` needs not know whether the workload is a
 training one; a kind whose CRD the cluster lacks simply has no runs, no names and nothing to delete.
 Only `apply` of a kind the cluster lacks is an error: `TrainingKindMissingError`, naming the fix.
+A kind the operator may not read (403: its RBAC lacks the kind) is treated like one that is absent when
+reading and deleting, since nothing of it can have been created: the Jobs of every other workload are
+still found. Its apply fails with the API server's own Forbidden.
 
 Kubeflow's controllers own the status; it is mapped as follows. TrainJob: Complete or Failed decide,
 then Suspended, else Running while any of its `jobsStatus` has an active pod, else Pending; replicas
@@ -59,6 +62,8 @@ PYTORCHJOB = TrainingKind(
     "install Kubeflow Training Operator 1.9, or set spec.backend: TrainJob for Kubeflow Trainer v2",
 )
 KINDS = {Backend.TRAINJOB: TRAINJOB, Backend.PYTORCHJOB: PYTORCHJOB}
+# Not installed (404), or not granted to the operator (403).
+UNAVAILABLE = (403, 404)
 
 
 def kind_of(workload: Workload) -> TrainingKind:
@@ -186,7 +191,7 @@ class TrainingChildren:
                     kind.group, kind.version, namespace, kind.plural, label_selector=selector
                 )
             except ApiException as exc:
-                if exc.status == 404:
+                if exc.status in UNAVAILABLE:
                     continue
                 raise
             for obj in found.get("items", []):
@@ -209,5 +214,5 @@ class TrainingChildren:
                     kind.group, kind.version, namespace, kind.plural, name, propagation_policy="Background"
                 )
             except ApiException as exc:
-                if exc.status != 404:
+                if exc.status not in UNAVAILABLE:
                     raise
