@@ -21,6 +21,13 @@ class ExecutorKind(str, Enum):
     LOCAL = "local"
 
 
+class ControllerKind(str, Enum):
+    DATALAKE = "DataLake"
+    FEATURESET = "FeatureSet"
+    TRAININGJOB = "TrainingJob"
+    INFERENCESERVICE = "InferenceService"
+
+
 class LogFormat(str, Enum):
     PLAIN = "plain"
     JSON = "json"
@@ -40,6 +47,9 @@ class OperatorConfig(BaseSettings):
     dependency_retry_seconds: float = Field(15.0, gt=0, description="backoff after an external system failed")
     deletion_attempts: int = Field(5, ge=1, le=20, description="finalizer attempts at cleaning up (the delay "
                                    "doubles from dependency_retry_seconds) before it lets go with a Warning")
+    controllers: tuple[ControllerKind, ...] = Field(
+        tuple(ControllerKind), min_length=1,
+        description="the kinds this operator reconciles (JSON list); e.g. run serving apart from the data kinds")
     resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
 
     # Kubernetes executor: one workload image per Python environment (main, serve).

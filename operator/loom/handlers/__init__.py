@@ -13,9 +13,12 @@ from loom.handlers import datalake, featureset, inferenceservice, lifecycle, lin
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     """Every Loom handler, registered with this configuration into a registry of its own."""
     registry = kopf.OperatorRegistry()
-    for module in (lifecycle, datalake, featureset, trainingjob, inferenceservice):
-        module.register(registry, config)
-    links.register(registry)
+    lifecycle.register(registry, config)
+    modules = {"DataLake": datalake, "FeatureSet": featureset, "TrainingJob": trainingjob,
+               "InferenceService": inferenceservice}
+    for kind in config.controllers:
+        modules[kind].register(registry, config)
+    links.register(registry, config.controllers)
     if config.executor == ExecutorKind.KUBERNETES:  # the local executor reports its own runs
         runs.register(registry, KINDS)
     return registry

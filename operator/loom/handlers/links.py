@@ -4,7 +4,7 @@ reads of the object it names. A dependent is reconciled only when that view chan
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -75,10 +75,15 @@ def ownership(owner: Mapping[str, Any], _: Mapping[str, Any]) -> object:
     return [meta.get("uid"), meta.get("deletionTimestamp") is not None]
 
 
-def register(registry: kopf.OperatorRegistry) -> None:
-    follow(registry, FEATURESET, DATALAKE, _one("source", "dataLakeRef", "name"), lake_table)
-    follow(registry, DATALAKE, DATALAKE, table_owners, ownership)
-    follow(registry, TRAININGJOB, FEATURESET, _one("dataset", "featureSetRef", "name"), features_snapshot)
-    follow(registry, TRAININGJOB, DATALAKE, _lakes_of_dataset, lambda body, _: readiness(body))
-    follow(registry, INFERENCESERVICE, TRAININGJOB, _one("model", "trainingJobRef", "name"),
-           lambda body, _: readiness(body))
+def register(registry: kopf.OperatorRegistry, controllers: Collection[str]) -> None:
+    """The links of the kinds this operator reconciles (`controllers`)."""
+    if FEATURESET.kind in controllers:
+        follow(registry, FEATURESET, DATALAKE, _one("source", "dataLakeRef", "name"), lake_table)
+    if DATALAKE.kind in controllers:
+        follow(registry, DATALAKE, DATALAKE, table_owners, ownership)
+    if TRAININGJOB.kind in controllers:
+        follow(registry, TRAININGJOB, FEATURESET, _one("dataset", "featureSetRef", "name"), features_snapshot)
+        follow(registry, TRAININGJOB, DATALAKE, _lakes_of_dataset, lambda body, _: readiness(body))
+    if INFERENCESERVICE.kind in controllers:
+        follow(registry, INFERENCESERVICE, TRAININGJOB, _one("model", "trainingJobRef", "name"),
+               lambda body, _: readiness(body))

@@ -1,7 +1,9 @@
 """Run changes in a cluster: the Kubernetes executor's runs are Jobs, whose controller is the cluster's,
 so a watch on Loom's Jobs reports a run that started or finished to its owner, as the local executor
 reports its own (`Wakeups.run_changed`). The owner is read from the owner label, because a scheduled
-run's ownerReference is its CronJob."""
+run's ownerReference is its CronJob. Training runs are Kubeflow's TrainJobs or PyTorchJobs: a change of
+their status (conditions, pods, the trainer's progress) wakes their TrainingJob the same way; a kind
+the cluster does not serve is simply not watched until its CRD appears."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ import kopf
 from loom.api.kinds import Kind
 from loom.domain.workloads import WORKLOAD_LABEL, Phase, owner_label
 from loom.handlers.triggers import WORKLOAD, ObjectRef, marker
+
+# Kubeflow Trainer v2's TrainJob and Training Operator 1.9's PyTorchJob.
+TRAINING_KINDS = (("trainer.kubeflow.org", "v1alpha1", "trainjobs"), ("kubeflow.org", "v1", "pytorchjobs"))
 
 
 def job_phase(status: Mapping[str, Any]) -> Phase | None:
@@ -39,3 +44,13 @@ def register(registry: kopf.OperatorRegistry, kinds: Iterable[Kind]) -> None:
             return
         for ref in owners(body.get("metadata", {}).get("labels") or {}, namespace or "", kinds):
             memo.wakeups(ref, WORKLOAD, marker([name, phase.value]))
+
+    for group, version, plural in TRAINING_KINDS:
+        @kopf.on.event(group, version, plural, labels={WORKLOAD_LABEL: kopf.PRESENT}, registry=registry,
+                       id=f"{plural}-changed")
+        def training_changed(*, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+            status = body.get("status") or {}
+            seen = [name, (body.get("spec") or {}).get("suspend"), status.get("conditions"),
+                    status.get("jobsStatus") or status.get("replicaStatuses"), status.get("trainerStatus")]
+            for ref in owners(body.get("metadata", {}).get("labels") or {}, namespace or "", kinds):
+                memo.wakeups(ref, WORKLOAD, marker(seen))
