@@ -241,6 +241,7 @@ def test_an_operator_restart_never_runs_two_attempts_at_once(
             live = tuple(n for n in (1, 2) if processes(attempt_dir(tmp_path, w.name, n)))
             if len(live) > 1:
                 overlaps.append(live)
+            watching.wait(0.02)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
