@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from loom.devcluster.mlflow import mlflow_server
 from loom.drivers import mlflow_tracking
-from tests.support.mlflow import mlflow_server
 
 EXPERIMENT = "ml/recsys"
 MODEL = "recsys-two-tower"

@@ -18,7 +18,7 @@ from loom.api.kinds import DATALAKE, FEATURESET
 from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus
 from loom.builders.train import trainingjob_label
 from loom.domain.feature_views import feast_name
-from loom.domain.workloads import WorkloadStatus
+from loom.domain.workloads import Phase, WorkloadStatus
 from loom.drivers import mlflow_tracking
 from loom.drivers.mlflow_tracking import RegisteredVersion, TrackedRun
 from loom.gpuprofiles import load_profiles
@@ -127,17 +127,21 @@ def experiment(spec: TrainingJobSpec, namespace: str, name: str) -> str:
     return spec.tracking.experiment or f"{namespace}/{name}"
 
 
-def _tracked(spec: TrainingJobSpec, ctx: ReconcileContext, status: TrainingJobStatus) -> dict[str, Tracked]:
-    """MLflow is read for the runs whose outcome is not in status yet: the newest run, until its
-    version is recorded (older runs are done with)."""
+def _following(status: TrainingJobStatus, runs: Mapping[str, tuple[WorkloadStatus, ...]] | Unavailable) -> str | None:
+    """The run MLflow is read for: the newest, once it has started and until its version is recorded
+    (older runs are done with; a run not started yet has nothing in MLflow)."""
+    newest = status.runs[0] if status.runs else None
+    if newest is None or newest.model_version is not None or isinstance(runs, Unavailable):
+        return None
+    seen = runs.get(newest.name)
+    return newest.name if seen and seen[0].phase != Phase.PENDING else None
+
+
+def _tracked(spec: TrainingJobSpec, ctx: ReconcileContext, run_name: str) -> dict[str, Tracked]:
     uri = spec.tracking.tracking_uri or ctx.config.tracking_uri
-    wanted = [r.name for r in status.runs[:1] if r.model_version is None]
-    found: dict[str, Tracked] = {}
-    for run_name in wanted:
-        run = mlflow_tracking.find_run(uri, experiment(spec, ctx.namespace, ctx.name), run_name)
-        version = mlflow_tracking.run_version(uri, spec.model.name, run.run_id) if run is not None else None
-        found[run_name] = Tracked(run, version)
-    return found
+    run = mlflow_tracking.find_run(uri, experiment(spec, ctx.namespace, ctx.name), run_name)
+    version = mlflow_tracking.run_version(uri, spec.model.name, run.run_id) if run is not None else None
+    return {run_name: Tracked(run, version)}
 
 
 def _aliases(spec: TrainingJobSpec, ctx: ReconcileContext) -> dict[str, str | None]:
@@ -154,6 +158,11 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
              if dataset.items is not None else None)
     status = _model(TrainingJobStatus, ctx.status) or TrainingJobStatus()
     feature_body = features.body or {}
+    runs = _read(lambda: _runs(ctx))
+    following = _following(status, runs)
+    tracked = _read(lambda: _tracked(spec, ctx, following)) if following else {}
+    # The gate needs the aliases only once the followed run registered a version.
+    registered = isinstance(tracked, dict) and any(t.version is not None for t in tracked.values())
     return TrainingJobObserved(
         features=features,
         labels=labels,
@@ -165,7 +174,7 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
         item_table=_lake_table(items, dataset.items.data_lake_ref.table, ctx)
         if items is not None and dataset.items is not None else None,
         profiles=_read(lambda: load_profiles(ctx.config.gpu_profiles_dir)),
-        runs=_read(lambda: _runs(ctx)),
-        tracked=_read(lambda: _tracked(spec, ctx, status)),
-        aliases=_read(lambda: _aliases(spec, ctx)),
+        runs=runs,
+        tracked=tracked,
+        aliases=_read(lambda: _aliases(spec, ctx)) if registered else {},
     )
