@@ -81,7 +81,8 @@ def record(phase: str, name: str = RUN, snapshot: int = 100, **more: Any) -> Run
 def test_data_not_ready_starts_nothing_and_says_which_reference() -> None:
     decision = decide(spec(), observed(features=None), SETTINGS, NOW)
     assert conditions(decision)["DataReady"] == (False, "FeatureSetNotFound")
-    assert conditions(decision)["Ready"] == (False, "FeatureSetNotFound")
+    ready = decision.outcome.ready
+    assert (ready.status, ready.reason) == (False, "FeatureSetNotFound")
     assert decision.actions == ()
 
 

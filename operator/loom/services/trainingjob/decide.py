@@ -239,7 +239,9 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
                 continue
         kept.append(record)
 
-    conditions.append(_ready(model_version, trained, conditions))
+    if model_version is not None:  # else Ready is the first blocker, as act leaves the conditions
+        conditions.append(Observed(READY, True, "ModelRegistered",
+                                   f"version {model_version} is registered; {trained.message}"))
     replicas = seen_run.replicas if seen_run else None
     fields.update(
         phase=current.phase if current else None,
@@ -300,12 +302,3 @@ def _registered(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, curr
     )
     metrics = {display_name(k): v for k, v in sorted(run.metrics.items()) if k not in ("epoch", "loss")}
     return gate, lineage, metrics, version.version
-
-
-def _ready(model_version: str | None, trained: Observed, conditions: list[Observed]) -> Observed:
-    """Ready once a version is registered (a newer run training or a failed gate does not take the
-    registered model away); before that, the first blocker."""
-    if model_version is not None:
-        return Observed(READY, True, "ModelRegistered", f"version {model_version} is registered; {trained.message}")
-    blocker = next((c for c in conditions if c.status is not True), trained)
-    return Observed(READY, blocker.status, blocker.reason, blocker.message)
