@@ -284,13 +284,15 @@ ALLOWED = [
     ("create", "configmaps"), ("delete", "configmaps"),
     ("create", "jobs.batch"), ("watch", "jobs.batch"), ("patch", "cronjobs.batch"),
     ("get", "pods"), ("list", "pods"),
-    ("create", "pytorchjobs.kubeflow.org"), ("patch", "seldondeployments.machinelearning.seldon.io"),
+    ("create", "pytorchjobs.kubeflow.org"), ("create", "trainjobs.trainer.kubeflow.org"),
+    ("watch", "trainjobs.trainer.kubeflow.org"), ("patch", "seldondeployments.machinelearning.seldon.io"),
 ]
 DENIED = [
     ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("delete", "secrets"), ("update", "secrets"),
     ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("get", "pods/log"),
     ("delete", "datalakes.loom.dev"), ("create", "trainingjobs.loom.dev"), ("update", "featuresets.loom.dev"),
     ("create", "deployments.apps"), ("create", "serviceaccounts/token"),
+    ("create", "trainingruntimes.trainer.kubeflow.org"), ("create", "clustertrainingruntimes.trainer.kubeflow.org"),
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("delete", "events"),
 ]
