@@ -4,21 +4,23 @@ sees is exactly the pinned snapshot. Pins are catalog rows only: dropping one ne
 
 Next to each pin the materialization keeps small records (what it materialized, what the quality gate
 rejected) as namespace properties, so the operator reads the outcome from the system itself rather
-than from a workload's log that may be gone."""
+than from a workload's log that may be gone.
+
+pyiceberg (and SQLAlchemy, through its SQL catalog) is imported by the functions that open the pin
+catalog, not with the module: only FeatureSets and their materializations need it."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from pyiceberg.catalog import Catalog, load_catalog
-from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
-from pyiceberg.serializers import FromInputFile
-from pyiceberg.table import Table
+from typing import TYPE_CHECKING, Any
 
 from loom.domain.feature_views import PIN_CATALOG, PinRef
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 
 class SnapshotNotPinnable(Exception):
@@ -28,6 +30,8 @@ class SnapshotNotPinnable(Exception):
 def snapshot_metadata_location(table: Table, snapshot_id: int) -> str:
     """The metadata file whose current snapshot is `snapshot_id`: the table's own when it is
     current, else the newest earlier one from the metadata log that has it."""
+    from pyiceberg.serializers import FromInputFile
+
     if table.metadata.current_snapshot_id == snapshot_id:
         return table.metadata_location
     for entry in reversed(table.metadata.metadata_log):
@@ -41,11 +45,15 @@ def snapshot_metadata_location(table: Table, snapshot_id: int) -> str:
 
 def open_pin_catalog(pin: PinRef) -> Catalog:
     """The same catalog Feast's IcebergSource opens for this source."""
+    from pyiceberg.catalog import load_catalog
+
     return load_catalog(PIN_CATALOG, **pin.catalog_properties())
 
 
 def pinned_snapshot(pin: PinRef) -> int | None:
     """The snapshot Feast currently reads through this pin (None before the first materialization)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
     try:
         return open_pin_catalog(pin).load_table(pin.identifier).metadata.current_snapshot_id
     except NoSuchTableError:
@@ -55,6 +63,8 @@ def pinned_snapshot(pin: PinRef) -> int | None:
 def move(pin: PinRef, metadata_location: str) -> None:
     """Point the pin at a metadata file. Only the materialization of the owning FeatureSet moves a
     pin (one run at a time), so drop-then-register needs no transaction across the two."""
+    from pyiceberg.exceptions import NoSuchTableError
+
     catalog = open_pin_catalog(pin)
     catalog.create_namespace_if_not_exists(pin.namespace)
     try:
@@ -70,6 +80,8 @@ def move(pin: PinRef, metadata_location: str) -> None:
 
 def drop(pin: PinRef) -> bool:
     """Remove the pin's catalog row (the SQL catalog's drop never deletes files)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
     try:
         open_pin_catalog(pin).drop_table(pin.identifier)
     except NoSuchTableError:
@@ -97,6 +109,8 @@ def write_record(pin: PinRef, kind: str, record: Mapping[str, Any]) -> None:
 
 def read_records(pin: PinRef) -> dict[str, dict[str, Any]]:
     """Every record kept for this pin, by kind (empty before the first materialization)."""
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
     try:
         props = open_pin_catalog(pin).load_namespace_properties(pin.namespace)
     except NoSuchNamespaceError:
@@ -106,6 +120,8 @@ def read_records(pin: PinRef) -> dict[str, dict[str, Any]]:
 
 
 def remove_records(pin: PinRef, kinds: Iterable[str]) -> None:
+    from pyiceberg.exceptions import NoSuchNamespaceError
+
     catalog = open_pin_catalog(pin)
     try:
         present = catalog.load_namespace_properties(pin.namespace)

@@ -4,19 +4,21 @@ what a snapshot added since the one last materialized.
 Materialization follows event time, but lake data arrives late (MovieLens is replayed from 2016):
 Feast's own `materialize_incremental` would start after the previous run's end and skip every row
 whose event time is older. So the window starts at the earliest event time a new snapshot added,
-read from the Iceberg file statistics of the appended files."""
+read from the Iceberg file statistics of the appended files.
+
+pyiceberg and pyarrow are imported by the functions that use them: the operator imports this module
+(through `features.materialize`) for names only, and only materialization runs read a table."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-from pyiceberg.conversions import from_bytes
-from pyiceberg.table import Table
-from pyiceberg.table.snapshots import Operation, ancestors_of
-from pyiceberg.types import DateType, TimestampNanoType, TimestampType, TimestamptzNanoType, TimestamptzType
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyiceberg.table import Table
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -38,6 +40,9 @@ def scan_batches(table: Table, snapshot_id: int, columns: Sequence[str]) -> pa.R
 def changes_since(table: Table, snapshot_id: int, previous: int | None, timestamp_field: str) -> Changes:
     """Appended files between the two snapshots and their earliest event time. Compactions
     (`replace`) change no data and are skipped; anything else means start over."""
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.table.snapshots import Operation, ancestors_of
+
     target = table.snapshot_by_id(snapshot_id)
     if target is None:
         raise ValueError(f"table {'.'.join(table.name())} has no snapshot {snapshot_id}")
@@ -71,6 +76,8 @@ def changes_since(table: Table, snapshot_id: int, previous: int | None, timestam
 
 def _as_datetime(field_type: object, value: int) -> datetime:
     """An Iceberg lower bound of a time column as an aware UTC datetime."""
+    from pyiceberg.types import DateType, TimestampNanoType, TimestampType, TimestamptzNanoType, TimestamptzType
+
     if isinstance(field_type, (TimestampType, TimestamptzType)):
         return EPOCH + timedelta(microseconds=value)
     if isinstance(field_type, (TimestampNanoType, TimestamptzNanoType)):

@@ -1,17 +1,21 @@
 """Opening an Iceberg catalog from a DataLake's `spec.catalog` (shared by the operator and by the
 ingest/maintenance processes, which receive the same property dict; how they receive it on their
-command line is `loom.workload_args`)."""
+command line is `loom.workload_args`).
+
+pyiceberg is imported when a catalog is opened, not with the module: TrainingJobs and FeatureSets
+only need the property dict, and an operator without DataLakes never loads pyiceberg."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from pyiceberg.catalog import Catalog as IcebergCatalog
-from pyiceberg.catalog import load_catalog
-
 from loom.api.datalake import Catalog, CatalogType
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog as IcebergCatalog
 
 SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 
@@ -47,6 +51,8 @@ def _local_dirs(properties: Mapping[str, str]) -> list[Path]:
 
 def open_catalog(name: str, properties: Mapping[str, str]) -> IcebergCatalog:
     """A pyiceberg catalog for these properties; for sql catalogs the local directories are made first."""
+    from pyiceberg.catalog import load_catalog
+
     if properties.get("type") == "sql":
         for directory in _local_dirs(properties):
             directory.mkdir(parents=True, exist_ok=True)

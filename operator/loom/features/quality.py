@@ -1,19 +1,22 @@
 """The data-quality gate of a FeatureSet: one streaming pass over the source snapshot (pyarrow
 compute per batch, so memory is bounded by a batch plus the distinct entity keys), then a pure
-verdict. A failed verdict carries the numbers that failed; materialization writes nothing then."""
+verdict. A failed verdict carries the numbers that failed; materialization writes nothing then.
+
+pyarrow is imported by the profiler's methods, not with the module: the operator imports the
+materialization module this one belongs to for names only, and keeps no Arrow in its process."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING, Any
 
 from loom.api.featureset import Quality
 from loom.api.meta import parse_duration
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Distinct-key tables are merged once this many candidate rows have piled up.
 _COMPACT_ROWS = 1_000_000
@@ -44,6 +47,9 @@ class Profiler:
     _pending: int = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         self._rows += batch.num_rows
         for name in self.features:
             self._nulls[name] = self._nulls.get(name, 0) + batch.column(name).null_count
@@ -61,6 +67,8 @@ class Profiler:
             self._compact()
 
     def _compact(self) -> None:
+        import pyarrow as pa
+
         if self._keys:
             merged = pa.concat_tables(self._keys).group_by(list(self.join_keys)).aggregate([])
             self._keys = [merged]
