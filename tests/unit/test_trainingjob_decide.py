@@ -275,3 +275,18 @@ def test_an_unreadable_executor_is_retried_without_forgetting_the_runs() -> None
     decision = decide(spec(), o, SETTINGS, NOW)
     assert decision.outcome.retry_after == 15
     assert [r.name for r in decision.outcome.fields["runs"]] == [RUN]
+
+
+def test_a_finished_runs_child_goes_after_its_ttl_but_its_record_stays() -> None:
+    done = WorkloadStatus(RUN, Phase.SUCCEEDED, finished_at=NOW - timedelta(minutes=30))
+    finished = record("Succeeded", model_version="1", completion_time=NOW - timedelta(minutes=30))
+    early = decide(spec(ttlAfterFinished="1h"), observed(runs=[finished], executor={RUN: done}, model_version="1"),
+                   SETTINGS, NOW)
+    assert not any(isinstance(a, DeleteRun) for a in early.actions)
+    assert early.outcome.requeue_at == NOW + timedelta(minutes=30)
+    late = decide(spec(ttlAfterFinished="20m"), observed(runs=[finished], executor={RUN: done}, model_version="1"),
+                  SETTINGS, NOW)
+    assert [a.name for a in late.actions if isinstance(a, DeleteRun)] == [RUN]
+    assert [r.name for r in late.outcome.fields["runs"]] == [RUN]
+    gone = decide(spec(ttlAfterFinished="20m"), observed(runs=[finished], model_version="1"), SETTINGS, NOW)
+    assert gone.actions == () and gone.outcome.fields["runs"][0].phase == "Succeeded"

@@ -214,7 +214,11 @@ class TrainingJobSpec(LoomModel):
         default=None, description="Kueue WorkloadPriorityClass (label kueue.x-k8s.io/priority-class)."
     )
     active_deadline: Duration | None = Field(default=None, description="Fail a run that takes longer than this.")
-    backoff_limit: int = Field(default=2, ge=0, le=20, description="Retries of a failed run before it fails.")
+    backoff_limit: int = Field(
+        default=2, ge=0, le=20,
+        description=("Retries of a failed run before it fails (PyTorchJob and the local executor; a TrainJob "
+                     "restarts as its runtime's JobSet failurePolicy says)."),
+    )
     ttl_after_finished: Duration | None = Field(
         default=None, description="Delete a finished run's child this long after it finished (its record stays)."
     )

@@ -228,7 +228,9 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
         conditions.append(Observed(GATE_PASSED, gate.passed, "GatePassed" if gate.passed else "GateFailed",
                                    gate.reason))
 
-    # History: the newest runs stay, with every unfinished one.
+    # History: the newest runs stay, with every unfinished one. A finished run's child goes after
+    # ttlAfterFinished (Kubeflow's TrainJob has no TTL of its own); its record stays.
+    ttl = parse_duration(spec.ttl_after_finished) if spec.ttl_after_finished else None
     kept: list[RunRecord] = []
     finished = 0
     for record in records:
@@ -237,6 +239,12 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
             if finished > spec.retrain.history_limit:
                 actions.append(DeleteRun(s.namespace, record.name))
                 continue
+            if ttl is not None and record.name in runs and record.completion_time is not None:
+                expiry = record.completion_time + ttl
+                if expiry <= now:
+                    actions.append(DeleteRun(s.namespace, record.name))
+                else:
+                    requeue = expiry if requeue is None else min(requeue, expiry)
         kept.append(record)
 
     if model_version is not None:  # else Ready is the first blocker, as act leaves the conditions
