@@ -3,6 +3,7 @@ ConfigMap mounted into the operator pod (the same files, one key each)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import yaml
@@ -45,3 +46,21 @@ def load_profiles(directory: Path) -> dict[str, GpuProfile]:
     if not directory.is_dir():
         raise GpuProfileError(f"{directory}: GPU profile directory does not exist")
     return {path.stem: load_profile(path) for path in sorted(directory.glob("*.yaml"))}
+
+
+_cache: dict[Path, tuple[tuple[tuple[str, float], ...], dict[str, GpuProfile]]] = {}
+_lock = threading.Lock()
+
+
+def cached_profiles(directory: Path) -> dict[str, GpuProfile]:
+    """`load_profiles`, read again only when a file is added, removed or changed (every reconcile of a
+    TrainingJob asks; a mounted ConfigMap changes by replacing its files)."""
+    if not directory.is_dir():
+        raise GpuProfileError(f"{directory}: GPU profile directory does not exist")
+    stamp = tuple((p.name, p.stat().st_mtime) for p in sorted(directory.glob("*.yaml")))
+    with _lock:
+        cached = _cache.get(directory)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, load_profiles(directory))
+            _cache[directory] = cached
+        return cached[1]

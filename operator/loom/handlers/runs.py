@@ -50,6 +50,8 @@ def register(registry: kopf.OperatorRegistry, kinds: Iterable[Kind]) -> None:
                        id=f"{plural}-changed")
         def training_changed(*, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
             status = body.get("status") or {}
+            if not status:  # just applied by the operator itself: nothing to tell its owner yet
+                return
             seen = [name, (body.get("spec") or {}).get("suspend"), status.get("conditions"),
                     status.get("jobsStatus") or status.get("replicaStatuses"), status.get("trainerStatus")]
             for ref in owners(body.get("metadata", {}).get("labels") or {}, namespace or "", kinds):

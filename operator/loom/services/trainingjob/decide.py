@@ -208,7 +208,7 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
     if current is not None and current.phase not in FINISHED:
         prog = progress(follow.run if follow else None, seen_run.trainer if seen_run else None,
                         spec.model.hyperparameters, now)
-        if current.phase != TrainingPhase.SUSPENDED.value:
+        if current.phase == TrainingPhase.RUNNING.value:  # epochs are not announced: look again soon
             requeue = now + timedelta(seconds=s.progress_seconds)
     trained = _trained(current, seen_run, prog, wanted=wanted or bool(records), blocker=blocker)
     conditions.append(trained)

@@ -16,12 +16,11 @@ from loom.api.featureset import FeatureSetSpec, FeatureSetStatus
 from loom.api.gpuprofile import GpuProfile
 from loom.api.kinds import DATALAKE, FEATURESET
 from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus
-from loom.builders.train import trainingjob_label
 from loom.domain.feature_views import feast_name
 from loom.domain.workloads import Phase, WorkloadStatus
 from loom.drivers import mlflow_tracking
 from loom.drivers.mlflow_tracking import RegisteredVersion, TrackedRun
-from loom.gpuprofiles import load_profiles
+from loom.gpuprofiles import cached_profiles
 from loom.services.context import ReconcileContext
 from loom.services.featureset.definition import store_settings
 from loom.services.references import Reference, observe_reference
@@ -118,9 +117,10 @@ def _feature_store(spec: FeatureSetSpec | None, name: str, ctx: ReconcileContext
     return FeatureStore(settings.registry_uri, settings.project, feast_name(name), spec.entities[0].join_keys[0])
 
 
-def _runs(ctx: ReconcileContext) -> dict[str, tuple[WorkloadStatus, ...]]:
-    names = ctx.executor.names(ctx.namespace, trainingjob_label(ctx.name))
-    return {name: tuple(ctx.executor.runs(ctx.namespace, name)) for name in sorted(names)}
+def _runs(ctx: ReconcileContext, status: TrainingJobStatus) -> dict[str, tuple[WorkloadStatus, ...]]:
+    """The runs on record, as the executor has them. A run is named after its snapshot, so one whose
+    record was never written is found again by the decision submitting the same name."""
+    return {r.name: tuple(ctx.executor.runs(ctx.namespace, r.name)) for r in status.runs}
 
 
 def experiment(spec: TrainingJobSpec, namespace: str, name: str) -> str:
@@ -154,11 +154,14 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
     dataset = spec.dataset
     features = observe_reference(ctx.kube, FEATURESET, ctx.namespace, dataset.feature_set_ref.name)
     labels = observe_reference(ctx.kube, DATALAKE, ctx.namespace, dataset.labels.data_lake_ref.name)
-    items = (observe_reference(ctx.kube, DATALAKE, ctx.namespace, dataset.items.data_lake_ref.name)
-             if dataset.items is not None else None)
+    items = None
+    if dataset.items is not None:  # usually the labels' own DataLake: read once
+        items_lake = dataset.items.data_lake_ref.name
+        items = (labels if items_lake == labels.name
+                 else observe_reference(ctx.kube, DATALAKE, ctx.namespace, items_lake))
     status = _model(TrainingJobStatus, ctx.status) or TrainingJobStatus()
     feature_body = features.body or {}
-    runs = _read(lambda: _runs(ctx))
+    runs = _read(lambda: _runs(ctx, status))
     following = _following(status, runs)
     tracked = _read(lambda: _tracked(spec, ctx, following)) if following else {}
     # The gate needs the aliases only once the followed run registered a version.
@@ -173,7 +176,7 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
         label_table=_lake_table(labels, dataset.labels.data_lake_ref.table, ctx),
         item_table=_lake_table(items, dataset.items.data_lake_ref.table, ctx)
         if items is not None and dataset.items is not None else None,
-        profiles=_read(lambda: load_profiles(ctx.config.gpu_profiles_dir)),
+        profiles=_read(lambda: cached_profiles(ctx.config.gpu_profiles_dir)),
         runs=runs,
         tracked=tracked,
         aliases=_read(lambda: _aliases(spec, ctx)) if registered else {},
