@@ -1,7 +1,7 @@
 """Benchmark: the operator's memory (resident set) with 1,000 live objects of each kind, and after they
 are all deleted again.
 
-    .venv/bin/python bench/operator_memory.py [--per-kind 1000] [--quick] [--cycles 1]
+    .venv/bin/python bench/operator_memory.py [--per-kind 1000] [--quick] [--cycles 1] [--kinds trainingjobs,...]
 
 A local control plane of its own (etcd + kube-apiserver, started here, purged at the end) and the real
 operator as a separate `loom run --executor local` process, its state in a temp dir. RSS is VmRSS of
@@ -20,7 +20,12 @@ executor's supervisors and workloads) are summed separately.
   `--settle` seconds and settled: "after"; and what the local executor left under LOOM_STATE_DIR
   (schedules, run dirs, lock files);
 - `--cycles n` repeats A and B on the same operator: "after" that grows cycle by cycle is a leak, one
-  that stays put is memory the process keeps once it has needed it.
+  that stays put is memory the process keeps once it has needed it;
+- `--kinds` creates only some of the kinds (their references then name objects that do not exist),
+  e.g. `trainingjobs,inferenceservices` for an operator that never needs the lake's libraries.
+
+The packages whose native extensions the operator has mapped (from /proc/<pid>/maps) are printed at
+each measurement: they tell which driven systems' libraries (pyarrow, numpy, pandas, ...) it loaded.
 
 Requirements (the exit code is 1 when one fails): live < 250 MiB, after / before <= 1.20, nothing left.
 """
@@ -71,6 +76,16 @@ def status_kib(pid: int, key: str) -> int | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return 0
+
+
+def native_packages(pid: int) -> list[str]:
+    """Top-level packages under site-packages with a shared library mapped into the process."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+    found = re.findall(r"/site-packages/([A-Za-z0-9_]+)[/.]", maps)
+    return sorted({name for name in found if not name.endswith("_libs")})
 
 
 def descendants(pid: int) -> list[int]:
@@ -232,21 +247,27 @@ def manifests(i: int, lakes: Path, resolved_every: int) -> list[dict[str, Any]]:
     ]
 
 
+def plural(manifest: dict[str, Any]) -> str:
+    return f"{manifest['kind'].lower()}s"
+
+
 def create_all(plane: ControlPlane, per_kind: int, lakes: Path, batch: int, concurrency: int,
-               resolved_every: int) -> None:
-    """Server-side apply, `batch` indexes (4 objects each) per kubectl, `concurrency` kubectls at once."""
+               resolved_every: int, kinds: tuple[str, ...]) -> None:
+    """Server-side apply, `batch` indexes (one object of each kind) per kubectl, `concurrency` kubectls
+    at once."""
 
     def apply(start: int) -> None:
-        docs = [m for i in range(start, min(start + batch, per_kind)) for m in manifests(i, lakes, resolved_every)]
+        docs = [m for i in range(start, min(start + batch, per_kind)) for m in manifests(i, lakes, resolved_every)
+                if plural(m) in kinds]
         plane.run("apply", "--server-side", "--field-manager=bench", "-f", "-", stdin=yaml.safe_dump_all(docs))
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(apply, range(0, per_kind, batch)))
 
 
-def listed(api: kubernetes.client.CustomObjectsApi) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    for plural in PLURALS:
-        yield plural, api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)["items"]
+def listed(api: kubernetes.client.CustomObjectsApi, kinds: tuple[str, ...]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    for kind in kinds:
+        yield kind, api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, kind)["items"]
 
 
 def wait_for(what: str, check: Callable[[], tuple[bool, str]], sampler: Sampler, running: OperatorProcess,
@@ -266,14 +287,15 @@ def wait_for(what: str, check: Callable[[], tuple[bool, str]], sampler: Sampler,
         time.sleep(5)
 
 
-def conditions_reported(api: kubernetes.client.CustomObjectsApi, per_kind: int) -> tuple[bool, str]:
-    counts = {plural: sum(1 for o in items if (o.get("status") or {}).get("conditions"))
-              for plural, items in listed(api)}
+def conditions_reported(api: kubernetes.client.CustomObjectsApi, per_kind: int,
+                        kinds: tuple[str, ...]) -> tuple[bool, str]:
+    counts = {kind: sum(1 for o in items if (o.get("status") or {}).get("conditions"))
+              for kind, items in listed(api, kinds)}
     return all(n >= per_kind for n in counts.values()), ", ".join(f"{p} {n}/{per_kind}" for p, n in counts.items())
 
 
-def all_gone(api: kubernetes.client.CustomObjectsApi) -> tuple[bool, str]:
-    counts = {plural: len(items) for plural, items in listed(api)}
+def all_gone(api: kubernetes.client.CustomObjectsApi, kinds: tuple[str, ...]) -> tuple[bool, str]:
+    counts = {kind: len(items) for kind, items in listed(api, kinds)}
     return not any(counts.values()), ", ".join(f"{p} {n}" for p, n in counts.items()) + " left"
 
 
@@ -310,6 +332,7 @@ class Cycle:
 
     live: Sample
     live_settled: tuple[bool, float]
+    live_packages: list[str]
     after: Sample
     after_settled: tuple[bool, float]
     left: dict[str, int]
@@ -323,24 +346,27 @@ def one_cycle(args: argparse.Namespace, plane: ControlPlane, api: kubernetes.cli
               running: OperatorProcess, sampler: Sampler, lakes: Path, state: Path) -> Cycle:
     print(f"phase A: creating {args.per_kind} objects of each kind", file=sys.stderr, flush=True)
     started = time.monotonic()
-    create_all(plane, args.per_kind, lakes, args.batch, args.concurrency, args.resolved_every)
+    create_all(plane, args.per_kind, lakes, args.batch, args.concurrency, args.resolved_every, args.kinds)
     applied = time.monotonic() - started
-    wait_for("status conditions", lambda: conditions_reported(api, args.per_kind), sampler, running, args.timeout)
+    wait_for("status conditions", lambda: conditions_reported(api, args.per_kind, args.kinds), sampler, running,
+             args.timeout)
     reported = time.monotonic() - started
     live_settled = settle(running, args.settle_timeout)
     live = sampler.sample()
+    live_packages = native_packages(running.pid)
     reconciled = reconciles(running)
 
-    print(f"phase B: deleting all {4 * args.per_kind}", file=sys.stderr, flush=True)
+    print(f"phase B: deleting all {len(args.kinds) * args.per_kind}", file=sys.stderr, flush=True)
     started = time.monotonic()
-    for plural in PLURALS:  # one deletecollection per kind: the finalizers do the rest
-        api.delete_collection_namespaced_custom_object(GROUP, VERSION, NAMESPACE, plural)
-    wait_for("deletion", lambda: all_gone(api), sampler, running, args.timeout)
+    for kind in args.kinds:  # one deletecollection per kind: the finalizers do the rest
+        api.delete_collection_namespaced_custom_object(GROUP, VERSION, NAMESPACE, kind)
+    wait_for("deletion", lambda: all_gone(api, args.kinds), sampler, running, args.timeout)
     gone = time.monotonic() - started
     time.sleep(args.settle)
     after_settled = settle(running, args.settle_timeout)
     after = sampler.sample()
-    return Cycle(live, live_settled, after, after_settled, leftovers(state), applied, reported, gone, reconciled)
+    return Cycle(live, live_settled, live_packages, after, after_settled, leftovers(state), applied, reported, gone,
+                 reconciled)
 
 
 def settled(state: tuple[bool, float]) -> str:
@@ -354,7 +380,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a trial: 50 per kind, shorter settling")
     parser.add_argument("--cycles", type=int, default=1,
                         help="phase A + B this many times on the same operator (growth per cycle is a leak)")
-    parser.add_argument("--batch", type=int, default=25, help="indexes (4 objects each) per kubectl apply")
+    parser.add_argument("--kinds", default=",".join(PLURALS),
+                        help=f"comma-separated plurals of the kinds to create (default {','.join(PLURALS)})")
+    parser.add_argument("--batch", type=int, default=25, help="indexes (one object per kind) per kubectl apply")
     parser.add_argument("--concurrency", type=int, default=2, help="kubectl applies at once")
     parser.add_argument("--resolved-every", type=int, default=50,
                         help="every n-th FeatureSet names a real lake table (0: none)")
@@ -366,7 +394,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.per_kind, args.settle, args.settle_timeout = 50, 15.0, 120.0
-    live_objects = 4 * args.per_kind
+    args.kinds = tuple(kind for kind in PLURALS if kind in args.kinds.split(","))
+    if not args.kinds:
+        parser.error(f"--kinds names none of {', '.join(PLURALS)}")
+    live_objects = len(args.kinds) * args.per_kind
 
     work = Path(tempfile.mkdtemp(prefix="loom-bench-memory-"))
     state = work / "operator-state"
@@ -383,6 +414,7 @@ def main() -> int:
                 try:
                     idle = settle(running, args.settle_timeout)
                     before = sampler.sample()
+                    before_packages = native_packages(running.pid)
                     # Each cycle's lakes get new catalogs: a catalog kept (Retain) would be adopted.
                     cycles = [one_cycle(args, plane, api, running, sampler, work / f"lakes-{n}", state)
                               for n in range(1, args.cycles + 1)]
@@ -404,7 +436,8 @@ def main() -> int:
     ratio_ok = ratio <= AFTER_RATIO_LIMIT
     left_ok = not any(last.left.values())
 
-    print(f"operator memory: {args.per_kind} objects per kind ({live_objects} live), RSS of the operator process in MiB")
+    print(f"operator memory: {args.per_kind} objects per kind of {', '.join(args.kinds)} ({live_objects} live), "
+          "RSS of the operator process in MiB")
     print(f"  before (idle, 0 objects):          {mib(before.operator_kib):7.1f}   ({settled(idle)})")
     print(f"  peak (sampled every 0.5 s):        {mib(peak.operator_kib):7.1f}   (kernel high-water mark VmHWM "
           f"{mib(hwm):.1f})")
@@ -414,6 +447,8 @@ def main() -> int:
               f"({settled(c.live_settled)})")
         print(f"  {f'{label}after deleting all:':34} {mib(c.after.operator_kib):7.1f}   ({settled(c.after_settled)})")
     print(f"  requirement at {live_objects} live < {LIVE_LIMIT_MIB:.0f} MiB: {verdict(live_ok)}")
+    print(f"  native extensions mapped: before {', '.join(before_packages) or 'none'}; at live "
+          f"{', '.join(last.live_packages) or 'none'}")
     print(f"  ratio after / before:              {ratio:7.2f}   requirement <= {AFTER_RATIO_LIMIT:.2f}: "
           f"{verdict(ratio_ok)}")
     print(f"  threads and open files (sockets included): before {before.describe()}; live {last.live.describe()}; "

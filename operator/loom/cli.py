@@ -9,9 +9,22 @@ import sys
 from pathlib import Path
 
 CRD_DIR = Path("crds")
+# Imported by a dependency whenever it is installed, never used by the operator: Feast imports torch
+# (about 560 MiB resident with its CUDA libraries) for tensor results the operator never asks for.
+# Training imports it in its own processes.
+NOT_IN_OPERATOR = ("torch",)
+
+
+def lean_process() -> None:
+    """Keep the operator process small: an import of a module of NOT_IN_OPERATOR raises ImportError,
+    which Feast handles as torch being absent."""
+    for name in NOT_IN_OPERATOR:
+        if name not in sys.modules:
+            sys.modules[name] = None  # type: ignore[assignment]
 
 
 def _run(args: argparse.Namespace) -> int:
+    lean_process()
     import kopf
 
     from loom import logs

@@ -1,8 +1,8 @@
 """What the operator process loads before it has seen a single object: the CLI, the handlers, a
 registry for each executor and both executors' modules. The libraries of the driven systems (Iceberg,
 Arrow, Feast, MLflow, torch) arrive with the first object that needs them, so an operator with only
-TrainingJobs and InferenceServices never holds them. A fresh interpreter, so nothing imported by
-other tests counts."""
+TrainingJobs and InferenceServices never holds them; and Feast, once a FeatureSet needs it, comes
+without torch. A fresh interpreter each, so nothing imported by other tests counts."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ HEAVY = ("pyiceberg", "pyarrow", "pandas", "numpy", "feast", "sqlalchemy", "mlfl
 # same start-up loading pyiceberg, pyarrow and numpy peaked at 198 MiB.
 RSS_LIMIT_MIB = 125
 
+REPORT = """
+modules = sorted(name for name, module in sys.modules.items() if module is not None)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps({"modules": modules, "hwm_kib": int(hwm.split()[1])}))
+"""
 STARTUP = """
 import json, sys
 from loom import cli
@@ -29,24 +34,36 @@ import loom.executors.kubernetes, loom.executors.local
 cli.parser()
 for executor in ExecutorKind:
     build_registry(OperatorConfig(executor=executor))
-hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"modules": sorted(sys.modules), "hwm_kib": int(hwm.split()[1])}))
-"""
+""" + REPORT
+# What the operator process loads once a FeatureSet first reads the Feast registry.
+FEAST_IN_OPERATOR = """
+import json, sys
+from loom.cli import lean_process
+
+lean_process()
+import feast
+""" + REPORT
 
 
-def startup() -> dict[str, object]:
-    done = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, cwd=ROOT, timeout=120,
+def loads(script: str) -> tuple[set[str], float]:
+    """The top-level packages a fresh interpreter holds after `script`, and its peak RSS in MiB."""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120,
                           check=True)
-    result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
-    return result
+    result = json.loads(done.stdout.splitlines()[-1])
+    return {name.split(".")[0] for name in result["modules"]}, result["hwm_kib"] / 1024
 
 
 def test_startup_loads_no_library_of_the_driven_systems() -> None:
-    loaded = startup()
-    modules = loaded["modules"]
-    assert isinstance(modules, list)
-    heavy = sorted({name.split(".")[0] for name in modules} & set(HEAVY))
+    packages, hwm_mib = loads(STARTUP)
+    heavy = sorted(packages & set(HEAVY))
     assert heavy == [], f"imported at start-up: {heavy}; see `python -X importtime -c 'import loom.handlers'`"
-    hwm_mib = int(str(loaded["hwm_kib"])) / 1024
     print(f"operator start-up peak RSS {hwm_mib:.1f} MiB (limit {RSS_LIMIT_MIB})")
     assert hwm_mib < RSS_LIMIT_MIB
+
+
+def test_feast_comes_without_torch_in_the_operator() -> None:
+    """Feast imports torch whenever it can (`feast.torch_wrapper`): 740 MiB instead of 210 MiB."""
+    packages, hwm_mib = loads(FEAST_IN_OPERATOR)
+    print(f"operator with Feast peak RSS {hwm_mib:.1f} MiB")
+    assert "feast" in packages
+    assert "torch" not in packages
