@@ -50,6 +50,7 @@ class OperatorConfig(BaseSettings):
     controllers: tuple[ControllerKind, ...] = Field(
         tuple(ControllerKind), min_length=1,
         description="the kinds this operator reconciles (JSON list); e.g. run serving apart from the data kinds")
+    reconcile_workers: int = Field(16, ge=1, le=256, description="reconciles running at once (each in a thread)")
     resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
 
     # Kubernetes executor: one workload image per Python environment (main, serve).

@@ -126,9 +126,9 @@ def test_a_trainjob_is_followed_suspended_resumed_gated_and_retrained(
     run_id = _run_in_mlflow(tracking, namespace, first)
     patch_status(kc, f"trainjob/{first}", {"jobsStatus": [{"name": "node", "active": 1, "ready": 1, "succeeded": 0,
                                                             "failed": 0, "suspended": 0}]})
-    for epoch in (1, 2):
-        client.log_metric(run_id, "epoch", epoch, step=epoch)
+    for epoch in (1, 2):  # as the trainer does: the epoch's metrics, then the epoch that ended
         client.log_metric(run_id, "loss", 1.0 / epoch, step=epoch)
+        client.log_metric(run_id, "epoch", epoch, step=epoch)
     progress = eventually(lambda: (p := kc.get("trainingjob", TJ)["status"].get("progress")) and p.get("epoch") == 2
                           and p, what="progress at epoch 2")
     assert (progress["totalEpochs"], progress["percent"], progress["loss"]) == (4, 50, 0.5)

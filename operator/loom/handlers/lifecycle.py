@@ -4,6 +4,7 @@ long-lived parts every handler shares through `memo` (Kubernetes client, executo
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
@@ -38,6 +39,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # last reconcile is done, so look again in a second, not in Kopf's default minute.
         settings.background.cancellation_polling = 1
         memo.config = config
+        # Reconciles wait on the API server and the driven systems far more than they compute.
+        memo.reconcilers = ThreadPoolExecutor(config.reconcile_workers, thread_name_prefix="reconcile")
         memo.wakeups = Wakeups(KINDS)
         runtime = connect(config, memo.wakeups.run_changed)
         memo.kube, memo.executor = runtime.kube, runtime.executor
@@ -55,3 +58,5 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             memo.executor.stop()
         if hasattr(memo, "scheduler"):
             memo.scheduler.stop()
+        if hasattr(memo, "reconcilers"):
+            memo.reconcilers.shutdown(wait=False, cancel_futures=True)

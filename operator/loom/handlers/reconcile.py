@@ -6,6 +6,7 @@ metrics."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -201,7 +202,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind
             while not stopped:
                 wake.clear()
                 try:
-                    done = await asyncio.to_thread(reconcile_alone, kind, service, body, memo, written)
+                    # Kopf's context (for kopf.event) travels with the call, as asyncio.to_thread does.
+                    done = await asyncio.get_running_loop().run_in_executor(
+                        memo.reconcilers, contextvars.copy_context().run,
+                        reconcile_alone, kind, service, body, memo, written)
                     written, due, failures = done.written, done.due, 0
                 except Exception:
                     log.exception("reconcile failed", extra=logs.extra(kind.kind, ref.namespace, ref.name))
