@@ -22,7 +22,7 @@ MAX_ONE_HOT = 64  # a string column with more distinct values is free text
 @dataclass(frozen=True)
 class Numeric:
     name: str
-    log: bool  # log1p before standardizing (non-negative integers: counts)
+    log: bool  # log1p before standardizing (counts)
     mean: float
     std: float
 
@@ -48,8 +48,10 @@ class Categorical:
 def fit_numeric(name: str, values: pd.Series) -> Numeric:
     raw = pd.to_numeric(values, errors="coerce").astype(np.float64)
     present = raw.dropna()
-    log = bool(pd.api.types.is_integer_dtype(values.dropna().infer_objects()) and (present >= 0).all())
-    x = np.log1p(present.to_numpy()) if log else present.to_numpy()
+    x = present.to_numpy()
+    # Counts (non-negative whole numbers spanning more than a decade) are heavy-tailed: log1p them.
+    log = bool(x.size and (x >= 0).all() and (x == np.round(x)).all() and x.max() >= 10)
+    x = np.log1p(x) if log else x
     mean = float(x.mean()) if x.size else 0.0
     std = float(x.std()) if x.size and x.std() > 0 else 1.0
     return Numeric(name, log, mean, std)

@@ -37,7 +37,7 @@ def device() -> torch.device:
 
 def build(data: Prepared, hp: Hyperparameters) -> TwoTower:
     config = TowerConfig(data.users, data.items, data.item_features.shape[1], data.user_features.numeric_width,
-                         tuple(data.user_features.vocabulary_sizes), hp.embedding_dim, hp.hidden)
+                         tuple(data.user_features.vocabulary_sizes), hp.embedding_dim, hp.hidden, hp.dropout)
     return TwoTower(config, torch.from_numpy(data.item_features))
 
 
@@ -71,6 +71,11 @@ def train(model: TwoTower, data: Prepared, hp: Hyperparameters, seed: int, k: in
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
     counts = np.bincount(data.train_items, minlength=data.items).astype(np.float64)
     log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))).float().to(at)
+    # Metrics average over users, the loss over positives: weigh each positive by its user's count^-power
+    # (mean weight 1), so users with thousands of ratings do not drown the rest.
+    per_user = np.bincount(data.train_users, minlength=data.users).astype(np.float64)
+    weights = per_user[data.train_users] ** -hp.user_weight_power
+    weights = torch.from_numpy(weights / weights.mean()).float()
     sampler = DistributedSampler(range(len(data.train_items)), num_replicas=dist.get_world_size() if distributed
                                  else 1, rank=dist.get_rank() if distributed else 0, shuffle=True, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -100,7 +105,8 @@ def train(model: TwoTower, data: Prepared, hp: Hyperparameters, seed: int, k: in
             # The same item twice in a batch is not a negative of itself.
             same = (target.unsqueeze(0) == target.unsqueeze(1)) & ~torch.eye(len(rows), dtype=torch.bool, device=at)
             logits = logits.masked_fill(same, float("-inf"))
-            loss = F.cross_entropy(logits, torch.arange(len(rows), device=at))
+            loss = (F.cross_entropy(logits, torch.arange(len(rows), device=at), reduction="none")
+                    * weights[rows].to(at)).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

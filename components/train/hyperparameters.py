@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 class Hyperparameters:
     embedding_dim: int = 64
     hidden: int = 256
+    dropout: float = 0.0  # of the towers' MLP inputs
     epochs: int = 8
     batch_size: int = 1024
     learning_rate: float = 0.005
@@ -24,6 +25,7 @@ class Hyperparameters:
     user_id_dropout: float = 0.1  # share of rows trained as the unknown user, so cold users get a vector
     history_length: int = 50  # newest positives pooled into the user's history vector
     history_decay: float = 0.9  # weight of a positive per newer one after it
+    user_weight_power: float = 0.0  # a positive's loss weight is its user's positives^-power
 
     def to_params(self) -> dict[str, str]:
         return {to_camel(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -42,7 +44,7 @@ def parse(values: Mapping[str, str]) -> Hyperparameters:
             value = kind(raw)
         except ValueError:
             raise ValueError(f"model.hyperparameters.{key}: {raw!r} is not a{'n integer' if kind is int else ' number'}")
-        if value < 0 or (value == 0 and key not in ("logq", "userIdDropout", "weightDecay")):
+        if value < 0 or (value == 0 and key not in ("logq", "userIdDropout", "weightDecay", "dropout", "userWeightPower")):
             raise ValueError(f"model.hyperparameters.{key}: {raw!r} must be positive")
         parsed[fields[key].name] = value
     return Hyperparameters(**parsed)  # type: ignore[arg-type]

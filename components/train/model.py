@@ -21,6 +21,7 @@ class TowerConfig:
     user_vocabulary_sizes: tuple[int, ...]
     dim: int = 64
     hidden: int = 256
+    dropout: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "user_vocabulary_sizes": list(self.user_vocabulary_sizes)}
@@ -47,7 +48,8 @@ class UserTower(nn.Module):
         self.categorical = nn.ModuleList(nn.Embedding(size, d) for size in config.user_vocabulary_sizes)
         self.numeric = nn.Linear(config.user_numeric_width, d) if config.user_numeric_width else None
         inputs = d * (2 + len(config.user_vocabulary_sizes) + (1 if self.numeric is not None else 0))
-        self.mlp = nn.Sequential(nn.Linear(inputs, config.hidden), nn.GELU(), nn.Linear(config.hidden, d))
+        self.mlp = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(inputs, config.hidden), nn.GELU(),
+                                 nn.Linear(config.hidden, d))
         nn.init.normal_(self.ids.weight, std=0.02)
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, numeric: torch.Tensor,
@@ -67,7 +69,8 @@ class ItemTower(nn.Module):
         self.ids = nn.Embedding(config.items, d)
         self.register_buffer("features", features)
         inputs = d + features.shape[1]
-        self.mlp = nn.Sequential(nn.Linear(inputs, config.hidden), nn.GELU(), nn.Linear(config.hidden, d))
+        self.mlp = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(inputs, config.hidden), nn.GELU(),
+                                 nn.Linear(config.hidden, d))
         nn.init.normal_(self.ids.weight, std=0.02)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from mlflow import MlflowClient
 from onnx.reference import ReferenceEvaluator
 
@@ -77,3 +78,23 @@ def test_bad_input_exits_65_naming_the_field(setup: Setup) -> None:
     proc = setup.train(**{"run.surprise": 1})
     assert proc.returncode == EXIT_INPUT_ERROR
     assert "run.surprise: Extra inputs are not permitted" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_the_champion_is_scored_on_the_same_holdout(setup: Setup) -> None:
+    first = setup.train(**{"model.hyperparameters": {"embeddingDim": "16", "hidden": "32", "epochs": "1"}})
+    assert first.returncode == 0, first.stderr[-4000:]
+    client = MlflowClient(setup.tracking_uri)
+    client.set_registered_model_alias("movielens-two-tower", "champion", "1")  # as the operator would
+
+    second = setup.train(**{"run.name": "movielens-two-tower-2",
+                            "model.hyperparameters": {"embeddingDim": "16", "hidden": "32", "epochs": "1"}})
+    assert second.returncode == 0, second.stderr[-4000:]
+    result = result_line(second.stdout)
+    assert result["modelVersion"] == "2"
+    run = client.get_run(result["runId"])
+    assert run.data.tags["loom.dev/champion-version"] == "1"
+    for name in ("champion_recall_at_10", "champion_ndcg_at_10"):
+        assert 0 < result["metrics"][name] <= 1 and run.data.metrics[name] == result["metrics"][name]
+    # Same data, seed and hyperparameters: the champion is the same model, scored on the same holdout.
+    assert result["metrics"]["champion_recall_at_10"] == pytest.approx(result["metrics"]["recall_at_10"], abs=1e-6)
+    assert client.get_registered_model("movielens-two-tower").aliases == {"champion": 1}
