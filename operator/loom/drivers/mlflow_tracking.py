@@ -215,8 +215,12 @@ def find_run(uri: str, experiment: str, run_name: str) -> TrackedRun | None:
 
 
 def _version(v: Mapping[str, Any]) -> RegisteredVersion:
+    source = v.get("source") or ""
+    # A version registered from a LoggedModel has it as its source (models:/m-...), where the store's
+    # search leaves model_id unset.
+    logged = source.removeprefix("models:/") if source.startswith("models:/m-") else None
     return RegisteredVersion(name=v["name"], version=str(v["version"]), run_id=v.get("run_id") or None,
-                             model_id=v.get("model_id") or None, source=v.get("source", ""))
+                             model_id=v.get("model_id") or logged, source=source)
 
 
 def run_version(uri: str, model: str, run_id: str) -> RegisteredVersion | None:
