@@ -74,3 +74,16 @@ def test_foreign_conditions_are_kept() -> None:
 def test_merge_keeps_order_of_observation() -> None:
     merged, _ = merge_conditions([], [Observed("B", True, "x"), Observed("A", True, "y")], 1, T0)
     assert [c.type for c in merged] == ["B", "A"]
+
+
+def test_a_field_that_went_away_is_written_as_null_so_the_merge_patch_removes_it() -> None:
+    from loom.api.trainingjob import Progress, TrainingJobStatus
+
+    first, _ = next_status(TrainingJobStatus, None, Outcome((), {"progress": Progress(epoch=8), "current_run": "a"}),
+                           1, T0)
+    assert first is not None and first["progress"] == {"epoch": 8, "metrics": {}}
+    second, _ = next_status(TrainingJobStatus, first, Outcome((), {"progress": None, "current_run": "b"}), 1, T1)
+    assert second is not None and second["progress"] is None and second["currentRun"] == "b"
+    unchanged, _ = next_status(TrainingJobStatus, {**second, "progress": None}, Outcome((), {"progress": None,
+                                                                                           "current_run": "b"}), 1, T1)
+    assert unchanged is None

@@ -61,4 +61,9 @@ def next_status(
     new = model.model_validate(merged)
     if new == old:
         return None, transitions
-    return new.to_wire(), transitions
+    wire = new.to_wire()
+    # A merge patch keeps what it does not mention: a field that went away is written as null.
+    for name, info in model.model_fields.items():
+        if getattr(new, name) is None and getattr(old, name) is not None:
+            wire[info.alias or name] = None
+    return wire, transitions
