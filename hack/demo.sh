@@ -107,6 +107,7 @@ render_samples() {
 
 snapshot() { kubectl get datalake movielens -o jsonpath="{.status.tables[?(@.name==\"$1\")].currentSnapshotId}"; }
 materialized() { kubectl get featureset user-features -o jsonpath='{.status.lastMaterialized.snapshotId}'; }
+features_snapshot() { kubectl get featureset user-features -o jsonpath='{.status.sourceSnapshotId}'; }
 # table=rows of every table, as the DataLake reports them and as landed in the incoming files
 rows() { kubectl get datalake movielens -o jsonpath='{range .status.tables[*]}{.name}={.rowCount}{"\n"}{end}' | sort | xargs; }
 landed() {
@@ -179,6 +180,79 @@ if wrong:
 PY
 }
 
+# follow_training SNAPSHOT SECONDS: a progress bar of the TrainingJob's newest run until its run for the
+# FeatureSet snapshot SNAPSHOT succeeded with a registered version; then its metrics, the gate's verdict
+# and the lineage, checked against MLflow (the version the alias points at). Fails on a failed run.
+follow_training() {
+  SNAPSHOT="$1" SECONDS_LEFT="$2" LOOM_STATE_DIR="$STATE" "$PY" - <<'PY'
+import json
+import os
+import subprocess
+import sys
+import time
+
+from loom.config import OperatorConfig
+
+want, deadline = int(os.environ["SNAPSHOT"]), time.monotonic() + int(os.environ["SECONDS_LEFT"])
+last = None
+while True:
+    tj = json.loads(subprocess.run(["kubectl", "get", "trainingjob", "movielens-two-tower", "-o", "json"],
+                                   check=True, capture_output=True, text=True).stdout)
+    status = tj.get("status") or {}
+    runs, progress = status.get("runs") or [], status.get("progress") or {}
+    newest = runs[0] if runs else {}
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    ours = newest.get("snapshotId") == want
+    if ours and newest.get("phase") == "Succeeded" and newest.get("modelVersion"):
+        break
+    if ours and newest.get("phase") == "Failed":
+        sys.exit(f"demo: run {newest['name']} failed: {conditions.get('Trained', {}).get('message')}")
+    if progress.get("epoch") is not None:
+        done = progress.get("percent") or 0
+        bar = "#" * (done // 5) + "." * (20 - done // 5)
+        metrics = " ".join(f"{k} {v:.4f}" for k, v in (progress.get("metrics") or {}).items())
+        left = progress.get("estimatedRemainingSeconds")
+        line = (f"  {newest.get('name')}: epoch {progress['epoch']}/{progress.get('totalEpochs')} [{bar}] {done:3d}%"
+                f"  loss {progress.get('loss', 0):.3f}  {metrics}" + (f"  ~{left}s left" if left is not None else ""))
+    else:
+        line = f"  {newest.get('name', '(no run yet)')}: {newest.get('phase', 'Pending')} - " \
+               f"{conditions.get('Trained', {}).get('message', 'waiting')}"
+    key = (newest.get("name"), newest.get("phase"), progress.get("epoch"))  # a line per epoch, not per estimate
+    if key != last:
+        print(line, flush=True)
+        last = key
+    if time.monotonic() > deadline:
+        sys.exit(f"demo: timed out waiting for the run of snapshot {want}; status: {json.dumps(status)[:2000]}")
+    time.sleep(2)
+
+metrics = status.get("metrics") or {}
+print(f"  run {newest['name']} ({newest.get('reason')}) registered version {status['modelVersion']}")
+print("  holdout (newest 20% of each user's positives)   recall@10   ndcg@10")
+for label, prefix in (("two-tower (Loom)", ""), ("popularity", "popularity_"), ("EASE (lambda=500)", "ease_"),
+                      ("champion", "champion_")):
+    if f"{prefix}recall@10" in metrics:
+        print(f"    {label:<44} {metrics[f'{prefix}recall@10']:.4f}     {metrics.get(f'{prefix}ndcg@10', 0):.4f}")
+gate = status.get("gate") or {}
+print(f"  gate: {'passed' if gate.get('passed') else 'FAILED'}: {gate.get('reason')}")
+lineage = status.get("lineage") or {}
+print("  lineage: " + ", ".join(f"{s['table']}@{s['snapshotId']}" for s in lineage.get("snapshots", []))
+      + f"; MLflow run {lineage.get('runId')}, logged model {lineage.get('loggedModelId')}, {lineage.get('modelUri')}")
+if not gate.get("passed"):
+    sys.exit("demo: the new version did not pass the evaluation gate")
+if not (lineage.get("runId") and lineage.get("loggedModelId") and len(lineage.get("snapshots", [])) == 3):
+    sys.exit(f"demo: the lineage is incomplete: {lineage}")
+
+from mlflow.tracking import MlflowClient  # noqa: E402 (the check only, not the operator)
+
+uri = OperatorConfig().tracking_uri
+alias = tj["spec"]["model"].get("alias", "challenger")
+held = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(tj["spec"]["model"]["name"], alias)
+if str(held.version) != status["modelVersion"]:
+    sys.exit(f"demo: @{alias} is version {held.version} in MLflow, the TrainingJob registered {status['modelVersion']}")
+print(f"  MLflow: models:/{tj['spec']['model']['name']}@{alias} is version {held.version} ({uri})")
+PY
+}
+
 up() {
   local landed_rows batch
   need redis-server redis-cli curl
@@ -207,6 +281,9 @@ up() {
   echo "user_features snapshot $(materialized) materialized; online values of users who rated in the newest batch:"
   check_online
 
+  step "The TrainingJob trains the two-tower recommender on that snapshot (local torchrun, tracked in MLflow)"
+  follow_training "$(features_snapshot)" 900
+
   step "A later batch lands; the scheduled ingest commits it as a new snapshot"
   batch=$("$PY" components/movielens --out "$INCOMING" next)
   echo "$batch"
@@ -221,8 +298,12 @@ up() {
     until_ok 240 "the FeatureSet to materialize user_features snapshot $(snapshot user_features)" features_follow
     echo "user_features snapshot $(materialized) materialized; online values of users who rated in the new batch:"
     check_online
+
+    step "New features: the TrainingJob retrains on the new snapshot, its first run kept in the history"
+    follow_training "$(features_snapshot)" 900
+    kubectl get trainingjob movielens-two-tower -o jsonpath='{range .status.runs[*]}  {.name}: {.phase}, snapshot {.snapshotId}, version {.modelVersion} ({.reason}){"\n"}{end}'
   fi
-  kubectl wait datalake/movielens featureset/user-features --for=condition=Ready --timeout=120s >/dev/null
+  kubectl wait datalake/movielens featureset/user-features trainingjob/movielens-two-tower --for=condition=Ready --timeout=120s >/dev/null
 
   step "kubectl get loom"
   kubectl get loom

@@ -28,7 +28,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
 
-DEMO_TIMEOUT = 600
+DEMO_TIMEOUT = 1800  # two training runs on two cores among the rest
 DOWN_TIMEOUT = 180
 
 
@@ -145,6 +145,20 @@ def test_demo_tells_its_story_and_demo_down_stops_everything(dev_dir: Path) -> N
             assert int(values["ratingCount"]) == want["ratingCount"]
             assert float(values["meanRating"]) == pytest.approx(want["meanRating"])
             assert values["favoriteGenre"] == str(want["favoriteGenre"])
+
+        # The TrainingJob trained on the first snapshot, then again on the new one, each version gated.
+        tj = kubectl_json(dev_dir, "get", "trainingjob", "movielens-two-tower")
+        runs = tj["status"]["runs"]
+        assert [r["phase"] for r in runs] == ["Succeeded", "Succeeded"], runs
+        assert runs[0]["snapshotId"] == features["status"]["sourceSnapshotId"] != runs[1]["snapshotId"]
+        assert [r["modelVersion"] for r in runs] == ["2", "1"] and tj["status"]["modelVersion"] == "2"
+        assert tj["status"]["gate"]["passed"] and condition(tj, "Ready") == "True"
+        lineage = tj["status"]["lineage"]
+        assert lineage["modelUri"] == "models:/movielens-two-tower/2" and lineage["loggedModelId"].startswith("m-")
+        assert {s["table"] for s in lineage["snapshots"]} == {
+            "user-features (FeatureSet)", "movielens/ratings", "movielens/movies"}
+        assert re.search(r"epoch 8/8 \[#{20}\] 100%", demo.stdout), "the progress bar reached the last epoch"
+        assert demo.stdout.count("MLflow: models:/movielens-two-tower@challenger is version") == 2
     finally:
         down = run("demo-down.sh", env, DOWN_TIMEOUT)
     assert down.returncode == 0, failure("hack/demo-down.sh", down, dev_dir)
