@@ -37,7 +37,8 @@ def device() -> torch.device:
 
 def build(data: Prepared, hp: Hyperparameters) -> TwoTower:
     config = TowerConfig(data.users, data.items, data.item_features.shape[1], data.user_features.numeric_width,
-                         tuple(data.user_features.vocabulary_sizes), hp.embedding_dim, hp.hidden, hp.dropout)
+                         tuple(data.user_features.vocabulary_sizes), hp.embedding_dim, hp.hidden, hp.dropout,
+                         hp.temperature, bool(hp.item_bias))
     return TwoTower(config, torch.from_numpy(data.item_features))
 
 
@@ -69,13 +70,12 @@ def train(model: TwoTower, data: Prepared, hp: Hyperparameters, seed: int, k: in
     wrapped: torch.nn.Module = DistributedDataParallel(model, device_ids=[at.index] if at.type == "cuda" else None) \
         if distributed else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
+    # Candidates per batch: its own positives (drawn as popular as they are) and `uniform_negatives` items
+    # drawn uniformly; q is the chance a candidate is a given item under that mixture.
     counts = np.bincount(data.train_items, minlength=data.items).astype(np.float64)
-    log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))).float().to(at)
-    # Metrics average over users, the loss over positives: weigh each positive by its user's count^-power
-    # (mean weight 1), so users with thousands of ratings do not drown the rest.
-    per_user = np.bincount(data.train_users, minlength=data.users).astype(np.float64)
-    weights = per_user[data.train_users] ** -hp.user_weight_power
-    weights = torch.from_numpy(weights / weights.mean()).float()
+    batch, extra = hp.batch_size, hp.uniform_negatives
+    q = (batch * counts / max(counts.sum(), 1.0) + extra / max(data.items - 1, 1)) / (batch + extra)
+    log_q = torch.from_numpy(np.log(np.maximum(q, 1e-12))).float().to(at)
     sampler = DistributedSampler(range(len(data.train_items)), num_replicas=dist.get_world_size() if distributed
                                  else 1, rank=dist.get_rank() if distributed else 0, shuffle=True, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -92,21 +92,23 @@ def train(model: TwoTower, data: Prepared, hp: Hyperparameters, seed: int, k: in
         for start in range(0, len(order), hp.batch_size):
             rows = order[start:start + hp.batch_size]
             users, items = data.train_users[rows], data.train_items[rows]
-            bags = data.bags(users, data.history_ends(users), hp.history_length, hp.history_decay).to(at)
+            # A positive's history is what its user liked before it, as evaluation sees only the past.
+            bags = data.bags(users, rows, hp.history_length, hp.history_decay).to(at)
             ids = torch.from_numpy(users).to(at)
             if hp.user_id_dropout > 0:
                 dropped = torch.rand(len(rows), generator=generator) < hp.user_id_dropout
                 ids = torch.where(dropped.to(at), torch.zeros_like(ids), ids)
             target = torch.from_numpy(items).to(at)
+            candidates = torch.cat([target, torch.randint(1, data.items, (extra,), generator=generator).to(at)])
             with autocast:
-                u, v = wrapped(ids, target, torch.from_numpy(data.train_numeric[rows]).to(at),
+                u, v = wrapped(ids, candidates, torch.from_numpy(data.train_numeric[rows]).to(at),
                                torch.from_numpy(data.train_categorical[rows]).to(at), bags)
-                logits = (u @ v.T).float() / hp.temperature - hp.logq * log_q[target].unsqueeze(0)
-            # The same item twice in a batch is not a negative of itself.
-            same = (target.unsqueeze(0) == target.unsqueeze(1)) & ~torch.eye(len(rows), dtype=torch.bool, device=at)
+                logits = (u @ v.T).float() / hp.temperature - hp.logq * log_q[candidates].unsqueeze(0)
+            # A row's own item elsewhere among the candidates is not a negative of it.
+            same = candidates.unsqueeze(0) == target.unsqueeze(1)
+            same[:, :len(rows)] &= ~torch.eye(len(rows), dtype=torch.bool, device=at)
             logits = logits.masked_fill(same, float("-inf"))
-            loss = (F.cross_entropy(logits, torch.arange(len(rows), device=at), reduction="none")
-                    * weights[rows].to(at)).mean()
+            loss = F.cross_entropy(logits, torch.arange(len(rows), device=at))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -20,15 +20,19 @@ class Hyperparameters:
     batch_size: int = 1024
     learning_rate: float = 0.005
     weight_decay: float = 0.01
-    temperature: float = 0.05
-    logq: float = 1.0  # weight of the logQ correction: 0 is plain in-batch softmax
+    temperature: float = 0.1
+    logq: float = 1.5  # weight of the logQ correction: 0 is plain in-batch softmax, 1 the unbiased one
     user_id_dropout: float = 0.1  # share of rows trained as the unknown user, so cold users get a vector
     history_length: int = 50  # newest positives pooled into the user's history vector
     history_decay: float = 0.9  # weight of a positive per newer one after it
-    user_weight_power: float = 0.0  # a positive's loss weight is its user's positives^-power
+    item_bias: int = 0  # 1: a learned score offset per item
+    uniform_negatives: int = 0  # items drawn uniformly per batch as extra negatives (mixed negative sampling)
 
     def to_params(self) -> dict[str, str]:
         return {to_camel(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+MAY_BE_ZERO = frozenset({"logq", "userIdDropout", "weightDecay", "dropout", "itemBias", "uniformNegatives"})
 
 
 def parse(values: Mapping[str, str]) -> Hyperparameters:
@@ -44,7 +48,7 @@ def parse(values: Mapping[str, str]) -> Hyperparameters:
             value = kind(raw)
         except ValueError:
             raise ValueError(f"model.hyperparameters.{key}: {raw!r} is not a{'n integer' if kind is int else ' number'}")
-        if value < 0 or (value == 0 and key not in ("logq", "userIdDropout", "weightDecay", "dropout", "userWeightPower")):
+        if value < 0 or (value == 0 and key not in MAY_BE_ZERO):
             raise ValueError(f"model.hyperparameters.{key}: {raw!r} must be positive")
         parsed[fields[key].name] = value
     return Hyperparameters(**parsed)  # type: ignore[arg-type]
