@@ -3,9 +3,8 @@ MLflow 3):
 
     user_tower.onnx       inputs `user` (int64 [batch]: 1 + position in users.json, 0 = unknown),
                           `numeric` and `categorical` when the model has such user features (features.json
-                          says how to encode online values); output `embedding` (float32 [batch, dim]: unit
-                          length, plus a last column = temperature when the model has item biases)
-    item_embeddings.npy   float32 [items, dim]: unit rows (plus each item's bias), in the order of items.json
+                          says how to encode online values); output `embedding` (float32 [batch, dim], unit length)
+    item_embeddings.npy   float32 [items, dim], unit rows, in the order of items.json
     items.json, users.json  the raw ids (an item's row, a user's index - 1)
     popularity.npy        training positives per item (the fallback for a cold start)
     features.json         the user feature encoders

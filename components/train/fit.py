@@ -37,8 +37,7 @@ def device() -> torch.device:
 
 def build(data: Prepared, hp: Hyperparameters) -> TwoTower:
     config = TowerConfig(data.users, data.items, data.item_features.shape[1], data.user_features.numeric_width,
-                         tuple(data.user_features.vocabulary_sizes), hp.embedding_dim, hp.hidden, hp.dropout,
-                         hp.temperature, bool(hp.item_bias))
+                         tuple(data.user_features.vocabulary_sizes), hp.embedding_dim, hp.hidden, hp.dropout)
     return TwoTower(config, torch.from_numpy(data.item_features))
 
 
@@ -70,12 +69,9 @@ def train(model: TwoTower, data: Prepared, hp: Hyperparameters, seed: int, k: in
     wrapped: torch.nn.Module = DistributedDataParallel(model, device_ids=[at.index] if at.type == "cuda" else None) \
         if distributed else model
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp.learning_rate, weight_decay=hp.weight_decay)
-    # Candidates per batch: its own positives (drawn as popular as they are) and `uniform_negatives` items
-    # drawn uniformly; q is the chance a candidate is a given item under that mixture.
+    # The in-batch negatives are other rows' positives, so an item is one as often as it is liked.
     counts = np.bincount(data.train_items, minlength=data.items).astype(np.float64)
-    batch, extra = hp.batch_size, hp.uniform_negatives
-    q = (batch * counts / max(counts.sum(), 1.0) + extra / max(data.items - 1, 1)) / (batch + extra)
-    log_q = torch.from_numpy(np.log(np.maximum(q, 1e-12))).float().to(at)
+    log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / max(counts.sum(), 1.0))).float().to(at)
     sampler = DistributedSampler(range(len(data.train_items)), num_replicas=dist.get_world_size() if distributed
                                  else 1, rank=dist.get_rank() if distributed else 0, shuffle=True, seed=seed)
     generator = torch.Generator().manual_seed(seed)
@@ -99,14 +95,12 @@ def train(model: TwoTower, data: Prepared, hp: Hyperparameters, seed: int, k: in
                 dropped = torch.rand(len(rows), generator=generator) < hp.user_id_dropout
                 ids = torch.where(dropped.to(at), torch.zeros_like(ids), ids)
             target = torch.from_numpy(items).to(at)
-            candidates = torch.cat([target, torch.randint(1, data.items, (extra,), generator=generator).to(at)])
             with autocast:
-                u, v = wrapped(ids, candidates, torch.from_numpy(data.train_numeric[rows]).to(at),
+                u, v = wrapped(ids, target, torch.from_numpy(data.train_numeric[rows]).to(at),
                                torch.from_numpy(data.train_categorical[rows]).to(at), bags)
-                logits = (u @ v.T).float() / hp.temperature - hp.logq * log_q[candidates].unsqueeze(0)
-            # A row's own item elsewhere among the candidates is not a negative of it.
-            same = candidates.unsqueeze(0) == target.unsqueeze(1)
-            same[:, :len(rows)] &= ~torch.eye(len(rows), dtype=torch.bool, device=at)
+                logits = (u @ v.T).float() / hp.temperature - hp.logq * log_q[target].unsqueeze(0)
+            # The same item twice in a batch is not a negative of itself.
+            same = (target.unsqueeze(0) == target.unsqueeze(1)) & ~torch.eye(len(rows), dtype=torch.bool, device=at)
             logits = logits.masked_fill(same, float("-inf"))
             loss = F.cross_entropy(logits, torch.arange(len(rows), device=at))
             optimizer.zero_grad(set_to_none=True)

@@ -25,14 +25,12 @@ class Hyperparameters:
     user_id_dropout: float = 0.1  # share of rows trained as the unknown user, so cold users get a vector
     history_length: int = 50  # newest positives pooled into the user's history vector
     history_decay: float = 0.9  # weight of a positive per newer one after it
-    item_bias: int = 0  # 1: a learned score offset per item
-    uniform_negatives: int = 0  # items drawn uniformly per batch as extra negatives (mixed negative sampling)
 
     def to_params(self) -> dict[str, str]:
         return {to_camel(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
-MAY_BE_ZERO = frozenset({"logq", "userIdDropout", "weightDecay", "dropout", "itemBias", "uniformNegatives"})
+MAY_BE_ZERO = frozenset({"logq", "userIdDropout", "weightDecay", "dropout"})
 
 
 def parse(values: Mapping[str, str]) -> Hyperparameters:

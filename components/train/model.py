@@ -22,8 +22,6 @@ class TowerConfig:
     dim: int = 64
     hidden: int = 256
     dropout: float = 0.0
-    temperature: float = 0.05
-    item_bias: bool = False  # a learned score offset per item, carried as one more dimension
 
     def to_json(self) -> dict[str, object]:
         return {**asdict(self), "user_vocabulary_sizes": list(self.user_vocabulary_sizes)}
@@ -53,7 +51,6 @@ class UserTower(nn.Module):
         self.mlp = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(inputs, config.hidden), nn.GELU(),
                                  nn.Linear(config.hidden, d))
         nn.init.normal_(self.ids.weight, std=0.02)
-        self.item_bias, self.temperature = config.item_bias, config.temperature
 
     def forward(self, users: torch.Tensor, history: torch.Tensor, numeric: torch.Tensor,
                 categorical: torch.Tensor) -> torch.Tensor:
@@ -62,10 +59,7 @@ class UserTower(nn.Module):
         if self.numeric is not None:
             parts.append(self.numeric(numeric))
         x = torch.cat(parts, dim=1)
-        vector = F.normalize(history + self.mlp(x), dim=1)
-        if self.item_bias:  # (u, T)·(v, b) = u·v + T·b: the bias survives division by the temperature
-            vector = torch.cat([vector, torch.full_like(vector[:, :1], self.temperature)], dim=1)
-        return vector
+        return F.normalize(history + self.mlp(x), dim=1)
 
 
 class ItemTower(nn.Module):
@@ -78,14 +72,10 @@ class ItemTower(nn.Module):
         self.mlp = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(inputs, config.hidden), nn.GELU(),
                                  nn.Linear(config.hidden, d))
         nn.init.normal_(self.ids.weight, std=0.02)
-        self.bias = nn.Embedding(config.items, 1) if config.item_bias else None
-        if self.bias is not None:
-            nn.init.zeros_(self.bias.weight)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         x = torch.cat([self.ids(items), self.features[items]], dim=1)
-        vector = F.normalize(self.mlp(x), dim=1)
-        return torch.cat([vector, self.bias(items)], dim=1) if self.bias is not None else vector
+        return F.normalize(self.mlp(x), dim=1)
 
 
 class TwoTower(nn.Module):
