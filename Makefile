@@ -85,6 +85,9 @@ bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline si
 	$(PY) bench/datalake_reconcile.py
 	$(PY) bench/feature_online.py
 	$(PY) bench/operator_memory.py --per-kind 250
+	$(PY) bench/model_quality.py
+	$(PY) bench/training_throughput.py
+	$(PY) bench/trainingjob_scale.py
 
 # system-deps first: a machine without Redis fails at once, not after building the control plane.
 # The demo starts the control plane and installs the CRDs itself, as `make cluster` does.
