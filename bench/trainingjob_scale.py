@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -181,6 +183,10 @@ def main() -> int:
                 for w in (children, reports):
                     w.stopped = True
                 peak_rss, end_rss = sampler.peak, rss_kib(running.pid)
+                with urllib.request.urlopen(running.metrics_url, timeout=5) as response:
+                    metrics = response.read().decode()
+                reconciled = sum(float(m.group(1)) for m in re.finditer(
+                    r'^loom_reconcile_total\{kind="TrainingJob",[^}]*\} (\S+)$', metrics, re.M))
                 ours_total = end - start
                 owner_of = {c["metadata"]["name"]: c["metadata"]["labels"]["loom.dev/trainingjob"] for c in
                             custom.list_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", NAMESPACE,
@@ -214,7 +220,8 @@ def main() -> int:
     p50, p99 = (percentile(latencies, 50), percentile(latencies, 99)) if latencies else (float("nan"),) * 2
     ratio = ours_total / baseline_total
     print(f"\nTrainingJob scale: {args.count} TrainingJobs, concurrency {args.concurrency} "
-          f"(children seen {seen_children}, runs reported {seen_reports})")
+          f"(children seen {seen_children}, runs reported {seen_reports}, {reconciled / args.count:.2f} reconciles "
+          f"per TrainingJob)")
     print(f"| {'measure':<44} | {'Loom':>10} | {'plain client':>12} | {'ratio':>6} | floor |")
     print(f"|{'-' * 46}|{'-' * 12}|{'-' * 14}|{'-' * 8}|-------|")
     print(f"| {'total: first create -> all children/reports':<44} | {ours_total:>9.1f}s | {baseline_total:>11.1f}s "

@@ -16,6 +16,7 @@ from loom.config import OperatorConfig
 from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressStorage
 from loom.handlers.triggers import Scheduler, Wakeups
 from loom.services.runtime import connect
+from loom.services.watch_cache import WatchCache
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Reconciles wait on the API server and the driven systems far more than they compute.
         memo.reconcilers = ThreadPoolExecutor(config.reconcile_workers, thread_name_prefix="reconcile")
         memo.wakeups = Wakeups(KINDS)
+        memo.watched = WatchCache()  # filled by the watches of `links`, read by the services
         runtime = connect(config, memo.wakeups.run_changed)
-        memo.kube, memo.executor = runtime.kube, runtime.executor
+        memo.kube, memo.executor = memo.watched.reads(runtime.kube), runtime.executor
         memo.scheduler = Scheduler(memo.wakeups)
         memo.scheduler.start()
         memo.executor.start()

@@ -9,7 +9,8 @@ from typing import Any
 
 import kopf
 
-from loom.api.kinds import DATALAKE, FEATURESET, INFERENCESERVICE, TRAININGJOB
+from loom.api.kinds import DATALAKE, FEATURESET, INFERENCESERVICE, TRAININGJOB, Kind
+from loom.api.meta import GROUP, VERSION
 from loom.handlers.triggers import follow
 
 
@@ -75,8 +76,27 @@ def ownership(owner: Mapping[str, Any], _: Mapping[str, Any]) -> object:
     return [meta.get("uid"), meta.get("deletionTimestamp") is not None]
 
 
+def cache(registry: kopf.OperatorRegistry, kind: Kind) -> None:
+    """Keep the newest body of every object of `kind` in the operator's watch cache, so services read
+    the objects they depend on without an API call. Registered before the links' own handlers, so an
+    object is cached before its dependents are woken by its change."""
+
+    @kopf.on.event(GROUP, VERSION, kind.plural, id=f"cache-{kind.plural}", registry=registry)
+    def seen(*, event: kopf.RawEvent, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        body = None if event.get("type") == "DELETED" else event.get("object")
+        memo.watched.seen(kind.plural, namespace or "", name, body)
+
+
 def register(registry: kopf.OperatorRegistry, controllers: Collection[str]) -> None:
-    """The links of the kinds this operator reconciles (`controllers`)."""
+    """The links of the kinds this operator reconciles (`controllers`), and the watch cache of the
+    kinds they read."""
+    read = {DATALAKE.kind: FEATURESET.kind in controllers or DATALAKE.kind in controllers
+            or TRAININGJOB.kind in controllers,
+            FEATURESET.kind: TRAININGJOB.kind in controllers,
+            TRAININGJOB.kind: INFERENCESERVICE.kind in controllers}
+    for kind in (DATALAKE, FEATURESET, TRAININGJOB):
+        if read[kind.kind]:
+            cache(registry, kind)
     if FEATURESET.kind in controllers:
         follow(registry, FEATURESET, DATALAKE, _one("source", "dataLakeRef", "name"), lake_table)
     if DATALAKE.kind in controllers:
