@@ -131,6 +131,8 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=1000, help="TrainingJobs (default 1000)")
     parser.add_argument("--concurrency", type=int, default=8, help="creating threads, ours and baseline alike")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--env", action="append", default=[], metavar="LOOM_X=V",
+                        help="an operator setting (repeatable), e.g. LOOM_RECONCILE_WORKERS=32")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="loom-bench-training-") as tmp_dir:
@@ -146,7 +148,7 @@ def main() -> int:
             custom = kubernetes.client.CustomObjectsApi(api_client)
             core = kubernetes.client.CoreV1Api(api_client)
             env = {"LOOM_CONTROLLERS": '["TrainingJob"]', "LOOM_IMAGE_MAIN": IMAGE,
-                   "LOOM_MLFLOW_TRACKING_URI": tracking}
+                   "LOOM_MLFLOW_TRACKING_URI": tracking, **dict(e.split("=", 1) for e in args.env)}
             with operator(plane, tmp / "state", tmp / "operator.log",
                           ("--executor", "kubernetes", "--namespace", NAMESPACE), env=env) as running:
                 base_rss = rss_kib(running.pid)
