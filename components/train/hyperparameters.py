@@ -21,7 +21,10 @@ class Hyperparameters:
     learning_rate: float = 0.005
     weight_decay: float = 0.01
     temperature: float = 0.1
-    logq: float = 1.5  # weight of the logQ correction: 0 is plain in-batch softmax, 1 the unbiased one
+    # Weight of the logQ correction: 0 is plain in-batch softmax, 1 the unbiased one. A little over 1
+    # ranks best on the sample's temporal holdout (recall@10, mean of two seeds: 0.089 at 1.25, 0.086
+    # at 1.5, 0.083 at 2).
+    logq: float = 1.25
     user_id_dropout: float = 0.1  # share of rows trained as the unknown user, so cold users get a vector
     history_length: int = 50  # newest positives pooled into the user's history vector
     history_decay: float = 0.9  # weight of a positive per newer one after it

@@ -129,7 +129,9 @@ def _train_and_register(config: TrainConfig, hp: Hyperparameters, data: Prepared
             scored = champion_scores(Path(tmp) / "champion", data, data.holdout.users)
             metrics.update(zip((f"champion_{recall}", f"champion_{ndcg}"), evaluate(scored, data.holdout, k)))
             mlflow.set_tag(tracking.CHAMPION_TAG, champion)
-        mlflow.log_metrics(metrics, step=hp.epochs)
+        # The model's own final numbers are its last epoch's, already logged at this step.
+        mlflow.log_metrics({name: value for name, value in metrics.items() if name not in (recall, ndcg)},
+                           step=hp.epochs)
         files = write(model, data, hp, Path(tmp) / "model")
         registered = tracking.log_and_register(config, run_id, files, hp.to_params())
     log(f"trained {config.model.name}: {recall} {metrics[recall]:.4f} (popularity "
