@@ -187,3 +187,17 @@ def test_the_pytorchjob_backend_gets_a_master_and_workers(kc: Kubectl, op: Opera
     assert (replicas["Master"]["replicas"], replicas["Worker"]["replicas"]) == (1, 2)
     assert job["spec"]["runPolicy"]["backoffLimit"] == 2 and job["spec"]["runPolicy"]["activeDeadlineSeconds"] == 7200
     assert kc.run("get", "trainjobs", "-o", "name").stdout.strip() == ""
+
+
+def test_with_the_local_executor_a_deleted_trainingjob_takes_its_runs_along(kc: Kubectl, namespace: str,
+                                                                           tracking: str) -> None:
+    running = start_operator(namespace, controllers=["TrainingJob"], mlflow_tracking_uri=tracking)
+    with running.runner:
+        inputs_ready(kc, 100)
+        kc.apply(trainingjob())
+        run = run_name(TJ, 100)
+        runs = running.config.state_dir / "runs" / namespace
+        eventually(lambda: (runs / run).is_dir(), what="the local run")
+        kc.run("delete", "trainingjob", TJ, "--wait=true", "--timeout=60s")
+        assert not (runs / run).exists()
+    assert running.runner.exception is None, running.runner.output

@@ -1,14 +1,30 @@
-"""Kopf handlers for trainingjobs (the logic lives in loom.services.trainingjob)."""
+"""Kopf handlers for trainingjobs: the shared reconcile (brought back by its FeatureSet's snapshots and
+its children's status, see `links` and `runs`), and with the local executor the finalizer that stops
+and removes its runs, retried a bounded number of times (`deletion_attempts`) before it lets go. In a
+cluster the runs carry owner references, and Kubernetes' garbage collector removes them."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
+from loom import logs
 from loom.api.kinds import TRAININGJOB
-from loom.config import OperatorConfig
-from loom.handlers import reconcile
+from loom.api.meta import GROUP, VERSION
+from loom.config import ExecutorKind, OperatorConfig
+from loom.handlers import deletion, reconcile
 from loom.services import trainingjob
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     reconcile.register(registry, config, TRAININGJOB, trainingjob.reconcile)
+    if config.executor != ExecutorKind.LOCAL:
+        return
+
+    @kopf.on.delete(GROUP, VERSION, TRAININGJOB.plural, id="runs-cleanup", registry=registry,
+                    retries=config.deletion_attempts, backoff=config.dependency_retry_seconds)
+    def remove_runs(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        """Every run goes, a running one stopped; MLflow's record of them stays."""
+        logs.about(TRAININGJOB.kind, body.metadata.namespace, body.metadata.name or "")
+        deletion.attempt(TRAININGJOB, body, memo, logger, config, retry, trainingjob.delete)

@@ -13,7 +13,10 @@ from loom.domain.outcome import Outcome
 from loom.services.context import ReconcileContext
 from loom.services.trainingjob.act import act
 from loom.services.trainingjob.decide import Settings, decide
+from loom.services.trainingjob.deletion import delete
 from loom.services.trainingjob.observe import experiment, observe
+
+__all__ = ["delete", "reconcile"]
 
 LOCAL_IMAGE = "local"
 
