@@ -1,8 +1,9 @@
 """What the operator process loads before it has seen a single object: the CLI, the handlers, a
 registry for each executor and both executors' modules. The libraries of the driven systems (Iceberg,
 Arrow, Feast, MLflow, torch) arrive with the first object that needs them, so an operator with only
-TrainingJobs and InferenceServices never holds them; and Feast, once a FeatureSet needs it, comes
-without torch. A fresh interpreter each, so nothing imported by other tests counts."""
+TrainingJobs and InferenceServices never holds them; a DataLake on a local warehouse brings
+pyiceberg and its SQL catalog but no Arrow; and Feast, once a FeatureSet needs it, comes without
+torch. A fresh interpreter each, so nothing imported by other tests counts."""
 
 from __future__ import annotations
 
@@ -44,6 +45,29 @@ lean_process()
 import feast
 """ + REPORT
 
+# A DataLake's first reconcile: its two tables created in a local warehouse, then changed.
+DATALAKE_RECONCILE = """
+import json, sys, tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from loom.config import OperatorConfig
+from loom.services import datalake
+from loom.services.context import ReconcileContext
+from tests.support.executors import FakeExecutor
+from tests.support.kube import FakeKube
+from tests.support.specs import sqlite_lake
+
+kube = FakeKube()
+kube.put_secret("ml", "lake-credentials", {"s3.secret-access-key": "x"})
+ctx = ReconcileContext("ml", "movielens", "uid-1", 1, kube, OperatorConfig(), FakeExecutor(),
+                       datetime(2025, 3, 1, tzinfo=timezone.utc), {}, "loom.dev/v1alpha1", "DataLake")
+spec = sqlite_lake(Path(tempfile.mkdtemp()))
+assert datalake.reconcile(spec, ctx).ready.status is not False
+evolved = spec.model_copy(update={"tables": [t.model_copy(update={"properties": {"k": "v"}}) for t in spec.tables]})
+assert datalake.reconcile(evolved, ctx).ready.status is not False
+""" + REPORT
+
 
 def loads(script: str) -> tuple[set[str], float]:
     """The top-level packages a fresh interpreter holds after `script`, and its peak RSS in MiB."""
@@ -59,6 +83,14 @@ def test_startup_loads_no_library_of_the_driven_systems() -> None:
     assert heavy == [], f"imported at start-up: {heavy}; see `python -X importtime -c 'import loom.handlers'`"
     print(f"operator start-up peak RSS {hwm_mib:.1f} MiB (limit {RSS_LIMIT_MIB})")
     assert hwm_mib < RSS_LIMIT_MIB
+
+
+def test_a_datalake_on_a_local_warehouse_loads_no_arrow() -> None:
+    """pyiceberg picks pyarrow's FileIO when it can: pyarrow, numpy and pandas for metadata files."""
+    packages, hwm_mib = loads(DATALAKE_RECONCILE)
+    print(f"operator with a DataLake peak RSS {hwm_mib:.1f} MiB")
+    assert "pyiceberg" in packages
+    assert not packages & {"pyarrow", "numpy", "pandas"}
 
 
 def test_feast_comes_without_torch_in_the_operator() -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog as IcebergCatalog
 
 SQLITE_PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
+FSSPEC_FILE_IO = "pyiceberg.io.fsspec.FsspecFileIO"
 
 
 def catalog_properties(catalog: Catalog, secret: Mapping[str, str]) -> dict[str, str]:
@@ -31,6 +32,16 @@ def catalog_properties(catalog: Catalog, secret: Mapping[str, str]) -> dict[str,
     props.update(catalog.properties)
     props.update(secret)
     return props
+
+
+def for_metadata(properties: Mapping[str, str]) -> dict[str, str]:
+    """The properties for a process that reads and writes table metadata only (the operator; the
+    workloads write the data): a local warehouse goes through fsspec's FileIO, where pyiceberg would
+    pick pyarrow's, whose import brings pyarrow, numpy and pandas (about 120 MiB) into the process for
+    JSON and Avro files. A `py-io-impl` among the properties wins."""
+    if "py-io-impl" in properties or not properties.get("warehouse", "").startswith("file://"):
+        return dict(properties)
+    return {**properties, "py-io-impl": FSSPEC_FILE_IO}
 
 
 def _local_dirs(properties: Mapping[str, str]) -> list[Path]:

@@ -1,22 +1,25 @@
 """One reconcile's hold on the catalog: the Secret read once, the catalog opened once and closed at the
 end, each table loaded at most once (observe loads it, act changes that same object, so a change is
 committed against exactly the metadata it was planned from), and a redactor that keeps the Secret's
-values out of every message that leaves the operator."""
+values out of every message that leaves the operator. The catalog is opened `for_metadata`: the
+operator writes no data, so a local warehouse needs no pyarrow in its process."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from pyiceberg.catalog import Catalog as IcebergCatalog
-from pyiceberg.table import Table as IcebergTable
+from typing import TYPE_CHECKING
 
 from loom.api.datalake import DataLakeSpec
 from loom.domain.errors import SecretNotFoundError
 from loom.drivers import iceberg_tables as tables
-from loom.drivers.iceberg_catalog import catalog_properties, open_catalog
+from loom.drivers.iceberg_catalog import catalog_properties, for_metadata, open_catalog
 from loom.drivers.kube import Kube
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog as IcebergCatalog
+    from pyiceberg.table import Table as IcebergTable
 
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_UNREADABLE = "SecretUnreadable"
@@ -101,7 +104,7 @@ def open_session(spec: DataLakeSpec, kube: Kube, namespace: str) -> Iterator[Ses
     redact = Redactor(secret)
     keys = tuple(sorted(secret))
     try:
-        catalog = open_catalog(spec.catalog.name, catalog_properties(spec.catalog, secret))
+        catalog = open_catalog(spec.catalog.name, for_metadata(catalog_properties(spec.catalog, secret)))
     except Exception as error:  # unreachable database, bad URI, missing driver: all reported alike
         yield Session(spec.namespace, redact, keys, failure=Unreachable(CATALOG_UNAVAILABLE, redact(error)))
         return
