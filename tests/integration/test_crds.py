@@ -16,7 +16,7 @@ def test_explain_prints_field_descriptions(kubectl: Kubectl, crds: None) -> None
     assert "Desired Iceberg namespace and tables." in out
     assert "Retain keeps the tables when the DataLake is deleted" in out
     nested = kubectl.run("explain", "trainingjob.spec.model.alias").stdout
-    assert "models:/<name>@<alias>" in nested
+    assert "MLflow alias moved to the new version when it passes the evaluation gate" in nested
 
 
 def test_category_and_short_names(kc: Kubectl) -> None:

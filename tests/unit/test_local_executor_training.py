@@ -213,6 +213,8 @@ def test_suspend_ends_the_processes_and_resume_runs_again(
     run = finished(ex, w.name)
     assert run.phase == Phase.SUCCEEDED, run.message
     assert (tmp_path / f"{w.name}.out" / "started-attempt-2-1").exists()
+    # the executor's thread reports the end after runs() shows it
+    eventually(lambda: any(c.run.phase == Phase.SUCCEEDED for c in changes), what="the end to be reported")
     assert [c.run.phase for c in changes if c.run.phase != Phase.RUNNING] == [Phase.SUSPENDED, Phase.SUCCEEDED]
     assert sum(c.run.phase == Phase.RUNNING for c in changes) == 2
 
