@@ -81,3 +81,18 @@ class Decision(Generic[A]):
 
     outcome: Outcome
     actions: tuple[A, ...] = ()
+
+
+def failed_action(outcome: Outcome, condition: str | None, fields: tuple[str, ...], reason: str, message: str,
+                  retry_after: float | None) -> Outcome:
+    """What a decision's outcome becomes when carrying out one of its actions failed: the action's
+    condition reports the failure, the conditions after it are left as they were (this reconcile did
+    not get that far), and the status `fields` that were true only once the action was done are not
+    written."""
+    conditions = list(outcome.conditions)
+    index = next((i for i, c in enumerate(conditions) if c.type == condition), None)
+    if index is not None:
+        conditions[index:] = [Observed(conditions[index].type, False, reason, message)]
+    kept = {k: v for k, v in outcome.fields.items() if k not in fields}
+    return Outcome(tuple(conditions), kept, retry_after=retry_after, events=outcome.events,
+                   requeue_at=outcome.requeue_at)

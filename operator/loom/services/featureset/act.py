@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 
 from loom.domain.feature_views import PinRef
-from loom.domain.outcome import Decision, Outcome
-from loom.domain.outcome import Observed as Condition
+from loom.domain.outcome import Decision, Outcome, failed_action
 from loom.drivers import feast_pins, feast_store
 from loom.drivers.feast_store import DefinitionConflict, StoreSettings
 from loom.executors.base import Executor
@@ -49,12 +48,7 @@ def _carry_out(action: Action, executor: Executor) -> None:
 
 
 def _failed(outcome: Outcome, action: Action, reason: str, message: str, retry: float | None) -> Outcome:
-    fields = {k: v for k, v in outcome.fields.items() if k not in action.fields}
-    conditions = list(outcome.conditions)
-    index = next((i for i, c in enumerate(conditions) if c.type == action.condition), None)
-    if index is not None:
-        conditions[index:] = [Condition(conditions[index].type, False, reason, message)]
-    return Outcome(tuple(conditions), fields, retry_after=retry, events=outcome.events, requeue_at=outcome.requeue_at)
+    return failed_action(outcome, action.condition, action.fields, reason, message, retry)
 
 
 def remove_definition(settings: StoreSettings, view: str, owner: str) -> bool:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 
 from loom.domain.errors import TrainingKindMissingError
-from loom.domain.outcome import Decision, Outcome
-from loom.domain.outcome import Observed as Condition
+from loom.domain.outcome import Decision, Outcome, failed_action
 from loom.drivers import mlflow_tracking
 from loom.services.context import ReconcileContext
 from loom.services.trainingjob.actions import Action, DeleteRun, MoveAlias, SubmitRun
@@ -39,7 +38,4 @@ def act(decision: Decision[Action], ctx: ReconcileContext) -> Outcome:
 
 
 def _failed(outcome: Outcome, action: Action, reason: str, message: str, retry: float | None) -> Outcome:
-    fields = {k: v for k, v in outcome.fields.items() if k not in action.fields}
-    conditions = [Condition(c.type, False, reason, message) if c.type == action.condition else c
-                  for c in outcome.conditions]
-    return Outcome(tuple(conditions), fields, retry_after=retry, events=outcome.events, requeue_at=outcome.requeue_at)
+    return failed_action(outcome, action.condition, action.fields, reason, message, retry)
