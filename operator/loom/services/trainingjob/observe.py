@@ -26,6 +26,7 @@ from loom.services.featureset.definition import store_settings
 from loom.services.references import Reference, observe_reference
 
 T = TypeVar("T")
+FINISHED = ("Succeeded", "Failed")
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,10 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
     feature_body = features.body or {}
     runs = _read(lambda: _runs(ctx, status))
     following = _following(status, runs)
+    if following is None and (not status.runs or status.runs[0].phase not in FINISHED):
+        # A run starts (or is starting): open the store now, so the operator's one-time cost (the MLflow
+        # library's import, for a store no server answers) falls in the run's start-up, not its epochs.
+        _read(lambda: mlflow_tracking.store(spec.tracking.tracking_uri or ctx.config.tracking_uri))
     tracked = _read(lambda: _tracked(spec, ctx, following)) if following else {}
     # The gate needs the aliases only once the followed run registered a version.
     registered = isinstance(tracked, dict) and any(t.version is not None for t in tracked.values())
