@@ -115,6 +115,7 @@ def failure(what: str, proc: subprocess.CompletedProcess[str], dev_dir: Path) ->
     return f"{what} exited {proc.returncode}:\n{proc.stdout[-6000:]}\n--- operator log (end) ---\n{operator_log}"
 
 
+@pytest.mark.timeout(DEMO_TIMEOUT + 3 * DOWN_TIMEOUT + 60)  # beyond the suite's 900 s per test
 def test_demo_tells_its_story_and_demo_down_stops_everything(dev_dir: Path) -> None:
     env = demo_env(dev_dir)
     try:
