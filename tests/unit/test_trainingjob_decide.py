@@ -130,7 +130,7 @@ def test_a_running_run_shows_progress_from_mlflow_and_is_read_again_soon() -> No
     assert (status, reason) == (None, "Running")
     assert "epoch 3/8 (38%)" in next(c.message for c in decision.outcome.conditions if c.type == "Trained")
     assert decision.outcome.requeue_at == NOW + timedelta(seconds=10)
-    assert [type(a) for a in decision.actions] == [SubmitRun]  # kept as it is (suspend travels with it)
+    assert decision.actions == ()  # the executor has it as the spec wants it: no write
 
 
 def test_trainjob_trainer_status_wins_for_percent_and_time_left() -> None:
@@ -141,14 +141,32 @@ def test_trainjob_trainer_status_wins_for_percent_and_time_left() -> None:
     assert (progress.percent, progress.estimated_remaining_seconds) == (55, 42)
 
 
-def test_suspend_reaches_the_run_and_a_suspended_run_is_not_polled() -> None:
+@pytest.mark.parametrize(("suspend", "phase", "submitted"), [
+    (True, Phase.RUNNING, True),      # suspend it
+    (True, Phase.SUSPENDED, False),   # it is: nothing to write
+    (False, Phase.SUSPENDED, True),   # resume it
+    (False, Phase.RUNNING, False),
+])
+def test_suspend_reaches_the_run_both_ways_and_only_when_it_differs(suspend: bool, phase: Phase,
+                                                                   submitted: bool) -> None:
+    seen = WorkloadStatus(RUN, phase)
+    decision = decide(spec(suspend=suspend), observed(runs=[record("Running")], executor={RUN: seen}),
+                      SETTINGS, NOW)
+    submits = [a for a in decision.actions if isinstance(a, SubmitRun)]
+    assert [s.workload.training.suspend for s in submits if s.workload.training] == ([suspend] if submitted else [])
+
+
+def test_a_suspended_run_is_not_polled() -> None:
     suspended = WorkloadStatus(RUN, Phase.SUSPENDED)
     decision = decide(spec(suspend=True), observed(runs=[record("Running")], executor={RUN: suspended}),
                       SETTINGS, NOW)
-    [submit] = decision.actions
-    assert isinstance(submit, SubmitRun) and submit.workload.training and submit.workload.training.suspend
     assert conditions(decision)["Trained"] == (None, "Suspended")
     assert decision.outcome.fields["phase"] == "Suspended" and decision.outcome.requeue_at is None
+
+
+def test_a_run_the_executor_lost_is_submitted_again() -> None:
+    decision = decide(spec(), observed(runs=[record("Running")]), SETTINGS, NOW)
+    assert [a.workload.name for a in decision.actions if isinstance(a, SubmitRun)] == [RUN]
 
 
 def _finished(metrics: dict[str, float], aliases: dict[str, str | None], **spec_changes: Any) -> Any:
@@ -222,7 +240,7 @@ def test_a_new_snapshot_waits_for_the_active_run() -> None:
     running = WorkloadStatus(RUN, Phase.RUNNING)
     decision = decide(spec(), observed(snapshot=101, runs=[record("Running")], executor={RUN: running}),
                       SETTINGS, NOW)
-    assert [a.workload.name for a in decision.actions if isinstance(a, SubmitRun)] == [RUN]
+    assert not any(isinstance(a, SubmitRun) for a in decision.actions)
     assert len(decision.outcome.fields["runs"]) == 1
 
 

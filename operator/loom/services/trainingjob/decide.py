@@ -2,9 +2,9 @@
 
 - One run per FeatureSet snapshot (`run_name`): the first snapshot once the data is ready, and with
   `retrain.onNewFeatures` every newer one, never while another run is still going.
-- The newest unfinished run is submitted at every reconcile (a no-op when it exists) so `suspend`
-  reaches it both ways; its progress is read from MLflow while it runs (nothing announces an epoch,
-  so it looks again after `progress_seconds`).
+- The newest unfinished run is submitted when the executor lacks it or when `suspend` differs from
+  what it shows, so suspension reaches it both ways; its progress is read from MLflow while it runs
+  (nothing announces an epoch, so it looks again after `progress_seconds`).
 - A run that succeeded is judged by the gate once its version is in the registry: passed moves the
   alias, failed leaves it and says why. Finished runs beyond `retrain.historyLimit` are deleted; their
   records go with them."""
@@ -192,7 +192,10 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
                            snapshot_id=snapshot, inputs=inputs)
         records.insert(0, active)
 
-    if active is not None:
+    # Submitted when the executor does not have it (new, or its child was removed) or its suspension
+    # differs from the spec's; otherwise it is left alone, so a running run costs no write.
+    running = latest.get(active.name) if active is not None else None
+    if active is not None and (running is None or (running.phase == Phase.SUSPENDED) != spec.suspend):
         workload = _workload(spec, o, s, active, training)
         if workload is not None:
             actions.append(SubmitRun(workload))
