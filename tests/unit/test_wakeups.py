@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 from loom.api.kinds import DATALAKE, KINDS
 from loom.config import OperatorConfig
 from loom.domain.workloads import OwnerRef, Phase, RunChange, WorkloadStatus
-from loom.handlers.reconcile import backoff, own_change
+from loom.handlers.reconcile import FINALIZER, backoff, own_change
+from loom.handlers.reconcile import finalized as reconcile_finalized
 from loom.handlers.triggers import SCHEDULE, ObjectRef, Scheduler, Wakeups
 
 LAKE = ObjectRef(DATALAKE.plural, "ns", "movielens")
@@ -121,3 +122,11 @@ def test_the_scheduler_wakes_at_the_due_time_and_the_newest_request_wins() -> No
 def test_an_unexpected_error_backs_off_doubling_up_to_ten_minutes() -> None:
     config = OperatorConfig(dependency_retry_seconds=15)
     assert [backoff(config, n).total_seconds() for n in (0, 1, 2, 5, 30)] == [15, 30, 60, 480, 600]
+
+
+def test_a_guarded_kind_is_woken_when_its_finalizer_arrives_and_waits_for_it() -> None:
+    bare = {"metadata": {"generation": 1}}
+    finalized = {"metadata": {"generation": 1, "finalizers": ["other.io/x", FINALIZER]}}
+    assert own_change(finalized, guarded=True) != own_change(bare, guarded=True)
+    assert own_change(finalized) == own_change(bare)  # an unguarded kind does not care
+    assert not reconcile_finalized(bare) and reconcile_finalized(finalized)

@@ -14,6 +14,7 @@ from loom.api.kinds import KINDS
 from loom.api.meta import GROUP
 from loom.config import OperatorConfig
 from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressStorage
+from loom.handlers.reconcile import FINALIZER
 from loom.handlers.triggers import Scheduler, Wakeups
 from loom.services.runtime import connect
 from loom.services.watch_cache import WatchCache
@@ -33,7 +34,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         a large diff-base is kept as a digest, and an unreadable annotation is reset (bookkeeping)."""
         settings.persistence.progress_storage = ResettingProgressStorage(prefix=GROUP)
         settings.persistence.diffbase_storage = CompactDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
-        settings.persistence.finalizer = f"{GROUP}/finalizer"
+        settings.persistence.finalizer = FINALIZER
         settings.posting.reporting_component = config.field_manager
         settings.execution.max_workers = 8
         # A deleted object's finalizer is released once its loop exited; the loop exits as soon as its

@@ -28,6 +28,8 @@ from loom.services.context import ReconcileContext
 from loom.services.status import Transition, next_status
 
 Service = Callable[[Any, ReconcileContext], Outcome]
+# Kopf's finalizer on every object with a deletion handler (set in `lifecycle`).
+FINALIZER = f"{GROUP}/finalizer"
 
 log = logging.getLogger(__name__)
 
@@ -144,22 +146,28 @@ def reconcile_once(kind: Kind, service: Service, body: kopf.Body, memo: kopf.Mem
         RECONCILE_SECONDS.labels(kind.kind).observe(time.monotonic() - started)
 
 
+def finalized(body: Mapping[str, Any]) -> bool:
+    return FINALIZER in ((body.get("metadata") or {}).get("finalizers") or [])
+
+
 def reconcile_alone(kind: Kind, service: Service, body: kopf.Body, memo: kopf.Memo,
-                    written: Written | None) -> Reconciled:
-    """`reconcile_once` under the object's lock; an object being deleted is its finalizer's alone."""
+                    written: Written | None, guarded: bool = False) -> Reconciled:
+    """`reconcile_once` under the object's lock; an object being deleted is its finalizer's alone. A
+    `guarded` kind creates what only its finalizer removes, so it waits until Kopf has added it."""
     ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
     with memo.wakeups.exclusive(ref):
-        if body.metadata.get("deletionTimestamp"):
+        if body.metadata.get("deletionTimestamp") or (guarded and not finalized(body)):
             return Reconciled(None, written)
         return reconcile_once(kind, service, body, memo, written)
 
 
-def own_change(body: Mapping[str, Any]) -> str:
+def own_change(body: Mapping[str, Any], guarded: bool = False) -> str:
     """What of an object's own watch event asks for a reconcile: its generation (the spec) and its
-    annotations outside Kopf's bookkeeping (so `kubectl annotate` asks for one, as in Kopf's diff)."""
+    annotations outside Kopf's bookkeeping (so `kubectl annotate` asks for one, as in Kopf's diff),
+    and for a guarded kind its finalizer's arrival."""
     meta = body.get("metadata") or {}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(f"{GROUP}/")}
-    return marker([meta.get("generation"), annotations])
+    return marker([meta.get("generation"), annotations, guarded and finalized(body)])
 
 
 async def _woken(wake: asyncio.Event, stopping: asyncio.Future[Any], timeout: float | None) -> None:
@@ -177,7 +185,8 @@ def backoff(config: OperatorConfig, failures: int) -> timedelta:
     return timedelta(seconds=min(config.dependency_retry_seconds * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS))
 
 
-def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind, service: Service) -> None:
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind, service: Service,
+             guarded: bool = False) -> None:
     """One reconcile loop per object (a Kopf daemon), level-based: it reconciles when it starts (the
     object was created, or the operator started) and whenever it is woken (`triggers`), one
     reconcile at a time. Nothing about the loop is written to the object; with
@@ -188,13 +197,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind
     @kopf.on.event(GROUP, VERSION, kind.plural, id="wake", registry=registry)
     def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         memo.wakeups(ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or ""), OWN,
-                     own_change(body))
+                     own_change(body, guarded))
 
     @kopf.daemon(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
     async def reconcile(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
         ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
         wake = memo.wakeups.register(ref)
-        memo.wakeups(ref, OWN, own_change(body))
+        memo.wakeups(ref, OWN, own_change(body, guarded))
         stopping = asyncio.ensure_future(stopped.wait())  # one waiter for the loop's whole life
         written: Written | None = None
         failures = 0
@@ -205,7 +214,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind
                     # Kopf's context (for kopf.event) travels with the call, as asyncio.to_thread does.
                     done = await asyncio.get_running_loop().run_in_executor(
                         memo.reconcilers, contextvars.copy_context().run,
-                        reconcile_alone, kind, service, body, memo, written)
+                        reconcile_alone, kind, service, body, memo, written, guarded)
                     written, due, failures = done.written, done.due, 0
                 except Exception:
                     log.exception("reconcile failed", extra=logs.extra(kind.kind, ref.namespace, ref.name))

@@ -18,8 +18,10 @@ from loom.services import trainingjob
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    reconcile.register(registry, config, TRAININGJOB, trainingjob.reconcile)
-    if config.executor != ExecutorKind.LOCAL:
+    local = config.executor == ExecutorKind.LOCAL
+    # Local runs are processes only the finalizer stops: none starts before the finalizer is in place.
+    reconcile.register(registry, config, TRAININGJOB, trainingjob.reconcile, guarded=local)
+    if not local:
         return
 
     @kopf.on.delete(GROUP, VERSION, TRAININGJOB.plural, id="runs-cleanup", registry=registry,
