@@ -36,10 +36,8 @@ from loom.drivers.iceberg_catalog import catalog_properties
 from loom.services.references import reference_condition
 from loom.services.trainingjob.actions import DATA_READY, GATE_PASSED, TRAINED, Action, DeleteRun, MoveAlias, SubmitRun
 from loom.services.trainingjob.gate import judge
-from loom.services.trainingjob.observe import LakeTable, Tracked, TrainingJobObserved, Unavailable
+from loom.services.trainingjob.observe import FINISHED, LakeTable, Tracked, TrainingJobObserved, Unavailable
 from loom.services.trainingjob.progress import display_name, progress, summary
-
-FINISHED = (TrainingPhase.SUCCEEDED.value, TrainingPhase.FAILED.value)
 
 
 @dataclass(frozen=True)

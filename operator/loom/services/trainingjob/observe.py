@@ -15,7 +15,7 @@ from loom.api.datalake import DataLakeSpec, DataLakeStatus
 from loom.api.featureset import FeatureSetSpec, FeatureSetStatus
 from loom.api.gpuprofile import GpuProfile
 from loom.api.kinds import DATALAKE, FEATURESET
-from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus
+from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase
 from loom.domain.feature_views import feast_name
 from loom.domain.workloads import Phase, WorkloadStatus
 from loom.drivers import mlflow_tracking
@@ -26,7 +26,8 @@ from loom.services.featureset.definition import store_settings
 from loom.services.references import Reference, observe_reference
 
 T = TypeVar("T")
-FINISHED = ("Succeeded", "Failed")
+# Phases of a run that is done with; the decision reads them too.
+FINISHED = (TrainingPhase.SUCCEEDED.value, TrainingPhase.FAILED.value)
 
 
 @dataclass(frozen=True)
