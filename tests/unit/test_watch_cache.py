@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from loom.api.kinds import DATALAKE, FEATURESET
-from loom.services.watch_cache import WatchCache
+from loom.drivers.informer import Informer
+from loom.services.watch_cache import CachedReads
 from tests.support.kube import FakeKube
 
 
@@ -23,9 +24,9 @@ def body(name: str, snapshot: int) -> dict[str, Any]:
 
 
 def test_a_watched_object_is_read_from_the_cache_and_follows_its_events() -> None:
-    api, cache = CountingKube(), WatchCache()
+    api, cache = CountingKube(), Informer()
     api.put(FEATURESET, body("users", 1))
-    kube = cache.reads(api)
+    kube = CachedReads(api, cache)
     assert kube.get_loom(FEATURESET, "ml", "users") == body("users", 1) and api.reads == 1  # cold: the API
     cache.seen("featuresets", "ml", "users", body("users", 2))
     assert kube.get_loom(FEATURESET, "ml", "users") == body("users", 2) and api.reads == 1  # the watch's
@@ -35,10 +36,10 @@ def test_a_watched_object_is_read_from_the_cache_and_follows_its_events() -> Non
 
 
 def test_writes_and_secrets_go_to_the_api_server() -> None:
-    api, cache = CountingKube(), WatchCache()
+    api, cache = CountingKube(), Informer()
     api.put(FEATURESET, body("users", 1))
     api.put_secret("ml", "creds", {"token": "t"})
-    kube = cache.reads(api)
+    kube = CachedReads(api, cache)
     kube.patch_status(FEATURESET, "ml", "users", {"phase": "x"})
     assert api.statuses == [("featuresets", "ml", "users", {"phase": "x"})]
     assert kube.get_secret("ml", "creds") == {"token": "t"}

@@ -6,13 +6,16 @@ from collections.abc import Callable
 
 from loom.config import ExecutorKind, OperatorConfig
 from loom.domain.workloads import PythonEnv, RunChange
+from loom.drivers.informer import Informer
 from loom.drivers.kube import Kube
 from loom.executors.base import Executor
 
 
-def build_executor(config: OperatorConfig, kube: Kube, on_change: Callable[[RunChange], None]) -> Executor:
-    """Kubernetes Jobs in a cluster (their runs are watched elsewhere, so `on_change` is not used);
-    supervised local processes in the embedded default, reporting run changes to `on_change`."""
+def build_executor(config: OperatorConfig, kube: Kube, on_change: Callable[[RunChange], None],
+                   informer: Informer | None = None) -> Executor:
+    """Kubernetes Jobs in a cluster (their runs are watched elsewhere, so `on_change` is not used, and
+    the training runs those watches deliver are read from `informer`); supervised local processes in
+    the embedded default, reporting run changes to `on_change`."""
     if config.executor == ExecutorKind.LOCAL:
         from loom.executors.local import LocalExecutor
 
@@ -25,4 +28,4 @@ def build_executor(config: OperatorConfig, kube: Kube, on_change: Callable[[RunC
 
     images = {env: image for env, image in ((PythonEnv.MAIN, config.image_main), (PythonEnv.SERVE, config.image_serve))
               if image}
-    return KubernetesExecutor(images, field_manager=config.field_manager)
+    return KubernetesExecutor(images, field_manager=config.field_manager, informer=informer)

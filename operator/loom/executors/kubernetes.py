@@ -8,7 +8,8 @@ A workload's files are a ConfigMap of its name, applied before the Job or CronJo
 A training workload (`Workload.training`) is a Kubeflow TrainJob or PyTorchJob instead of a Job
 (`executors/kubernetes_training.py`). It is applied at every submit, not only to create it: its
 `suspend` is the one field that changes (both ways); the rest is the same content, so the apply is a
-no-op. `runs`, `names` and `delete` look at Jobs and both training kinds alike.
+no-op. `runs`, `names` and `delete` look at Jobs and both training kinds alike; a training run the
+operator's watches delivered (`informer`) is read from them, without listing anything.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 from loom.builders import job as job_builder
 from loom.builders.labels import MANAGER
 from loom.domain.workloads import WORKLOAD_LABEL, Phase, PythonEnv, Workload, WorkloadStatus
+from loom.drivers.informer import Informer
 from loom.executors.kubernetes_training import TrainingChildren, kind_of
 
 APPLY = "application/apply-patch+yaml"
@@ -44,6 +46,7 @@ class KubernetesExecutor:
         api_client: kubernetes.client.ApiClient | None = None,
         field_manager: str = MANAGER,
         components_dir: str = job_builder.COMPONENTS_DIR,
+        informer: Informer | None = None,
     ) -> None:
         self.images = dict(images)
         self.field_manager = field_manager
@@ -51,7 +54,7 @@ class KubernetesExecutor:
         self._batch = kubernetes.client.BatchV1Api(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
         self._api = self._batch.api_client
-        self._training = TrainingChildren(self._api)
+        self._training = TrainingChildren(self._api, informer)
 
     def start(self) -> None:
         """Nothing to start: the Job and CronJob controllers run in the cluster."""
@@ -75,9 +78,11 @@ class KubernetesExecutor:
             self._apply("jobs", job_builder.job(workload, image, self.components_dir))
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
-        jobs = self._batch.list_namespaced_job(namespace, label_selector=f"{WORKLOAD_LABEL}={name}").items
-        found = [(j.metadata.creation_timestamp, self._status(j)) for j in jobs]
-        found += self._training.runs(namespace, name)
+        found = self._training.seen(namespace, name)
+        if not found:  # a Job's run, or a training run not delivered yet: ask the API server
+            jobs = self._batch.list_namespaced_job(namespace, label_selector=f"{WORKLOAD_LABEL}={name}").items
+            found = [(j.metadata.creation_timestamp, self._status(j)) for j in jobs]
+            found += self._training.runs(namespace, name)
         found.sort(key=lambda r: (r[0] or _EPOCH, r[1].name), reverse=True)
         return [status for _, status in found]
 

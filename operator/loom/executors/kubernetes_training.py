@@ -9,6 +9,11 @@ A kind the operator may not read (403: its RBAC lacks the kind) is treated like 
 reading and deleting, since nothing of it can have been created: the Jobs of every other workload are
 still found. Its apply fails with the API server's own Forbidden.
 
+The operator's watches of both kinds feed an `Informer` (given one): a run it has seen is read from
+there, as its creation time and mapped status, and only a run it has not seen is listed from the API
+server (one LIST per kind per reconcile would cost the API server a scan of every child in the
+namespace).
+
 Kubeflow's controllers own the status; it is mapped as follows. TrainJob: Complete or Failed decide,
 then Suspended, else Running while any of its `jobsStatus` has an active pod, else Pending; replicas
 add up `jobsStatus[]`, and the alpha `trainerStatus` becomes `WorkloadStatus.trainer`. PyTorchJob:
@@ -32,6 +37,7 @@ from loom.builders import training as training_builder
 from loom.domain.errors import TrainingKindMissingError
 from loom.domain.training import Replicas, TrainerProgress
 from loom.domain.workloads import WORKLOAD_LABEL, Phase, Workload, WorkloadStatus
+from loom.drivers.informer import Informer
 
 Manifest = dict[str, Any]
 
@@ -160,14 +166,25 @@ def pytorchjob_status(obj: Mapping[str, Any]) -> WorkloadStatus:
 
 
 STATUS = {TRAINJOB.kind: trainjob_status, PYTORCHJOB.kind: pytorchjob_status}
+Run = tuple[datetime | None, WorkloadStatus]  # with its creation time, to sort runs of either kind
+
+
+def _run(kind: TrainingKind) -> Callable[[Mapping[str, Any]], Run]:
+    def read(obj: Mapping[str, Any]) -> Run:
+        return _time(obj["metadata"].get("creationTimestamp")), STATUS[kind.kind](obj)
+    return read
 
 
 class TrainingChildren:
     """The training children of workloads, through the custom objects API of one client."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient) -> None:
+    def __init__(self, api_client: kubernetes.client.ApiClient, informer: Informer | None = None) -> None:
         self._api = api_client
         self._custom = kubernetes.client.CustomObjectsApi(api_client)
+        self._informer = informer
+        if informer is not None:
+            for kind in KINDS.values():
+                informer.transform(kind.plural, _run(kind))
 
     def check_installed(self, kind: TrainingKind) -> None:
         """Raise the kind's TrainingKindMissingError unless discovery lists it."""
@@ -197,10 +214,15 @@ class TrainingChildren:
             for obj in found.get("items", []):
                 yield kind, obj
 
-    def runs(self, namespace: str, name: str) -> list[tuple[datetime | None, WorkloadStatus]]:
-        """The workload's training runs with their creation times (to sort them with Jobs)."""
-        return [(_time(obj["metadata"].get("creationTimestamp")), STATUS[kind.kind](obj))
-                for kind, obj in self.listed(namespace, f"{WORKLOAD_LABEL}={name}")]
+    def seen(self, namespace: str, name: str) -> list[Run]:
+        """The workload's training runs the watches delivered; empty when they delivered none."""
+        if self._informer is None:
+            return []
+        return [run for kind in KINDS.values() for run in self._informer.labelled(kind.plural, namespace, name)]
+
+    def runs(self, namespace: str, name: str) -> list[Run]:
+        """The workload's training runs with their creation times (to sort them with Jobs), listed."""
+        return [_run(kind)(obj) for kind, obj in self.listed(namespace, f"{WORKLOAD_LABEL}={name}")]
 
     def names(self, namespace: str, selector: str) -> set[str]:
         return {obj["metadata"].get("labels", {}).get(WORKLOAD_LABEL) or "" for _, obj in self.listed(namespace, selector)} - {""}
@@ -209,6 +231,8 @@ class TrainingChildren:
         """Delete the workload's child of either kind, its pods in the background; nothing there
         (or no such kind in the cluster) is no error."""
         for kind in KINDS.values():
+            if self._informer is not None:  # a DELETED event missed in a watch gap must not keep it
+                self._informer.seen(kind.plural, namespace, name, None)
             try:
                 self._custom.delete_namespaced_custom_object(
                     kind.group, kind.version, namespace, kind.plural, name, propagation_policy="Background"

@@ -14,10 +14,10 @@ from loom.api.kinds import KINDS
 from loom.api.meta import GROUP
 from loom.config import OperatorConfig
 from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressStorage
+from loom.handlers.loops import Loops
 from loom.handlers.reconcile import FINALIZER
 from loom.handlers.triggers import Scheduler, Wakeups
 from loom.services.runtime import connect
-from loom.services.watch_cache import WatchCache
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +37,18 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.persistence.finalizer = FINALIZER
         settings.posting.reporting_component = config.field_manager
         settings.execution.max_workers = 8
-        # A deleted object's finalizer is released once its loop exited; the loop exits as soon as its
-        # last reconcile is done, so look again in a second, not in Kopf's default minute.
-        settings.background.cancellation_polling = 1
+        # Events are posted by a few workers, not one per object: a burst of new objects would open a
+        # TLS connection (and its buffers) per object in flight.
+        settings.posting.worker_limit = 4
         memo.config = config
         # Reconciles wait on the API server and the driven systems far more than they compute.
         memo.reconcilers = ThreadPoolExecutor(config.reconcile_workers, thread_name_prefix="reconcile")
         memo.wakeups = Wakeups(KINDS)
-        memo.watched = WatchCache()  # filled by the watches of `links`, read by the services
+        memo.loops = Loops()  # the objects' reconcile loops, started by their watch events
         runtime = connect(config, memo.wakeups.run_changed)
-        memo.kube, memo.executor = memo.watched.reads(runtime.kube), runtime.executor
+        # Filled by the watches of `links` and `runs`, read by the services and the executor.
+        memo.watched = runtime.informer
+        memo.kube, memo.executor = runtime.kube, runtime.executor
         memo.scheduler = Scheduler(memo.wakeups)
         memo.scheduler.start()
         memo.executor.start()
@@ -57,6 +59,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.cleanup(registry=registry)
     def stop(memo: kopf.Memo, **_: Any) -> None:
         """Stop the threads started above, so a stopped operator starts nothing more."""
+        if hasattr(memo, "loops"):
+            memo.loops.stop()
         if hasattr(memo, "executor"):
             memo.executor.stop()
         if hasattr(memo, "scheduler"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -185,44 +186,51 @@ def backoff(config: OperatorConfig, failures: int) -> timedelta:
     return timedelta(seconds=min(config.dependency_retry_seconds * 2 ** min(failures, 10), MAX_BACKOFF_SECONDS))
 
 
+async def _loop(kind: Kind, service: Service, memo: kopf.Memo, guarded: bool, resync: float | None,
+                current: Callable[[], kopf.Body], stop: asyncio.Event) -> None:
+    """An object's reconcile loop: reconcile, then wait to be woken (or for its due time, which the
+    scheduler turns into a wake-up, or for the resync), until `stop`."""
+    body = current()
+    ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
+    wake = memo.wakeups.register(ref, {OWN: own_change(body, guarded)})
+    stopping = asyncio.ensure_future(stop.wait())  # one waiter for the loop's whole life
+    written: Written | None = None
+    failures = 0
+    try:
+        while not stop.is_set():
+            wake.clear()
+            try:
+                # Kopf's context (for kopf.event) travels with the call, as asyncio.to_thread does.
+                done = await asyncio.get_running_loop().run_in_executor(
+                    memo.reconcilers, contextvars.copy_context().run,
+                    reconcile_alone, kind, service, current(), memo, written, guarded)
+                written, due, failures = done.written, done.due, 0
+            except Exception:
+                log.exception("reconcile failed", extra=logs.extra(kind.kind, ref.namespace, ref.name))
+                due = datetime.now(timezone.utc) + backoff(memo.config, failures)
+                failures += 1
+            memo.scheduler.at(ref, due)
+            await _woken(wake, stopping, resync)
+    finally:
+        stopping.cancel()
+        memo.wakeups.unregister(ref, wake)
+        memo.scheduler.at(ref, None)
+
+
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind, service: Service,
              guarded: bool = False) -> None:
-    """One reconcile loop per object (a Kopf daemon), level-based: it reconciles when it starts (the
-    object was created, or the operator started) and whenever it is woken (`triggers`), one
+    """One reconcile loop per object (`handlers.loops`), level-based: it reconciles when it starts
+    (the object was created, or the operator started) and whenever it is woken (`triggers`), one
     reconcile at a time. Nothing about the loop is written to the object; with
     `config.resync_seconds` it also reconciles objects left unchanged that long, so drift in the
     driven systems is repaired (a resync that finds nothing new writes nothing)."""
+    loop = functools.partial(_loop, kind, service)
     resync = config.resync_seconds or None
 
     @kopf.on.event(GROUP, VERSION, kind.plural, id="wake", registry=registry)
-    def changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        memo.wakeups(ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or ""), OWN,
-                     own_change(body, guarded))
-
-    @kopf.daemon(GROUP, VERSION, kind.plural, id="reconcile", registry=registry)
-    async def reconcile(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
-        ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
-        wake = memo.wakeups.register(ref)
-        memo.wakeups(ref, OWN, own_change(body, guarded))
-        stopping = asyncio.ensure_future(stopped.wait())  # one waiter for the loop's whole life
-        written: Written | None = None
-        failures = 0
-        try:
-            while not stopped:
-                wake.clear()
-                try:
-                    # Kopf's context (for kopf.event) travels with the call, as asyncio.to_thread does.
-                    done = await asyncio.get_running_loop().run_in_executor(
-                        memo.reconcilers, contextvars.copy_context().run,
-                        reconcile_alone, kind, service, body, memo, written, guarded)
-                    written, due, failures = done.written, done.due, 0
-                except Exception:
-                    log.exception("reconcile failed", extra=logs.extra(kind.kind, ref.namespace, ref.name))
-                    due = datetime.now(timezone.utc) + backoff(memo.config, failures)
-                    failures += 1
-                memo.scheduler.at(ref, due)
-                await _woken(wake, stopping, resync)
-        finally:
-            stopping.cancel()
-            memo.wakeups.unregister(ref, wake)
-            memo.scheduler.at(ref, None)
+    async def changed(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        raw = event["object"]
+        meta = raw.get("metadata") or {}
+        ref = ObjectRef(kind.plural, meta.get("namespace") or "", meta.get("name") or "")
+        memo.loops.seen(ref, raw, event.get("type") == "DELETED", functools.partial(loop, memo, guarded, resync))
+        memo.wakeups(ref, OWN, own_change(raw, guarded))

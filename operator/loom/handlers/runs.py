@@ -2,8 +2,9 @@
 so a watch on Loom's Jobs reports a run that started or finished to its owner, as the local executor
 reports its own (`Wakeups.run_changed`). The owner is read from the owner label, because a scheduled
 run's ownerReference is its CronJob. Training runs are Kubeflow's TrainJobs or PyTorchJobs: a change of
-their status (conditions, pods, the trainer's progress) wakes their TrainingJob the same way; a kind
-the cluster does not serve is simply not watched until its CRD appears."""
+their status (conditions, pods, the trainer's progress) wakes their TrainingJob the same way, after
+the informer has it (the executor reads training runs from there); a kind the cluster does not serve
+is simply not watched until its CRD appears."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def register(registry: kopf.OperatorRegistry, kinds: Iterable[Kind]) -> None:
     for group, version, plural in TRAINING_KINDS:
         @kopf.on.event(group, version, plural, labels={WORKLOAD_LABEL: kopf.PRESENT}, registry=registry,
                        id=f"{plural}-changed")
-        def training_changed(*, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+        def training_changed(*, event: kopf.RawEvent, body: kopf.Body, resource: kopf.Resource,
+                             namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+            deleted = event.get("type") == "DELETED"
+            memo.watched.seen(resource.plural, namespace or "", name, None if deleted else body)
             status = body.get("status") or {}
             if not status:  # just applied by the operator itself: nothing to tell its owner yet
                 return

@@ -70,11 +70,12 @@ class Wakeups:
         self._lock = threading.Lock()
         self._loops: dict[ObjectRef, _Loop] = {}
 
-    def register(self, ref: ObjectRef) -> asyncio.Event:
-        """Called by an object's loop, in the event loop, when it starts."""
+    def register(self, ref: ObjectRef, seen: dict[str, str] | None = None) -> asyncio.Event:
+        """Called by an object's loop, in the event loop, when it starts, with what its first reconcile
+        will have seen (so that, told again, it does not wake the loop for a second one)."""
         event = asyncio.Event()
         with self._lock:
-            self._loops[ref] = _Loop(asyncio.get_running_loop(), event, {}, threading.Lock())
+            self._loops[ref] = _Loop(asyncio.get_running_loop(), event, dict(seen or {}), threading.Lock())
         return event
 
     def exclusive(self, ref: ObjectRef) -> AbstractContextManager[object]:
