@@ -6,6 +6,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The model server's environment (MLServer cannot share one with Feast); reinstalled when its lock changes.
+VENV_SERVE ?= .venv-serve
+SERVE_STAMP = $(VENV_SERVE)/.installed-$(shell sha256sum requirements/serve.txt | cut -c1-12)
 # The stamp changes whenever the dependency declarations do, so `make` reinstalls exactly then.
 STAMP = $(VENV)/.installed-$(shell echo $(EXTRAS) | cat setup.cfg pyproject.toml - | sha256sum | cut -c1-12)
 DEV_DIR ?= $(or $(LOOM_DEV_DIR),$(HOME)/.local/state/loom/dev)
@@ -30,6 +33,15 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]' --config-settings editable_mode=compat
 	rm -f $(VENV)/.installed-*
+	touch $@
+
+venv-serve: $(SERVE_STAMP) ## Create .venv-serve with MLServer and the recommender runtime's dependencies (requirements/serve.txt).
+
+$(SERVE_STAMP): requirements/serve.txt
+	test -x $(VENV_SERVE)/bin/python || $(PYTHON) -m venv $(VENV_SERVE)
+	$(VENV_SERVE)/bin/python -m pip install -q --upgrade pip
+	$(VENV_SERVE)/bin/python -m pip install -q -r requirements/serve.txt
+	rm -f $(VENV_SERVE)/.installed-*
 	touch $@
 
 manifests: venv ## Generate crds/*.yaml from the API models in operator/loom/api.
@@ -64,7 +76,7 @@ run: venv ## Run the operator against the current kubeconfig with the local exec
 system-deps: ## Debian packages the tests and the demo run (PostgreSQL, Redis, Prometheus, a JRE, curl), if missing.
 	hack/install-system-deps.sh
 
-test: venv controlplane helm system-deps ## Unit, integration and e2e tests (integration and e2e start their own control planes).
+test: venv venv-serve controlplane helm system-deps ## Unit, integration and e2e tests (integration and e2e start their own control planes).
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: venv ## Unit tests only (no control plane).
@@ -111,4 +123,4 @@ deploy: venv ## Install the operator with Helm into the current cluster.
 undeploy: venv ## Uninstall the operator release (CRDs stay, as Helm leaves them).
 	"$$($(HELM_BIN))" uninstall loom --namespace loom-system
 
-.PHONY: help bench lint helm lint-chart system-deps venv manifests controlplane cluster cluster-down run test test-unit fuzz demo demo-down install uninstall deploy undeploy
+.PHONY: help bench lint helm lint-chart system-deps venv venv-serve manifests controlplane cluster cluster-down run test test-unit fuzz demo demo-down install uninstall deploy undeploy

@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_STATE_DIR = Path.home() / ".local" / "state" / "loom" / "operator"
 DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[2] / "components"
 DEFAULT_GPU_PROFILES_DIR = Path(__file__).resolve().parents[2] / "gpu-profiles"
+# The serve environment of this checkout (`make venv-serve`): MLServer cannot share the main one (Feast).
+DEFAULT_PYTHON_SERVE = str(Path(__file__).resolve().parents[2] / ".venv-serve" / "bin" / "python")
 
 
 class ExecutorKind(str, Enum):
@@ -61,7 +63,8 @@ class OperatorConfig(BaseSettings):
     state_dir: Path = DEFAULT_STATE_DIR
     components_dir: Path = DEFAULT_COMPONENTS_DIR
     python_main: str = sys.executable
-    python_serve: str | None = None
+    python_serve: str | None = Field(DEFAULT_PYTHON_SERVE, description="interpreter of serving workloads (MLServer); "
+                                     "default: .venv-serve of this checkout")
 
     # Feast defaults for FeatureSets that name no registry or online store connection.
     feast_registry: str | None = Field(None, description="SQLAlchemy URL; default: SQLite under state_dir")
