@@ -109,10 +109,11 @@ INFERENCESERVICE = Kind(
     status=InferenceServiceStatus,
     description="An MLflow model served by MLServer with metric-gated canary rollout and rollback.",
     columns=(
-        PrinterColumn("URL", ".status.url"),
-        PrinterColumn("Stable", ".status.stable.modelVersion"),
-        PrinterColumn("Canary", ".status.canary.modelVersion"),
-        PrinterColumn("Weight", ".status.canaryWeight", type="integer"),
+        PrinterColumn("Phase", ".status.phase", description="Rollout phase (Flagger's)"),
+        PrinterColumn("Stable", ".status.stable.modelVersion", description="Model version taking stable traffic"),
+        PrinterColumn("Canary", ".status.canary.modelVersion", description="Model version under analysis"),
+        PrinterColumn("Weight", ".status.canaryWeight", type="integer", description="Percent on the canary"),
+        PrinterColumn("URL", ".status.url", priority=1),
     ),
 )
 
