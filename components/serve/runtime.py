@@ -52,6 +52,8 @@ def _session(path: Path) -> onnxruntime.InferenceSession:
 
 
 class Recommender(MLModel):
+    reader: OnlineReader | None = None  # also when a failed load is unloaded
+
     async def load(self) -> bool:
         threadpool_limits(limits=1)  # in this (worker) process, for every later matrix product
         parameters = self.settings.parameters
@@ -64,7 +66,6 @@ class Recommender(MLModel):
         extra = parameters.extra or {}
         self.default_k = int(extra.get("k", DEFAULT_K))
         self.tower = _session(self.files.user_tower)
-        self.reader: OnlineReader | None = None
         self.join_key = "user"
         features = self.files.features.names
         if "onlineFeatures" in extra:

@@ -50,13 +50,13 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path, trained: Trained, online: Online) -> Iterator[Server]:
-    """An MLServer serving the version (one process, no parallel workers)."""
+    """An MLServer serving the version, as deployed: the model in one inference worker process."""
     models = tmp_path / "models"
     (models / NAME).mkdir(parents=True)
     (models / NAME / "model-settings.json").write_text(json.dumps(model_settings(NAME, trained, online, "3")))
     http, grpc, metrics = free_port(), free_port(), free_port()
     (models / "settings.json").write_text(json.dumps({
-        "http_port": http, "grpc_port": grpc, "metrics_port": metrics, "parallel_workers": 0,
+        "http_port": http, "grpc_port": grpc, "metrics_port": metrics, "parallel_workers": 1,
         "host": "127.0.0.1", "debug": False}))
     log = (tmp_path / "mlserver.log").open("wb")
     proc = subprocess.Popen([str(SERVE_PYTHON.parent / "mlserver"), "start", str(models)], env=serve_env(),

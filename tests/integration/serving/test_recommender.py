@@ -24,6 +24,7 @@ PREDICT = """
 import asyncio, json, sys, time
 from mlserver.settings import ModelSettings
 from mlserver.types import InferenceRequest
+from threadpoolctl import threadpool_info
 from serve.runtime import Recommender
 spec = json.load(sys.stdin)
 
@@ -43,7 +44,8 @@ async def main():
             seconds.append(time.perf_counter() - start)
         seconds.sort()
         timings[k] = {"p50": seconds[100] * 1000, "p99": seconds[197] * 1000}
-    return {"answer": answer.model_dump(), "timings": timings}
+    blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    return {"answer": answer.model_dump(), "timings": timings, "blas": blas}
 
 print(json.dumps(asyncio.run(main())))
 """
@@ -69,6 +71,7 @@ def test_runtime_recommends_what_the_torch_model_does(trained: Trained, online: 
     users = [*known, *unseen, 99_999_999]
     got = run_serve_python(PREDICT, {"settings": model_settings("movielens", trained, online, version="7"),
                                      "request": request(users, K), "user": known[0]})
+    assert got["blas"] == [1]  # numpy's BLAS, limited by load() to one thread
     answer = got["answer"]
     assert answer["model_version"] == "7" and answer["parameters"]["modelVersion"] == "7"
     out = outputs(answer)
