@@ -95,6 +95,8 @@ def test_mlserver_serves_the_runtime(server: Server, online: Online) -> None:
     status, body = call(f"{base}/v2/models/{NAME}/infer", {"inputs": [
         {"name": "users", "shape": [1], "datatype": "INT64", "data": [user]}]})
     assert status == 400 and "`user`" in body["error"]
+    status, body = call(f"{base}/v2/models/{NAME}/infer", request([user], 5000))
+    assert status == 400 and "`k` must be between 1 and 1000" in body["error"]
 
     def counted() -> bool:  # MLServer counts a request after answering it (its labels vary: model or model_name)
         with urllib.request.urlopen(server.metrics, timeout=10) as response:
