@@ -508,3 +508,12 @@ def test_a_restart_after_the_deciding_check_still_rolls_back() -> None:
     d = decide_rollout(spec(threshold=2), NS, state(failed=2, iterations=2, last=T0 + 2 * MIN), seen(),
                        T0 + 2 * MIN + timedelta(seconds=3))
     assert d.state.phase == "Failed" and kinds(d) == ["SetWeights", "RollBack"]
+
+
+def test_the_first_analysis_is_a_full_interval_after_the_first_traffic() -> None:
+    started = decide(SPEC, RESTING, seen(ready=(V1,)), T0)
+    ready_at = T0 + timedelta(seconds=50)
+    d = decide(SPEC, started.state, seen(), ready_at)
+    assert d.state.canary_weight == 10 and d.state.last_transition_time == ready_at
+    assert d.next_due == ready_at + MIN
+    assert decide(SPEC, d.state, seen(), T0 + MIN).actions == ()

@@ -399,7 +399,9 @@ class InferenceServiceStatus(StatusBase):
     failed_checks: int = Field(default=0, ge=0, description="Failed analyses of the current canary.")
     iterations: int = Field(default=0, ge=0, description="Analyses run on the current canary.")
     last_transition_time: datetime | None = Field(
-        default=None, description="When the phase last changed; analyses fall due every interval from it."
+        default=None,
+        description="When the phase last changed (or the canary took its first traffic); analyses fall due every "
+                    "interval from it.",
     )
     last_analysis: Analysis | None = Field(default=None, description="Most recent canary analysis.")
     lineage: Lineage | None = Field(default=None, description="What trained the stable revision (its TrainingJob's).")

@@ -3,7 +3,7 @@ this interval's analysis, now) -> the next state, actions, conditions, Events an
 
 Flagger's rules: a new revision starts a canary at weight 0 (with `mirror`, shadow traffic from the
 start); once it is ready the weight goes to the first step; every `interval` (boundaries counted
-from the phase's start, `lastTransitionTime`) an analysis runs. A passing analysis advances the
+from `lastTransitionTime`: the phase's start, or the canary's first traffic) an analysis runs. A passing analysis advances the
 weight (stepWeight up to maxWeight, or stepWeights); after the last step passes the canary is
 promoted (Promoting, then Finalising with all traffic on it, then Succeeded). A failing analysis
 holds the weight and counts a failed check; `threshold` failed checks roll it back (Failed).
@@ -317,7 +317,9 @@ def _progress(step: _Step, wanted: Revision | None) -> None:
             _to_promoting(step, "skipAnalysis: promoted without analysis")
         return
     mirror = canary_spec.mirror
-    if s.canary_weight == 0 and not mirror and ready:  # nothing to analyse before traffic reaches it
+    if s.canary_weight == 0 and not mirror and ready:
+        # Nothing to analyse before traffic reaches it; the first analysis is a full interval later.
+        step.state = replace(s, last_transition_time=step.now)
         _advance(step, "canary is ready")
         return
     due = step.due_at()
