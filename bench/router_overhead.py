@@ -1,0 +1,280 @@
+"""Benchmark: the cost of Loom's local router, V2 inference requests through it against straight to the
+model server, side by side in one run.
+
+    .venv/bin/python bench/router_overhead.py [--concurrency 8] [--seconds 1.5] [--rounds 10]
+
+The model server is a real MLServer when `.venv-serve/bin/mlserver` exists (a one-tensor echo model,
+a custom runtime written into a temp dir; no BLAS, so the model's own time is small and the router's
+share of the latency as large as it gets); otherwise a minimal asyncio HTTP server answering a fixed V2
+response, in its own process. The run says which.
+
+A closed loop of --concurrency keep-alive connections (uvloop when present, as in the router) sends
+the same V2 request again and again for --seconds, alternately straight to the server and through
+`python components/router` (one revision of weight 100, no mirror), --rounds times each, warm-up
+discarded. p50 and p99 are over all timed requests of each side; requests/s is the median of the rounds.
+
+Floor (exit code 1 when it fails): p99 through the router <= 1.1x direct; goal <= 1.05x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUTER = ROOT / "components" / "router"
+MLSERVER = ROOT / ".venv-serve" / "bin" / "mlserver"
+FLOOR, GOAL = 1.10, 1.05
+MODEL = "echo"
+BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}).encode()
+REQUEST = (f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
+           f"content-length: {len(BODY)}\r\n\r\n").encode() + BODY
+RESPONSE = json.dumps({"model_name": MODEL, "id": "1", "parameters": {},
+                       "outputs": [{"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}).encode()
+
+ECHO_RUNTIME = '''
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+
+
+class EchoModel(MLModel):
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        data = NumpyCodec.decode_input(payload.inputs[0])
+        return InferenceResponse(model_name=self.name, outputs=[NumpyCodec.encode_output("y", data)])
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+# The stand-in model server (run as `router_overhead.py --stand-in PORT` in a process of its own).
+
+class StandIn(asyncio.Protocol):
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(RESPONSE), RESPONSE)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+            length = 0
+            for line in bytes(self.buffer[:end]).lower().split(b"\r\n")[1:]:
+                if line.startswith(b"content-length:"):
+                    length = int(line[15:])
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[:end + 4 + length]
+            self.transport.write(self.answer)  # type: ignore[attr-defined]
+
+
+def stand_in(port: int) -> None:
+    loop = new_loop()
+    server = loop.run_until_complete(loop.create_server(StandIn, "127.0.0.1", port, backlog=1024))
+    loop.add_signal_handler(signal.SIGTERM, loop.stop)
+    loop.run_forever()
+    server.close()
+
+
+# The load: a closed loop over keep-alive connections, one request at a time on each.
+
+class Client(asyncio.Protocol):
+    def __init__(self, latencies: list[float]) -> None:
+        self.latencies = latencies
+        self.buffer = bytearray()
+        self.need = -1
+        self.sent = 0.0
+        self.stop_at = 0.0
+        self.done: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def run(self, stop_at: float) -> asyncio.Future[None]:
+        self.stop_at = stop_at
+        self.done = asyncio.get_running_loop().create_future()
+        self._send()
+        return self.done
+
+    def _send(self) -> None:
+        self.sent = time.perf_counter()
+        self.transport.write(REQUEST)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.need < 0:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end + 2]).lower()
+            if not head.startswith(b"http/1.1 200"):
+                assert self.done is not None
+                self.done.set_exception(RuntimeError(f"unexpected answer {head[:80]!r}"))
+                return
+            start = head.index(b"content-length:") + 15
+            self.need = end + 4 + int(head[start:head.index(b"\r\n", start)])
+        if len(self.buffer) < self.need:
+            return
+        now = time.perf_counter()
+        self.latencies.append(now - self.sent)
+        del self.buffer[:self.need]
+        self.need = -1
+        assert self.done is not None
+        if now < self.stop_at:
+            self._send()
+        else:
+            self.done.set_result(None)
+
+
+async def load(port: int, concurrency: int, seconds: float) -> tuple[list[float], float]:
+    loop = asyncio.get_running_loop()
+    latencies: list[float] = []
+    clients = [(await loop.create_connection(lambda: Client(latencies), "127.0.0.1", port))[1]
+               for _ in range(concurrency)]
+    started = time.perf_counter()
+    await asyncio.gather(*(client.run(started + seconds) for client in clients))
+    elapsed = time.perf_counter() - started
+    for client in clients:
+        client.transport.close()  # type: ignore[attr-defined]
+    return latencies, len(latencies) / elapsed
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} not ready after {timeout} s")
+
+
+def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+    port = free_port()
+    if MLSERVER.exists():
+        model = workdir / "models" / MODEL
+        model.mkdir(parents=True)
+        (model / "echo_runtime.py").write_text(ECHO_RUNTIME)
+        (model / "model-settings.json").write_text(json.dumps({"name": MODEL, "implementation": "echo_runtime.EchoModel"}))
+        (workdir / "models" / "settings.json").write_text(json.dumps({
+            "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+            "debug": False}))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        process = subprocess.Popen([str(MLSERVER), "start", str(workdir / "models")], cwd=model, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=open(workdir / "mlserver.log", "wb"))
+        what = f"MLServer ({MLSERVER}), echo model, parallel_workers 0"
+    else:
+        process = subprocess.Popen([sys.executable, __file__, "--stand-in", str(port)])
+        what = "minimal asyncio HTTP server (stand-in: .venv-serve/bin/mlserver not found), fixed V2 response"
+    wait_ready(port, process, what)
+    return process, port, what
+
+
+def start_router(workdir: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int]:
+    table = workdir / "routes.json"
+    table.write_text(json.dumps({"revisions": [{"name": "v1", "upstream": f"127.0.0.1:{upstream}", "weight": 100}]}))
+    process = subprocess.Popen([sys.executable, str(ROUTER), "--table", str(table), "--port", "0",
+                                "--metrics-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert process.stdout is not None
+    addresses = json.loads(process.stdout.readline())
+    port = int(addresses["router"].rsplit(":", 1)[1])
+    wait_ready(port, process, "router")
+    return process, port
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=1.5, help="per round and side")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--stand-in", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.stand_in:
+        stand_in(args.stand_in)
+        return 0
+
+    workdir = Path(tempfile.mkdtemp(prefix="loom-bench-router-"))
+    server, server_port, what = start_server(workdir)
+    router, router_port = start_router(workdir, server_port)
+    loop = new_loop()
+    try:
+        print(f"model server: {what}")
+        print(f"{args.concurrency} connections, closed loop, {args.rounds} rounds x {args.seconds:g} s per side,"
+              f" alternating; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start\n")
+        sides = {"direct": server_port, "router": router_port}
+        for port in sides.values():  # warm-up: connections, caches, the server's first requests
+            loop.run_until_complete(load(port, args.concurrency, 1.0))
+        latencies: dict[str, list[float]] = {side: [] for side in sides}
+        rates: dict[str, list[float]] = {side: [] for side in sides}
+        for round_ in range(args.rounds):
+            order = list(sides.items()) if round_ % 2 == 0 else list(sides.items())[::-1]
+            for side, port in order:
+                samples, rate = loop.run_until_complete(load(port, args.concurrency, args.seconds))
+                latencies[side] += samples
+                rates[side].append(rate)
+        rows = {side: (percentile(latencies[side], 0.5), percentile(latencies[side], 0.99),
+                       statistics.median(rates[side]), len(latencies[side])) for side in sides}
+    finally:
+        loop.close()
+        for process in (router, server):
+            process.send_signal(signal.SIGTERM)
+        for process in (router, server):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"| {'path':<22} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s':>8} | {'requests':>8} |")
+    print(f"|{'-' * 24}|{'-' * 9}|{'-' * 9}|{'-' * 10}|{'-' * 10}|")
+    for side, label in (("direct", "straight to the server"), ("router", "through the router")):
+        p50, p99, rate, count = rows[side]
+        print(f"| {label:<22} | {p50:>7.3f} | {p99:>7.3f} | {rate:>8.0f} | {count:>8} |")
+    (d50, d99, drate, _), (r50, r99, rrate, _) = rows["direct"], rows["router"]
+    print(f"| {'router / direct':<22} | {r50 / d50:>6.2f}x | {r99 / d99:>6.2f}x | {rrate / drate:>7.2f}x | {'':>8} |")
+    ratio = r99 / d99
+    verdict = "goal met" if ratio <= GOAL else "floor holds" if ratio <= FLOOR else "FLOOR FAILED"
+    print(f"\np99 ratio {ratio:.3f}: {verdict} (floor <= {FLOOR}x, goal <= {GOAL}x)")
+    return 0 if ratio <= FLOOR else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
