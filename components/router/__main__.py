@@ -1,7 +1,7 @@
 """Loom's local weighted router: one HTTP/1.1 front for the model server processes of an InferenceService.
 
     python components/router --table routes.json [--host 127.0.0.1] [--port 8080] [--metrics-port 9090]
-        [--upstream-timeout 30] [--mirror-limit 32] [--idle-seconds 4] [--reload-seconds 1]
+        [--upstream-timeout 30] [--mirror-limit 32] [--idle-seconds 4] [--reload-seconds 1] [--loop auto]
 
 With the local executor each revision of a model is an MLServer process; the router splits the V2
 inference requests between them by weight, copies a percent of them to the canary (its answers are
@@ -16,7 +16,8 @@ started. A table the router cannot use at start exits 65 (EX_DATAERR); later, a 
 and the one in force stays.
 
 Once listening, one JSON line on stdout gives the addresses (useful with port 0). SIGTERM or SIGINT:
-stop accepting, let requests under way finish (at most --drain-seconds), then a one-line verdict.
+stop accepting, close idle client connections, let requests under way finish (at most --drain-seconds;
+their answers say `connection: close`), then a one-line verdict.
 Stdlib only (uvloop when the environment has it): it runs in the serving environment as in the main one.
 """
 
@@ -72,12 +73,15 @@ class MetricsConnection(asyncio.Protocol):
             self.transport.close()
 
 
-def event_loop() -> tuple[asyncio.AbstractEventLoop, str]:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop(), "asyncio"
-    return uvloop.new_event_loop(), "uvloop"
+def event_loop(choice: str) -> tuple[asyncio.AbstractEventLoop, str]:
+    if choice == "auto":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            return uvloop.new_event_loop(), "uvloop"
+    return asyncio.new_event_loop(), "asyncio"
 
 
 def table_path(value: str) -> Path:
@@ -110,6 +114,7 @@ async def serve(args: argparse.Namespace, loop_name: str) -> str:
 
     timer.cancel()
     front.close()
+    router.close()
     deadline = loop.time() + args.drain_seconds
     while router.in_flight and loop.time() < deadline:
         await asyncio.sleep(0.05)
@@ -139,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reload-seconds", type=float, default=1.0)
     parser.add_argument("--drain-seconds", type=float, default=10.0)
     parser.add_argument("--max-body-mib", type=int, default=64)
+    parser.add_argument("--loop", choices=("auto", "asyncio"), default="auto",
+                        help="auto: uvloop when installed, else asyncio's own")
     args = parser.parse_args(argv)
     try:
         load_table(table_path(args.table))
     except TableError as error:
         print(f"router not started: {error}", flush=True)
         return os.EX_DATAERR
-    loop, loop_name = event_loop()
+    loop, loop_name = event_loop(args.loop)
     try:
         verdict = loop.run_until_complete(serve(args, loop_name))
     finally:

@@ -173,8 +173,9 @@ class ChunkedScanner:
 
 
 def simple_response(status: int, body: bytes = b"", close: bool = False,
-                    content_type: bytes = b"application/json") -> bytes:
-    """A complete response the router writes itself (errors, its own health and metrics)."""
-    head = (b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n"
-            % (status, REASONS.get(status, b"Status"), content_type, len(body)))
+                    content_type: bytes = b"application/json", headers: bytes = b"") -> bytes:
+    """A complete response the router writes itself (errors, its own health and metrics); `headers`
+    are more header lines, each ending in CRLF."""
+    head = (b"HTTP/1.1 %d %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n%s"
+            % (status, REASONS.get(status, b"Status"), content_type, len(body), headers))
     return head + (b"connection: close\r\n\r\n" if close else b"\r\n") + body

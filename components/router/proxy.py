@@ -27,6 +27,7 @@ from upstreams import Exchange, UpstreamPool
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 CLOSE_HEADER = b"connection: close\r\n"
 READY_PATH = b"/v2/health/ready"
+PROBE_SECONDS = 2.0
 LIVE_PATH = b"/v2/health/live"
 
 
@@ -79,6 +80,7 @@ class Router:
         self.clients: set[ClientConnection] = set()
         self.in_flight = 0
         self.served = 0
+        self.closing = False
         self.mirrors_in_flight = 0
         self.mirror_sink = MirrorSink(self)
 
@@ -122,7 +124,7 @@ class Router:
         target = head.target
         path = target.split(b"?", 1)[0] if b"?" in target else target
         routes = self.routes
-        extra = CLOSE_HEADER if head.close else b""
+        extra = CLOSE_HEADER if client.close_after else b""
         if head.method == b"POST" and path.startswith(b"/v2/models/") and path.endswith(b"/infer"):
             route = routes.pick()
             if route is None:
@@ -153,7 +155,7 @@ class Router:
 
     async def _ready(self, client: ClientConnection) -> None:
         weighted = [r for r in self.routes.all if r.weight]
-        answers = await asyncio.gather(*(probe(r.pool.host, r.pool.port, self.timeout) for r in weighted))
+        answers = await asyncio.gather(*(probe(r.pool.host, r.pool.port, PROBE_SECONDS) for r in weighted))
         not_ready = [r.name for r, ready in zip(weighted, answers) if not ready]
         if weighted and not not_ready:
             client.respond(200, b'{"ready": true}')
@@ -164,6 +166,20 @@ class Router:
     def request_done(self) -> None:
         self.in_flight -= 1
         self.served += 1
+
+    def close(self) -> None:
+        """Shutting down: idle clients are let go now, busy ones after the answer they are waiting for,
+        which tells them so when its head is not out yet."""
+        self.closing = True
+        for client in list(self.clients):
+            exchange = client.exchange
+            if client.transport is None:
+                continue
+            if not client.busy:
+                client.transport.close()
+            elif exchange is not None and not exchange.head_sent and not client.close_after:
+                exchange.extra_headers += CLOSE_HEADER
+                client.close_after = True
 
 
 async def probe(host: str, port: int, timeout: float) -> bool:
@@ -294,7 +310,7 @@ class ClientConnection(asyncio.Protocol):
         del buffer[:end]
         self.head = None
         self.busy = True
-        self.close_after = head.close
+        self.close_after = head.close or self.router.closing
         self.router.dispatch(self, head, message)
         return True
 
@@ -321,12 +337,17 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.abort()
             self.router.request_done()
             return
-        self.respond(status, b'{"error": "upstream %s"}' % (b"timed out" if status == 504 else b"failed"))
+        # Its revision header (and connection: close when due) says which revision failed.
+        self.respond(status, b'{"error": "upstream %s"}' % (b"timed out" if status == 504 else b"failed"),
+                     exchange.extra_headers)
 
-    def respond(self, status: int, body: bytes) -> None:
-        """The router's own answer to the current request."""
+    def respond(self, status: int, body: bytes, headers: bytes | None = None) -> None:
+        """The router's own answer to the current request; `headers` replace the connection header."""
         if self.transport is not None:
-            self.transport.write(simple_response(status, body, close=self.close_after))
+            if headers is None:
+                self.transport.write(simple_response(status, body, close=self.close_after))
+            else:
+                self.transport.write(simple_response(status, body, headers=headers))
         self._done()
 
     def _done(self) -> None:
@@ -336,7 +357,7 @@ class ClientConnection(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if self.close_after:
+        if self.close_after or self.router.closing:
             transport.close()
             self.transport = None
             return

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ROOT, eventually
 
 ROUTER = ROOT / "components" / "router"
+SERVE_PYTHON = ROOT / ".venv-serve" / "bin" / "python"
 
 
 class Upstream:
@@ -131,7 +132,19 @@ class Router:
     process: subprocess.Popen[str]
     port: int
     metrics_port: int
+    loop: str
     table: Path
+    verdict: str = ""
+
+    def stop(self) -> str:
+        """SIGTERM; the router must exit 0 with its one-line verdict."""
+        if not self.verdict:
+            self.process.send_signal(signal.SIGTERM)
+            out, _ = self.process.communicate(timeout=30)
+            assert self.process.returncode == 0, out
+            self.verdict = out.strip().splitlines()[-1]
+            assert self.verdict.startswith("router stopped: ")
+        return self.verdict
 
     def write_table(self, table: dict[str, Any]) -> None:
         """As the operator does: a new file renamed over the old one."""
@@ -176,23 +189,20 @@ def router(tmp_path: Path) -> Iterator[Callable[..., Router]]:
     """Start the router on a table; at the end it must stop cleanly on SIGTERM with its verdict."""
     started: list[Router] = []
 
-    def start(table: dict[str, Any], *args: str) -> Router:
+    def start(table: dict[str, Any], *args: str, python: str = sys.executable) -> Router:
         path = tmp_path / f"routes-{len(started)}.json"
         path.write_text(json.dumps(table))
-        process = subprocess.Popen([sys.executable, str(ROUTER), "--table", str(path), "--port", "0",
+        process = subprocess.Popen([python, str(ROUTER), "--table", str(path), "--port", "0",
                                     "--metrics-port", "0", *args], stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         addresses = json.loads(process.stdout.readline())
         started.append(Router(process, int(addresses["router"].rsplit(":", 1)[1]),
-                              int(addresses["metrics"].rsplit(":", 1)[1]), path))
+                              int(addresses["metrics"].rsplit(":", 1)[1]), addresses["loop"], path))
         return started[-1]
 
     yield start
     for running in started:
-        running.process.send_signal(signal.SIGTERM)
-        out, _ = running.process.communicate(timeout=30)
-        assert running.process.returncode == 0
-        assert out.strip().splitlines()[-1].startswith("router stopped: ")
+        running.stop()
 
 
 def table(*revisions: tuple[str, Upstream, int], mirror: tuple[str, int] | None = None) -> dict[str, Any]:
@@ -226,10 +236,12 @@ def traffic(router: Router, clients: int, requests: int) -> list[tuple[int, str,
         return [answer for answers in pool.map(client, range(clients)) for answer in answers]
 
 
+@pytest.mark.parametrize("loop", ["auto", "asyncio"])
 def test_2000_requests_split_by_weight_and_each_revisions_failures_are_its_own(
-        router: Callable[..., Router], upstreams: Callable[..., Upstream]) -> None:
+        router: Callable[..., Router], upstreams: Callable[..., Upstream], loop: str) -> None:
     stable, canary = upstreams("stable"), upstreams("canary", failing=True)
-    running = router(table(("v1", stable, 80), ("v2", canary, 20)))
+    running = router(table(("v1", stable, 80), ("v2", canary, 20)), "--loop", loop)
+    assert running.loop == {"auto": "uvloop", "asyncio": "asyncio"}[loop]
     answers = traffic(running, clients=4, requests=500)
 
     by_revision = Counter(revision for _, revision, _ in answers)
@@ -383,7 +395,7 @@ def test_health_pass_through_chunked_messages_and_a_dead_upstream(
 
     canary.close()  # any ten requests in a row: seven for v2 (weights 3 and 7)
     statuses = Counter(infer(connection, {"id": i})[:2] for i in range(10))
-    assert statuses == Counter({(502, ""): 7, (200, "v1"): 3})
+    assert statuses == Counter({(502, "v2"): 7, (200, "v1"): 3})
     assert running.count("v2", code="502") == 7
     connection.close()
 
@@ -395,3 +407,64 @@ def test_a_table_it_cannot_use_stops_the_router_before_it_listens(tmp_path: Path
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 65
     assert done.stdout.strip() == "router not started: revisions[0].upstream must be host:port, got 'nowhere'"
+
+
+@pytest.mark.skipif(not SERVE_PYTHON.exists(), reason="no serving environment (.venv-serve)")
+def test_the_router_runs_in_the_serving_environment(
+        router: Callable[..., Router], upstreams: Callable[..., Upstream]) -> None:
+    stable, canary = upstreams("stable"), upstreams("canary")
+    running = router(table(("v1", stable, 1), ("v2", canary, 1), mirror=("v2", 100)), python=str(SERVE_PYTHON))
+    answers = traffic(running, clients=2, requests=50)
+    assert Counter(revision for _, revision, _ in answers) == Counter({"v1": 50, "v2": 50})
+    eventually(lambda: running.count("v2", "mirror", "200") == 50, timeout=10, what="the mirror copies")
+    assert running.count("v1", code="200") == running.count("v2", code="200") == 50
+
+
+def test_shutdown_lets_the_requests_under_way_finish(
+        router: Callable[..., Router], upstreams: Callable[..., Upstream]) -> None:
+    stable = upstreams("stable")
+    running = router(table(("v1", stable, 1)))
+    idle = running.connection()
+    assert infer(idle, {"id": "first"})[0] == 200
+    with ThreadPoolExecutor(1) as pool:
+        def slow() -> tuple[int, str | None]:
+            connection = running.connection()
+            connection.request("POST", "/v2/models/m/infer", body=b'{"id": "slow"}', headers={"x-test-delay": "1.5"})
+            response = connection.getresponse()
+            response.read()
+            return response.status, response.getheader("connection")
+
+        in_flight = pool.submit(slow)
+        eventually(lambda: len(stable.bodies) == 2, timeout=10, what="the slow request upstream")
+        verdict = running.stop()
+        assert in_flight.result() == (200, "close")
+    assert verdict == "router stopped: 2 requests answered, 0 cut short at shutdown"
+    with pytest.raises((ConnectionError, http.client.HTTPException)):
+        infer(idle, {"id": "too late"})
+
+
+def test_a_slow_upstream_is_answered_504_and_counted(router: Callable[..., Router],
+                                                     upstreams: Callable[..., Upstream]) -> None:
+    running = router(table(("v1", upstreams("stable"), 1)), "--upstream-timeout", "0.5")
+    connection = running.connection()
+    assert infer(connection, {"id": "slow"}, {"x-test-delay": "1.5"})[:2] == (504, "v1")
+    assert infer(connection, {"id": "next"})[:2] == (200, "v1")  # the client's connection goes on
+    assert running.count("v1", code="504") == 1 and running.count("v1", code="200") == 1
+    connection.close()
+
+
+def test_pipelined_requests_are_answered_in_order(router: Callable[..., Router],
+                                                  upstreams: Callable[..., Upstream]) -> None:
+    stable, canary = upstreams("stable"), upstreams("canary")
+    running = router(table(("v1", stable, 1), ("v2", canary, 1)))
+    bodies = [json.dumps({"id": i}).encode() for i in range(6)]
+    requests = b"".join(b"POST /v2/models/m/infer HTTP/1.1\r\nhost: r\r\ncontent-length: %d\r\n\r\n%s" % (len(b), b)
+                        for b in bodies)
+    with socket.create_connection(("127.0.0.1", running.port), timeout=10) as sock:
+        sock.sendall(requests + b"GET /v2/health/live HTTP/1.1\r\nhost: r\r\nconnection: close\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    answers = [json.loads(part.split(b"\r\n\r\n", 1)[1]) for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert [a["request"]["id"] for a in answers[:-1]] == list(range(6)) and answers[-1] == {"live": True}
+    assert [a["revision"] for a in answers[:-1]] == ["stable", "canary"] * 3

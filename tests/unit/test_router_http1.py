@@ -107,3 +107,6 @@ def test_the_routers_own_answers_are_complete_responses() -> None:
     assert simple_response(503, b"{}", close=True) == (
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 2\r\n"
         b"connection: close\r\n\r\n{}")
+    assert simple_response(502, headers=b"x-loom-revision: v2\r\n") == (
+        b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: 0\r\n"
+        b"x-loom-revision: v2\r\n\r\n")
