@@ -192,12 +192,12 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
         (model / "echo_runtime.py").write_text(ECHO_RUNTIME)
         (model / "model-settings.json").write_text(json.dumps({"name": MODEL, "implementation": "echo_runtime.EchoModel"}))
         (workdir / "models" / "settings.json").write_text(json.dumps({
-            "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 0,
+            "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 1,
             "debug": False}))
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         process = subprocess.Popen([str(MLSERVER), "start", str(workdir / "models")], cwd=model, env=env,
                                    stdout=subprocess.DEVNULL, stderr=open(workdir / "mlserver.log", "wb"))
-        what = f"MLServer ({MLSERVER}), echo model, parallel_workers 0"
+        what = f"MLServer ({MLSERVER}), echo model, parallel_workers 1"
     else:
         process = subprocess.Popen([sys.executable, __file__, "--stand-in", str(port)])
         what = "minimal asyncio HTTP server (stand-in: .venv-serve/bin/mlserver not found), fixed V2 response"

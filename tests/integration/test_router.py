@@ -31,9 +31,11 @@ SERVE_PYTHON = ROOT / ".venv-serve" / "bin" / "python"
 
 class Upstream:
     """A small real V2 model server: answers with its own name, every request recorded; `failing` answers
-    500 to exactly 3 requests in every 10; `delay` seconds before each answer (or an `x-test-delay` header)."""
+    500 to exactly 3 requests in every 10; `delay` seconds before each answer (or an `x-test-delay` header);
+    `hang_up` closes each connection after one answer without saying so, as a server whose keep-alive
+    timeout just ran out does."""
 
-    def __init__(self, name: str, failing: bool = False, delay: float = 0.0) -> None:
+    def __init__(self, name: str, failing: bool = False, delay: float = 0.0, hang_up: bool = False) -> None:
         self.name = name
         self.bodies: list[bytes] = []
         self.connections: set[tuple[str, int]] = set()
@@ -90,6 +92,7 @@ class Upstream:
                     self.wfile.write(b"0\r\n\r\n")
                 else:
                     self.answer(status, answer)
+                self.close_connection = hang_up
 
             def read_chunked(self) -> bytes:
                 body = b""
@@ -409,7 +412,6 @@ def test_a_table_it_cannot_use_stops_the_router_before_it_listens(tmp_path: Path
     assert done.stdout.strip() == "router not started: revisions[0].upstream must be host:port, got 'nowhere'"
 
 
-@pytest.mark.skipif(not SERVE_PYTHON.exists(), reason="no serving environment (.venv-serve)")
 def test_the_router_runs_in_the_serving_environment(
         router: Callable[..., Router], upstreams: Callable[..., Upstream]) -> None:
     stable, canary = upstreams("stable"), upstreams("canary")
@@ -468,3 +470,102 @@ def test_pipelined_requests_are_answered_in_order(router: Callable[..., Router],
     answers = [json.loads(part.split(b"\r\n\r\n", 1)[1]) for part in received.split(b"HTTP/1.1 ")[1:]]
     assert [a["request"]["id"] for a in answers[:-1]] == list(range(6)) and answers[-1] == {"live": True}
     assert [a["revision"] for a in answers[:-1]] == ["stable", "canary"] * 3
+
+
+def test_connections_the_upstream_hangs_up_on_cost_no_request(router: Callable[..., Router],
+                                                              upstreams: Callable[..., Upstream]) -> None:
+    hanging = upstreams("stable", hang_up=True)
+    running = router(table(("v1", hanging, 1)))
+    answers = traffic(running, clients=2, requests=100)
+    assert {status for status, _, _ in answers} == {200} and len(hanging.bodies) == 200
+    assert running.count("v1", code="200") == 200
+
+
+ECHO_RUNTIME = """
+from mlserver import MLModel
+from mlserver.codecs import NumpyCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+
+
+class EchoModel(MLModel):
+    async def load(self) -> bool:
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        data = NumpyCodec.decode_input(payload.inputs[0])
+        return InferenceResponse(model_name=self.name, outputs=[NumpyCodec.encode_output("y", data * 2)])
+"""
+
+
+@pytest.fixture
+def mlserver(tmp_path: Path) -> Iterator[str]:
+    """A real MLServer 1.7 from the serving environment, one echo model in an inference worker."""
+    models = tmp_path / "models"
+    (models / "echo").mkdir(parents=True)
+    (models / "echo" / "echo_runtime.py").write_text(ECHO_RUNTIME)
+    (models / "echo" / "model-settings.json").write_text(json.dumps({"name": "echo",
+                                                                      "implementation": "echo_runtime.EchoModel"}))
+    ports = []
+    for _ in range(3):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    (models / "settings.json").write_text(json.dumps({
+        "http_port": ports[0], "grpc_port": ports[1], "metrics_port": ports[2], "parallel_workers": 1,
+        "host": "127.0.0.1", "debug": False}))
+    log = (tmp_path / "mlserver.log").open("wb")
+    process = subprocess.Popen([str(SERVE_PYTHON.parent / "mlserver"), "start", str(models)], cwd=models / "echo",
+                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=log, stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        assert process.poll() is None, (tmp_path / "mlserver.log").read_text()[-4000:]
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=5)
+            connection.request("GET", "/v2/models/echo/ready")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    try:
+        eventually(ready, timeout=120, interval=0.5, what="MLServer ready")
+        yield f"127.0.0.1:{ports[0]}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_a_real_mlserver_behind_the_router(router: Callable[..., Router], mlserver: str) -> None:
+    """Both revisions on one MLServer (one pool): its V2 answers, metadata and readiness pass through,
+    and its keep-alive timeout (uvicorn's 5 s) never fails a request."""
+    document = {"revisions": [{"name": "v1", "upstream": mlserver, "weight": 3},
+                              {"name": "v2", "upstream": mlserver, "weight": 1}], "mirror": {"revision": "v2", "percent": 50}}
+    running = router(document, python=str(SERVE_PYTHON))
+    connection = running.connection()
+    payload = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]}
+
+    def predict() -> str:
+        connection.request("POST", "/v2/models/echo/infer", body=json.dumps(payload).encode(),
+                           headers={"content-type": "application/json"})
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        assert response.status == 200 and body["outputs"][0]["data"] == [2.0, 4.0, 6.0], body
+        return response.getheader("x-loom-revision", "")
+
+    assert Counter(predict() for _ in range(40)) == Counter({"v1": 30, "v2": 10})
+    connection.request("GET", "/v2/models/echo")
+    response = connection.getresponse()
+    assert response.status == 200 and json.loads(response.read())["name"] == "echo"
+    connection.request("GET", "/v2/health/ready")
+    assert connection.getresponse().read() == b'{"ready": true}'
+    time.sleep(5.5)  # MLServer has closed the router's idle connections meanwhile
+    assert Counter(predict() for _ in range(4)) == Counter({"v1": 3, "v2": 1})
+    connection.request("POST", "/v2/models/missing/infer", body=json.dumps(payload).encode())
+    response = connection.getresponse()
+    assert response.status == 404 and response.getheader("x-loom-revision") == "v1"
+    response.read()
+    connection.close()
+    # Half of the 34 requests v1 answered were copied to v2, the last one (the missing model) included.
+    eventually(lambda: running.count("v2", "mirror") == 17, timeout=10, what="the mirror copies")
+    assert running.count("v2", "mirror", "404") == 1 and running.count("v2", "live", "200") == 11
+    assert running.count("v1", code="200") == 33 and running.count("v1", code="404") == 1
