@@ -4,9 +4,10 @@ model server, side by side in one run.
     .venv/bin/python bench/router_overhead.py [--concurrency 8] [--seconds 1.5] [--rounds 12]
 
 The model server is a real MLServer when `.venv-serve/bin/mlserver` exists (a one-tensor echo model,
-a custom runtime written into a temp dir; no BLAS, so the model's own time is small and the router's
-share of the latency as large as it gets); otherwise a minimal asyncio HTTP server answering a fixed V2
-response, in its own process. The run says which.
+a custom runtime written into a temp dir, in one inference worker as deployed; no BLAS, so the model's
+own time is small and the router's share of the latency as large as it gets); otherwise a minimal
+asyncio HTTP server answering a fixed V2 response, in its own process. The run says which. After the
+comparison, the hop alone: the same against the stand-in server, one connection, in microseconds.
 
 A closed loop of --concurrency keep-alive connections (uvloop when present, as in the router) sends
 the same V2 request again and again for --seconds, alternately straight to the server and through
@@ -184,9 +185,9 @@ def wait_ready(port: int, process: subprocess.Popen[bytes], what: str, timeout: 
     raise RuntimeError(f"{what} not ready after {timeout} s")
 
 
-def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
+def start_server(workdir: Path, stand_in_only: bool = False) -> tuple[subprocess.Popen[bytes], int, str]:
     port = free_port()
-    if MLSERVER.exists():
+    if MLSERVER.exists() and not stand_in_only:
         model = workdir / "models" / MODEL
         model.mkdir(parents=True)
         (model / "echo_runtime.py").write_text(ECHO_RUNTIME)
@@ -195,18 +196,19 @@ def start_server(workdir: Path) -> tuple[subprocess.Popen[bytes], int, str]:
             "http_port": port, "grpc_port": free_port(), "metrics_port": free_port(), "parallel_workers": 1,
             "debug": False}))
         env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        process = subprocess.Popen([str(MLSERVER), "start", str(workdir / "models")], cwd=model, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=open(workdir / "mlserver.log", "wb"))
-        what = f"MLServer ({MLSERVER}), echo model, parallel_workers 1"
+        with open(workdir / "mlserver.log", "wb") as log:
+            process = subprocess.Popen([str(MLSERVER), "start", str(workdir / "models")], cwd=model, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT)
+        what = f"MLServer 1.7 ({MLSERVER}), echo model in one inference worker (parallel_workers 1, as deployed)"
     else:
         process = subprocess.Popen([sys.executable, __file__, "--stand-in", str(port)])
-        what = "minimal asyncio HTTP server (stand-in: .venv-serve/bin/mlserver not found), fixed V2 response"
+        what = "minimal asyncio HTTP server answering a fixed V2 response (stand-in)"
     wait_ready(port, process, what)
     return process, port, what
 
 
-def start_router(workdir: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int]:
-    table = workdir / "routes.json"
+def start_router(workdir: Path, upstream: int) -> tuple[subprocess.Popen[bytes], int, str]:
+    table = workdir / f"routes-{upstream}.json"
     table.write_text(json.dumps({"revisions": [{"name": "v1", "upstream": f"127.0.0.1:{upstream}", "weight": 100}]}))
     process = subprocess.Popen([sys.executable, str(ROUTER), "--table", str(table), "--port", "0",
                                 "--metrics-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -214,12 +216,45 @@ def start_router(workdir: Path, upstream: int) -> tuple[subprocess.Popen[bytes],
     addresses = json.loads(process.stdout.readline())
     port = int(addresses["router"].rsplit(":", 1)[1])
     wait_ready(port, process, "router")
-    return process, port
+    return process, port, addresses["loop"]
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def percentile(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+
+Row = tuple[float, float, float, float, int]  # p50 ms, p99 ms, req/s (medians of rounds), pooled p99 ms, requests
+
+
+def compare(loop: asyncio.AbstractEventLoop, sides: dict[str, int], concurrency: int, seconds: float,
+            rounds: int) -> dict[str, Row]:
+    """Each side `rounds` times, alternating (AB BA AB ...), after a warm-up of each."""
+    for port in sides.values():
+        loop.run_until_complete(load(port, concurrency, 1.0))
+    latencies: dict[str, list[float]] = {side: [] for side in sides}
+    per_round: dict[str, list[tuple[float, float, float]]] = {side: [] for side in sides}
+    for round_ in range(rounds):
+        order = list(sides.items()) if round_ % 2 == 0 else list(sides.items())[::-1]
+        for side, port in order:
+            samples, rate = loop.run_until_complete(load(port, concurrency, seconds))
+            latencies[side] += samples
+            per_round[side].append((percentile(samples, 0.5), percentile(samples, 0.99), rate))
+    rows = {}
+    for side in sides:
+        p50, p99, rate = (statistics.median(r[i] for r in per_round[side]) for i in range(3))
+        rows[side] = (p50, p99, rate, percentile(latencies[side], 0.99), len(latencies[side]))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,35 +269,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     workdir = Path(tempfile.mkdtemp(prefix="loom-bench-router-"))
-    server, server_port, what = start_server(workdir)
-    router, router_port = start_router(workdir, server_port)
     loop = new_loop()
+    processes: list[subprocess.Popen[bytes]] = []
     try:
+        server, server_port, what = start_server(workdir)
+        router, router_port, router_loop = start_router(workdir, server_port)
+        processes += [router, server]
         print(f"model server: {what}")
+        print(f"router: python components/router ({router_loop}); {os.cpu_count()} cores,"
+              f" load average {os.getloadavg()[0]:.1f} at start")
         print(f"{args.concurrency} connections, closed loop, {args.rounds} rounds x {args.seconds:g} s per side,"
-              f" alternating; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start\n")
-        sides = {"direct": server_port, "router": router_port}
-        for port in sides.values():  # warm-up: connections, caches, the server's first requests
-            loop.run_until_complete(load(port, args.concurrency, 1.0))
-        latencies: dict[str, list[float]] = {side: [] for side in sides}
-        rounds: dict[str, list[tuple[float, float, float]]] = {side: [] for side in sides}
-        for round_ in range(args.rounds):
-            order = list(sides.items()) if round_ % 2 == 0 else list(sides.items())[::-1]
-            for side, port in order:
-                samples, rate = loop.run_until_complete(load(port, args.concurrency, args.seconds))
-                latencies[side] += samples
-                rounds[side].append((percentile(samples, 0.5), percentile(samples, 0.99), rate))
-        rows = {side: (*(statistics.median(r[i] for r in rounds[side]) for i in range(3)),
-                       percentile(latencies[side], 0.99), len(latencies[side])) for side in sides}
+              f" alternating; p50/p99/req/s: medians of the rounds\n")
+        rows = compare(loop, {"direct": server_port, "router": router_port}, args.concurrency, args.seconds,
+                       args.rounds)
+        stop(processes)
+        # The hop alone: against the stand-in, which answers in microseconds, one request at a time.
+        stand, stand_port, _ = start_server(workdir, stand_in_only=True)
+        hop_router, hop_port, _ = start_router(workdir, stand_port)
+        processes = [hop_router, stand]
+        hop = compare(loop, {"direct": stand_port, "router": hop_port}, 1, 1.0, 4)
     finally:
         loop.close()
-        for process in (router, server):
-            process.send_signal(signal.SIGTERM)
-        for process in (router, server):
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"| {'path':<22} | {'p50 ms':>7} | {'p99 ms':>7} | {'req/s':>8} | {'pooled p99':>10} | {'requests':>8} |")
@@ -273,9 +301,12 @@ def main(argv: list[str] | None = None) -> int:
     (d50, d99, drate, dpooled, _), (r50, r99, rrate, rpooled, _) = rows["direct"], rows["router"]
     print(f"| {'router / direct':<22} | {r50 / d50:>6.2f}x | {r99 / d99:>6.2f}x | {rrate / drate:>7.2f}x"
           f" | {rpooled / dpooled:>9.2f}x | {'':>8} |")
+    (h50, h99, _, _, _), (k50, k99, _, _, _) = hop["direct"], hop["router"]
+    print(f"\nthe hop alone (stand-in server, 1 connection): p50 {h50 * 1000:.0f} -> {k50 * 1000:.0f} us"
+          f" (+{(k50 - h50) * 1000:.0f} us), p99 {h99 * 1000:.0f} -> {k99 * 1000:.0f} us (+{(k99 - h99) * 1000:.0f} us)")
     ratio = r99 / d99
     verdict = "goal met" if ratio <= GOAL else "floor holds" if ratio <= FLOOR else "FLOOR FAILED"
-    print(f"\np99 ratio {ratio:.3f}: {verdict} (floor <= {FLOOR}x, goal <= {GOAL}x)")
+    print(f"p99 ratio {ratio:.3f}: {verdict} (floor <= {FLOOR}x, goal <= {GOAL}x)")
     return 0 if ratio <= FLOOR else 1
 
 

@@ -155,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     loop, loop_name = event_loop(args.loop)
     try:
         verdict = loop.run_until_complete(serve(args, loop_name))
+    except OSError as error:  # a port in use, an address not on this machine
+        print(f"router not started: {error}", flush=True)
+        return 1
     finally:
         loop.close()
     print(verdict, flush=True)

@@ -9,8 +9,10 @@ The operator writes it as JSON (by an atomic rename, so a reader sees the old fi
 A revision's share of the inference requests is its weight over the sum of the weights (Seldon Core 2's
 Experiment candidates, Flagger's canary weight); a revision of weight 0 is kept warm (its connections,
 its metrics) but gets no live traffic, which is where a shadow-only canary sits. `mirror` (optional)
-sends a copy of `percent` percent of the inference requests to that revision; its responses are
-discarded (Seldon's Experiment `mirror`, Flagger's mirroring).
+sends a copy of `percent` percent of the inference requests the other revisions serve to that revision
+(a request it serves itself is not sent twice); the copies' responses are discarded (Seldon's Experiment
+`mirror`, Flagger's mirroring). The first revision of the largest weight also gets every request
+that is not an inference (model metadata, repository calls).
 """
 
 from __future__ import annotations

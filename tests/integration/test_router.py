@@ -403,13 +403,21 @@ def test_health_pass_through_chunked_messages_and_a_dead_upstream(
     connection.close()
 
 
-def test_a_table_it_cannot_use_stops_the_router_before_it_listens(tmp_path: Path) -> None:
+def test_a_router_that_cannot_start_says_why(tmp_path: Path) -> None:
     path = tmp_path / "routes.json"
     path.write_text(json.dumps({"revisions": [{"name": "v1", "upstream": "nowhere", "weight": 1}]}))
     done = subprocess.run([sys.executable, str(ROUTER), "--table", str(path), "--port", "0"],
                           capture_output=True, text=True, timeout=30)
-    assert done.returncode == 65
+    assert done.returncode == 65  # EX_DATAERR: the same table would fail the same way
     assert done.stdout.strip() == "router not started: revisions[0].upstream must be host:port, got 'nowhere'"
+
+    path.write_text(json.dumps({"revisions": [{"name": "v1", "upstream": "127.0.0.1:1", "weight": 1}]}))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        done = subprocess.run([sys.executable, str(ROUTER), "--table", str(path), "--port", "0",
+                               "--metrics-port", str(taken.getsockname()[1])], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and done.stdout.startswith("router not started: ") and "address" in done.stdout
 
 
 def test_the_router_runs_in_the_serving_environment(
