@@ -15,8 +15,10 @@ from pathlib import Path
 CRD_DIR = Path("crds")
 # Imported by a dependency whenever it is installed, never used by the operator: Feast imports torch
 # (about 560 MiB resident with its CUDA libraries) for tensor results the operator never asks for.
-# Training imports it in its own processes.
-NOT_IN_OPERATOR = ("torch",)
+# Training imports it in its own processes. Kopf imports the Kubernetes client libraries whenever they
+# are installed (for their types, and to log in with them): `kubernetes.client` alone is ~60 MiB
+# resident, and Loom talks to the API server with its own small client (drivers/kube_http.py).
+NOT_IN_OPERATOR = ("torch", "kubernetes", "kubernetes_asyncio", "pykube")
 TRIM_SECONDS = 30.0
 
 

@@ -22,6 +22,7 @@ from kopf.testing import KopfRunner
 
 from loom import devcluster
 from loom.config import ExecutorKind, OperatorConfig
+from loom.drivers.kube_http import KubeHttp, from_kubeconfig
 from loom.handlers import build_registry
 from tests.conftest import ROOT, eventually
 
@@ -74,6 +75,14 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[devcluster.Clu
         os.environ["KUBECONFIG"] = previous
     if started.state_dir is not None:
         devcluster.down(state_dir, purge=True)
+
+
+@pytest.fixture
+def kube_api(cluster: devcluster.Cluster) -> Iterator[KubeHttp]:
+    """Loom's own client of the test cluster, as the operator builds it from a kubeconfig."""
+    api = from_kubeconfig([cluster.kubeconfig])
+    yield api
+    api.close()
 
 
 @pytest.fixture(scope="session")

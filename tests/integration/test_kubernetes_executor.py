@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import kubernetes
 import pytest
 
-from loom import devcluster
 from loom.domain.workloads import OwnerRef, Phase, PythonEnv, SecretEnv, Workload
+from loom.drivers.kube_http import KubeHttp
 from loom.executors.kubernetes import KubernetesExecutor
 from tests.integration.conftest import Kubectl, eventually, sample
 
@@ -22,15 +20,8 @@ LABELS = {"loom.dev/datalake": "movielens", "loom.dev/task": "ingest"}
 
 
 @pytest.fixture
-def api(cluster: devcluster.Cluster) -> Iterator[kubernetes.client.ApiClient]:
-    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def executor(api: kubernetes.client.ApiClient) -> KubernetesExecutor:
-    return KubernetesExecutor({PythonEnv.MAIN: IMAGE}, api)
+def executor(kube_api: KubeHttp) -> KubernetesExecutor:
+    return KubernetesExecutor({PythonEnv.MAIN: IMAGE}, kube_api)
 
 
 @pytest.fixture

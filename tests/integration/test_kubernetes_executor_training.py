@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-import kubernetes
 import pytest
 
-from loom import devcluster
 from loom.api.trainingjob import Backend
 from loom.domain.errors import TrainingKindMissingError
 from loom.domain.training import Replicas, TrainerProgress, Training
 from loom.domain.workloads import OwnerRef, Phase, PythonEnv, Workload
+from loom.drivers.kube_http import KubeHttp
 from loom.executors.kubernetes import KubernetesExecutor
 from tests.integration.conftest import Kubectl, sample
 from tests.support.kubeflow import condition, kubeflow_cleanup, kubeflow_crds, no_kubeflow_crds, patch_status
@@ -30,15 +28,8 @@ LABELS = {"loom.dev/trainingjob": "recsys"}
 
 
 @pytest.fixture
-def api(cluster: devcluster.Cluster) -> Iterator[kubernetes.client.ApiClient]:
-    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def executor(api: kubernetes.client.ApiClient) -> KubernetesExecutor:
-    return KubernetesExecutor({PythonEnv.MAIN: IMAGE}, api)
+def executor(kube_api: KubeHttp) -> KubernetesExecutor:
+    return KubernetesExecutor({PythonEnv.MAIN: IMAGE}, kube_api)
 
 
 @pytest.fixture

@@ -4,24 +4,29 @@ finalizer): reads of Loom objects and Secrets, and the status each reconcile wri
 from __future__ import annotations
 
 import base64
-import os
 from typing import Any, Protocol
-
-import kubernetes
-from kubernetes.client.exceptions import ApiException
 
 from loom.api.kinds import Kind
 from loom.api.meta import GROUP, VERSION
 from loom.domain.errors import SecretNotFoundError
+from loom.drivers.kube_http import ApiError, KubeHttp, connect, resource_path
+
+_default: KubeHttp | None = None
 
 
 def load_config() -> None:
-    """In a pod use the service account; elsewhere $KUBECONFIG as it is now (the client library
-    reads the variable once at import, which is too early for tools that set it later)."""
-    try:
-        kubernetes.config.load_incluster_config()
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    """In a pod use the service account; elsewhere $KUBECONFIG as it is now (read at this call, not at
+    import, which is too early for tools that set it later). Clients built without one use it."""
+    global _default
+    _default = connect()
+
+
+def default_api() -> KubeHttp:
+    """The process's client, as `load_config` found the credentials (at the first use if never called)."""
+    if _default is None:
+        load_config()
+    assert _default is not None
+    return _default
 
 
 class Kube(Protocol):
@@ -39,17 +44,16 @@ class Kube(Protocol):
 
 
 class KubeClient:
-    """`Kube` over the Kubernetes API with the official client."""
+    """`Kube` over the Kubernetes REST API (`drivers/kube_http.py`)."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
-        self._custom = kubernetes.client.CustomObjectsApi(api_client)
-        self._core = kubernetes.client.CoreV1Api(api_client)
+    def __init__(self, api: KubeHttp | None = None) -> None:
+        self._api = api or default_api()
 
     def get_loom(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
         """A Loom object as a plain dict, or None if it does not exist."""
         try:
-            return self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, kind.plural, name)
-        except ApiException as exc:
+            return self._api.get(resource_path(f"{GROUP}/{VERSION}", kind.plural, namespace, name))
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
@@ -58,18 +62,18 @@ class KubeClient:
         """Merge `status` into a Loom object's status subresource (a JSON merge patch); an object
         that is gone is left alone."""
         try:
-            self._custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, kind.plural, name,
-                                                               {"status": status})
-        except ApiException as exc:
+            self._api.merge_patch(resource_path(f"{GROUP}/{VERSION}", kind.plural, namespace, name, "status"),
+                                  {"status": status})
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
     def get_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's keys and decoded values; callers must keep the values out of logs, status and events."""
         try:
-            secret = self._core.read_namespaced_secret(name, namespace)
-        except ApiException as exc:
+            secret = self._api.get(resource_path("v1", "secrets", namespace, name))
+        except ApiError as exc:
             if exc.status == 404:
                 raise SecretNotFoundError(f"Secret {namespace}/{name} does not exist") from None
             raise
-        return {key: base64.b64decode(value).decode() for key, value in (secret.data or {}).items()}
+        return {key: base64.b64decode(value).decode() for key, value in (secret.get("data") or {}).items()}

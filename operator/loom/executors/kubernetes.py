@@ -18,24 +18,23 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import kubernetes
-from kubernetes.client.exceptions import ApiException
-
 from loom.builders import job as job_builder
 from loom.builders.labels import MANAGER
 from loom.domain.workloads import WORKLOAD_LABEL, Phase, PythonEnv, Workload, WorkloadStatus
 from loom.drivers.informer import Informer
+from loom.drivers.kube import default_api
+from loom.drivers.kube_http import ApiError, KubeHttp, resource_path, timestamp
 from loom.executors.kubernetes_training import TrainingChildren, kind_of
 
-APPLY = "application/apply-patch+yaml"
 _EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+BATCH = "batch/v1"
 
 
-def _condition(job: kubernetes.client.V1Job, type_: str) -> kubernetes.client.V1JobCondition | None:
-    for cond in (job.status and job.status.conditions) or []:
-        if cond.type == type_ and cond.status == "True":
-            return cond
+def _condition(job: Mapping[str, Any], type_: str) -> dict[str, Any] | None:
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return dict(cond)
     return None
 
 
@@ -43,7 +42,7 @@ class KubernetesExecutor:
     def __init__(
         self,
         images: Mapping[PythonEnv, str],
-        api_client: kubernetes.client.ApiClient | None = None,
+        api: KubeHttp | None = None,
         field_manager: str = MANAGER,
         components_dir: str = job_builder.COMPONENTS_DIR,
         informer: Informer | None = None,
@@ -51,9 +50,7 @@ class KubernetesExecutor:
         self.images = dict(images)
         self.field_manager = field_manager
         self.components_dir = components_dir
-        self._batch = kubernetes.client.BatchV1Api(api_client)
-        self._core = kubernetes.client.CoreV1Api(api_client)
-        self._api = self._batch.api_client
+        self._api = api or default_api()
         self._training = TrainingChildren(self._api, informer)
 
     def start(self) -> None:
@@ -80,32 +77,30 @@ class KubernetesExecutor:
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
         found = self._training.seen(namespace, name)
         if not found:  # a Job's run, or a training run not delivered yet: ask the API server
-            jobs = self._batch.list_namespaced_job(namespace, label_selector=f"{WORKLOAD_LABEL}={name}").items
-            found = [(j.metadata.creation_timestamp, self._status(j)) for j in jobs]
+            jobs = self._api.list(resource_path(BATCH, "jobs", namespace), f"{WORKLOAD_LABEL}={name}")
+            found = [(timestamp(j["metadata"].get("creationTimestamp")), self._status(j)) for j in jobs]
             found += self._training.runs(namespace, name)
         found.sort(key=lambda r: (r[0] or _EPOCH, r[1].name), reverse=True)
         return [status for _, status in found]
 
     def names(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-        found = {j.metadata.labels.get(WORKLOAD_LABEL) for j in self._batch.list_namespaced_job(namespace, label_selector=selector).items}
-        found |= {c.metadata.labels.get(WORKLOAD_LABEL) for c in self._batch.list_namespaced_cron_job(namespace, label_selector=selector).items}
+        found = {(obj["metadata"].get("labels") or {}).get(WORKLOAD_LABEL)
+                 for plural in ("jobs", "cronjobs") for obj in self._api.list(resource_path(BATCH, plural, namespace), selector)}
         found |= self._training.names(namespace, selector)
         return {n for n in found if n}
 
     def delete(self, namespace: str, name: str) -> None:
         try:
-            self._batch.delete_namespaced_cron_job(name, namespace, propagation_policy="Background")
-        except ApiException as exc:
+            self._api.delete(resource_path(BATCH, "cronjobs", namespace, name), propagation_policy="Background")
+        except ApiError as exc:
             if exc.status != 404:
                 raise
-        self._batch.delete_collection_namespaced_job(
-            namespace, label_selector=f"{WORKLOAD_LABEL}={name}", propagation_policy="Background"
-        )
+        self._api.delete_collection(resource_path(BATCH, "jobs", namespace), f"{WORKLOAD_LABEL}={name}", "Background")
         self._training.delete(namespace, name)
         try:
-            self._core.delete_namespaced_config_map(name, namespace)
-        except ApiException as exc:
+            self._api.delete(resource_path("v1", "configmaps", namespace, name))
+        except ApiError as exc:
             if exc.status != 404:
                 raise
 
@@ -116,7 +111,7 @@ class KubernetesExecutor:
         self._apply_files(workload)
         try:
             self._apply(kind.plural, manifest)
-        except ApiException as exc:
+        except ApiError as exc:
             if exc.status == 404:
                 self._training.check_installed(kind)
             raise
@@ -126,55 +121,48 @@ class KubernetesExecutor:
             self._apply("configmaps", job_builder.config_map(workload))
 
     def _apply(self, plural: str, manifest: dict[str, Any]) -> None:
-        """Server-side apply (the typed client of kubernetes 30 cannot send an apply patch)."""
         meta = manifest["metadata"]
-        group = "/api/v1" if manifest["apiVersion"] == "v1" else f"/apis/{manifest['apiVersion']}"
-        self._api.call_api(
-            f"{group}/namespaces/{meta['namespace']}/{plural}/{meta['name']}", "PATCH",
-            query_params=[("fieldManager", self.field_manager), ("force", "true")],
-            header_params={"Content-Type": APPLY, "Accept": "application/json"},
-            body=manifest, auth_settings=["BearerToken"], response_type="object",
-            _return_http_data_only=True,
-        )
+        path = resource_path(manifest["apiVersion"], plural, meta["namespace"], meta["name"])
+        self._api.apply(path, manifest, self.field_manager)
 
-    def _read_job(self, namespace: str, name: str) -> kubernetes.client.V1Job | None:
+    def _read_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self._batch.read_namespaced_job(name, namespace)
-        except ApiException as exc:
+            return self._api.get(resource_path(BATCH, "jobs", namespace, name))
+        except ApiError as exc:
             if exc.status == 404:
                 return None
             raise
 
-    def _status(self, job: kubernetes.client.V1Job) -> WorkloadStatus:
-        name = job.metadata.name
-        status = job.status or kubernetes.client.V1JobStatus()
+    def _status(self, job: Mapping[str, Any]) -> WorkloadStatus:
+        name = job["metadata"]["name"]
+        status = job.get("status") or {}
+        started = timestamp(status.get("startTime"))
         if _condition(job, "Complete") is not None:
-            return WorkloadStatus(name, Phase.SUCCEEDED, "", status.start_time, status.completion_time, 0)
+            return WorkloadStatus(name, Phase.SUCCEEDED, "", started, timestamp(status.get("completionTime")), 0)
         failed = _condition(job, "Failed")
         if failed is not None:
             message, code = self._termination(job)
-            reason = f"{failed.reason}: {failed.message}" if failed.message else (failed.reason or "Failed")
+            reason = f"{failed.get('reason')}: {failed['message']}" if failed.get("message") else (failed.get("reason") or "Failed")
             return WorkloadStatus(
-                name, Phase.FAILED, message or reason, status.start_time, failed.last_transition_time, code
+                name, Phase.FAILED, message or reason, started, timestamp(failed.get("lastTransitionTime")), code
             )
-        phase = Phase.RUNNING if (status.ready or 0) > 0 else Phase.PENDING
-        return WorkloadStatus(name, phase, "", status.start_time)
+        phase = Phase.RUNNING if (status.get("ready") or 0) > 0 else Phase.PENDING
+        return WorkloadStatus(name, phase, "", started)
 
-    def _termination(self, job: kubernetes.client.V1Job) -> tuple[str, int | None]:
+    def _termination(self, job: Mapping[str, Any]) -> tuple[str, int | None]:
         """The last line of the newest terminated container's termination message (components end
         with their verdict), and its exit code."""
-        pods = self._core.list_namespaced_pod(
-            job.metadata.namespace, label_selector=f"{JOB_NAME_LABEL}={job.metadata.name}"
-        ).items
+        meta = job["metadata"]
+        pods = self._api.list(resource_path("v1", "pods", meta["namespace"]), f"{JOB_NAME_LABEL}={meta['name']}")
         finished: list[tuple[datetime, str, int]] = []
         for pod in pods:
-            for cs in (pod.status and pod.status.container_statuses) or []:
-                term = cs.state and cs.state.terminated
-                if term is not None and term.finished_at is not None:
-                    lines = (term.message or "").strip().splitlines()
-                    finished.append((term.finished_at, lines[-1].strip() if lines else "", term.exit_code))
+            for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+                term = (cs.get("state") or {}).get("terminated")
+                finished_at = timestamp((term or {}).get("finishedAt"))
+                if term is not None and finished_at is not None:
+                    lines = (term.get("message") or "").strip().splitlines()
+                    finished.append((finished_at, lines[-1].strip() if lines else "", term.get("exitCode")))
         if not finished:
             return "", None
         _, message, code = max(finished, key=lambda t: t[0])
         return message, code
-

@@ -29,15 +29,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import kubernetes
-from kubernetes.client.exceptions import ApiException
-
 from loom.api.trainingjob import Backend
 from loom.builders import training as training_builder
 from loom.domain.errors import TrainingKindMissingError
 from loom.domain.training import Replicas, TrainerProgress
 from loom.domain.workloads import WORKLOAD_LABEL, Phase, Workload, WorkloadStatus
 from loom.drivers.informer import Informer
+from loom.drivers.kube_http import ApiError, KubeHttp, resource_path, timestamp
 
 Manifest = dict[str, Any]
 
@@ -75,14 +73,6 @@ UNAVAILABLE = (403, 404)
 def kind_of(workload: Workload) -> TrainingKind:
     assert workload.training is not None
     return KINDS[Backend(workload.training.backend)]
-
-
-def _time(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str) and value:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return None
 
 
 def _true(obj: Mapping[str, Any], *types: str) -> dict[str, Any] | None:
@@ -130,15 +120,15 @@ def _trainer(status: Mapping[str, Any]) -> TrainerProgress | None:
 
 def trainjob_status(obj: Mapping[str, Any]) -> WorkloadStatus:
     meta, status = obj["metadata"], obj.get("status") or {}
-    started = _time(status.get("startTime")) or _time(meta.get("creationTimestamp"))
+    started = timestamp(status.get("startTime")) or timestamp(meta.get("creationTimestamp"))
     replicas = _replicas(status.get("jobsStatus") or [])
     common: dict[str, Any] = {"replicas": replicas, "trainer": _trainer(status)}
     name = meta["name"]
     if (done := _true(obj, "Complete")) is not None:
-        finished = _time(status.get("completionTime")) or _time(done.get("lastTransitionTime"))
+        finished = timestamp(status.get("completionTime")) or timestamp(done.get("lastTransitionTime"))
         return WorkloadStatus(name, Phase.SUCCEEDED, _message(done), started, finished, 0, **common)
     if (failed := _true(obj, "Failed")) is not None:
-        finished = _time(status.get("completionTime")) or _time(failed.get("lastTransitionTime"))
+        finished = timestamp(status.get("completionTime")) or timestamp(failed.get("lastTransitionTime"))
         return WorkloadStatus(name, Phase.FAILED, _message(failed), started, finished, **common)
     if (suspended := _true(obj, "Suspended")) is not None:
         return WorkloadStatus(name, Phase.SUSPENDED, _message(suspended), started, **common)
@@ -148,14 +138,14 @@ def trainjob_status(obj: Mapping[str, Any]) -> WorkloadStatus:
 
 def pytorchjob_status(obj: Mapping[str, Any]) -> WorkloadStatus:
     meta, status = obj["metadata"], obj.get("status") or {}
-    started = _time(status.get("startTime")) or _time(meta.get("creationTimestamp"))
+    started = timestamp(status.get("startTime")) or timestamp(meta.get("creationTimestamp"))
     replicas = _replicas(list((status.get("replicaStatuses") or {}).values()))
     name = meta["name"]
     if (done := _true(obj, "Succeeded")) is not None:
-        finished = _time(status.get("completionTime")) or _time(done.get("lastTransitionTime"))
+        finished = timestamp(status.get("completionTime")) or timestamp(done.get("lastTransitionTime"))
         return WorkloadStatus(name, Phase.SUCCEEDED, _message(done), started, finished, 0, replicas=replicas)
     if (failed := _true(obj, "Failed")) is not None:
-        finished = _time(status.get("completionTime")) or _time(failed.get("lastTransitionTime"))
+        finished = timestamp(status.get("completionTime")) or timestamp(failed.get("lastTransitionTime"))
         return WorkloadStatus(name, Phase.FAILED, _message(failed), started, finished, replicas=replicas)
     if (suspended := _true(obj, "Suspended")) is not None:
         return WorkloadStatus(name, Phase.SUSPENDED, _message(suspended), started, replicas=replicas)
@@ -171,16 +161,15 @@ Run = tuple[datetime | None, WorkloadStatus]  # with its creation time, to sort 
 
 def _run(kind: TrainingKind) -> Callable[[Mapping[str, Any]], Run]:
     def read(obj: Mapping[str, Any]) -> Run:
-        return _time(obj["metadata"].get("creationTimestamp")), STATUS[kind.kind](obj)
+        return timestamp(obj["metadata"].get("creationTimestamp")), STATUS[kind.kind](obj)
     return read
 
 
 class TrainingChildren:
-    """The training children of workloads, through the custom objects API of one client."""
+    """The training children of workloads, through one client of the API server."""
 
-    def __init__(self, api_client: kubernetes.client.ApiClient, informer: Informer | None = None) -> None:
-        self._api = api_client
-        self._custom = kubernetes.client.CustomObjectsApi(api_client)
+    def __init__(self, api: KubeHttp, informer: Informer | None = None) -> None:
+        self._api = api
         self._informer = informer
         if informer is not None:
             for kind in KINDS.values():
@@ -189,11 +178,8 @@ class TrainingChildren:
     def check_installed(self, kind: TrainingKind) -> None:
         """Raise the kind's TrainingKindMissingError unless discovery lists it."""
         try:
-            found = self._api.call_api(
-                f"/apis/{kind.api_version}", "GET", header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"], response_type="object", _return_http_data_only=True,
-            )
-        except ApiException as exc:
+            found = self._api.get(f"/apis/{kind.api_version}")
+        except ApiError as exc:
             if exc.status == 404:
                 raise kind.missing() from None
             raise
@@ -204,14 +190,12 @@ class TrainingChildren:
         """Children of both kinds that carry the labels of `selector`; none of a kind not installed."""
         for kind in KINDS.values():
             try:
-                found = self._custom.list_namespaced_custom_object(
-                    kind.group, kind.version, namespace, kind.plural, label_selector=selector
-                )
-            except ApiException as exc:
+                found = self._api.list(resource_path(kind.api_version, kind.plural, namespace), selector)
+            except ApiError as exc:
                 if exc.status in UNAVAILABLE:
                     continue
                 raise
-            for obj in found.get("items", []):
+            for obj in found:
                 yield kind, obj
 
     def seen(self, namespace: str, name: str) -> list[Run]:
@@ -234,9 +218,8 @@ class TrainingChildren:
             if self._informer is not None:  # a DELETED event missed in a watch gap must not keep it
                 self._informer.seen(kind.plural, namespace, name, None)
             try:
-                self._custom.delete_namespaced_custom_object(
-                    kind.group, kind.version, namespace, kind.plural, name, propagation_policy="Background"
-                )
-            except ApiException as exc:
+                self._api.delete(resource_path(kind.api_version, kind.plural, namespace, name),
+                                 propagation_policy="Background")
+            except ApiError as exc:
                 if exc.status not in UNAVAILABLE:
                     raise

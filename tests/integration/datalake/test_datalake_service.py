@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import copy
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import kubernetes
 import pytest
 
-from loom import devcluster
 from loom.api.datalake import DataLakeSpec, DataLakeStatus
 from loom.api.meta import API_VERSION
 from loom.config import OperatorConfig
 from loom.domain.outcome import Outcome
 from loom.domain.workloads import PythonEnv
 from loom.drivers.kube import KubeClient
+from loom.drivers.kube_http import KubeHttp
 from loom.executors.local import LocalExecutor
 from loom.services import datalake
 from loom.services.context import ReconcileContext
@@ -33,13 +31,11 @@ NOW = datetime(2025, 3, 1, 12, 0, 30, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def ctx(cluster: devcluster.Cluster, namespace: str, tmp_path: Path) -> Iterator[ReconcileContext]:
-    client = kubernetes.config.new_client_from_config(config_file=str(cluster.kubeconfig))
-    kube = KubeClient(client)
+def ctx(kube_api: KubeHttp, namespace: str, tmp_path: Path) -> ReconcileContext:
+    kube = KubeClient(kube_api)
     executor = LocalExecutor(tmp_path / "runs", {PythonEnv.MAIN: sys.executable}, kube.get_secret)
-    yield ReconcileContext(namespace, "movielens", "uid-movielens", 1, kube,
-                           OperatorConfig(dependency_retry_seconds=1), executor, NOW, {}, API_VERSION, "DataLake")
-    client.close()
+    return ReconcileContext(namespace, "movielens", "uid-movielens", 1, kube,
+                            OperatorConfig(dependency_retry_seconds=1), executor, NOW, {}, API_VERSION, "DataLake")
 
 
 def after(ctx: ReconcileContext, outcome: Outcome) -> ReconcileContext:
