@@ -100,19 +100,19 @@ async def serve(args: argparse.Namespace, loop_name: str) -> str:
     print(f"routing table: {describe(router.table)}", file=sys.stderr, flush=True)
     print(json.dumps({"router": address(front), "metrics": address(metrics), "loop": loop_name}), flush=True)
 
-    def check_table() -> None:
-        router.check_table()
-        nonlocal timer
-        timer = loop.call_later(args.reload_seconds, check_table)
+    async def watch_table() -> None:
+        while True:
+            await asyncio.sleep(args.reload_seconds)
+            router.check_table()
 
-    timer = loop.call_later(args.reload_seconds, check_table)
+    watcher = loop.create_task(watch_table())
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, router.check_table)
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
 
-    timer.cancel()
+    watcher.cancel()
     front.close()
     router.close()
     deadline = loop.time() + args.drain_seconds
