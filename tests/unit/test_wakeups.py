@@ -93,6 +93,7 @@ def test_own_change_is_the_generation_and_the_annotations_outside_kopf_bookkeepi
     assert own_change(body(1, note="x", **{"loom.dev/last-handled-configuration": "{}"})) == base
     assert own_change(body(2, note="x")) != base
     assert own_change(body(1, note="y")) != base
+    assert own_change(body(1, note="x", **{"loom.dev/promote": "true"})) != base  # a manual request wakes
 
 
 def test_the_scheduler_wakes_at_the_due_time_and_the_newest_request_wins() -> None:

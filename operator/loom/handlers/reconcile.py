@@ -23,12 +23,15 @@ from loom.api.kinds import Kind
 from loom.api.meta import API_VERSION, GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.domain.outcome import READY, Observed, Outcome
+from loom.domain.rollout import ABORT_ANNOTATION, PROMOTE_ANNOTATION
 from loom.handlers.triggers import OWN, ObjectRef, marker
 from loom.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from loom.services.context import ReconcileContext
 from loom.services.status import Transition, next_status
 
 Service = Callable[[Any, ReconcileContext], Outcome]
+# Annotations under Loom's prefix that a user sets to ask for something (Kopf's bookkeeping shares it).
+REQUESTS = frozenset({PROMOTE_ANNOTATION, ABORT_ANNOTATION})
 # Kopf's finalizer on every object with a deletion handler (set in `lifecycle`).
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -164,10 +167,11 @@ def reconcile_alone(kind: Kind, service: Service, body: kopf.Body, memo: kopf.Me
 
 def own_change(body: Mapping[str, Any], guarded: bool = False) -> str:
     """What of an object's own watch event asks for a reconcile: its generation (the spec) and its
-    annotations outside Kopf's bookkeeping (so `kubectl annotate` asks for one, as in Kopf's diff),
-    and for a guarded kind its finalizer's arrival."""
+    annotations outside Kopf's bookkeeping (so `kubectl annotate` asks for one, as in Kopf's diff)
+    or among Loom's manual requests, and for a guarded kind its finalizer's arrival."""
     meta = body.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if not k.startswith(f"{GROUP}/")}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if not k.startswith(f"{GROUP}/") or k in REQUESTS}
     return marker([meta.get("generation"), annotations, guarded and finalized(body)])
 
 
