@@ -1,0 +1,86 @@
+"""The PromQL of a canary analysis, pure: Flagger's built-in checks written for the metrics each way of
+serving exposes, and the query of any check of an analysis (a custom query arrives rendered).
+
+- `router`: Loom's local router (components/router/router_metrics.py), one series per revision, code
+  and traffic; only live traffic counts, never mirrored copies, whose answers nobody saw. The
+  namespace is a label of the scrape target.
+- `seldon`: Seldon Core 2's agent, `seldon_model_infer_total` and the histogram
+  `seldon_model_infer_api_seconds` with labels model (the Seldon Model, one per revision), server and
+  code (an HTTP status for REST, a gRPC status name for gRPC); the namespace is the pod's, as a
+  PodMonitor or kubernetes_sd scrape labels it.
+
+request-success-rate is the percent of requests not answered with a server error, request-duration
+the p99 in milliseconds, both over the check's interval. Without requests in the interval both are
+empty (or NaN), which the analysis reads as no data."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from loom.api.inferenceservice import BuiltinMetric
+from loom.domain.rollout import MetricQuery
+
+
+class MetricSource(str, Enum):
+    """Whose metrics the analysis reads: the local router, or Seldon Core 2 in a cluster."""
+
+    ROUTER = "router"
+    SELDON = "seldon"
+
+
+# gRPC statuses that are the server's fault, as the 5xx of HTTP (grpc-gateway maps them to 5xx).
+_GRPC_SERVER_ERRORS = ("Unknown", "Internal", "Unavailable", "DataLoss", "Unimplemented", "DeadlineExceeded")
+_SERVER_ERROR = {
+    MetricSource.ROUTER: "5..",
+    MetricSource.SELDON: "|".join(("5..",) + _GRPC_SERVER_ERRORS),
+}
+
+
+def _string(value: str) -> str:
+    """A PromQL string literal."""
+    return '"' + value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n") + '"'
+
+
+def _selector(source: MetricSource, revision: str, namespace: str) -> str:
+    if source == MetricSource.ROUTER:
+        return f"namespace={_string(namespace)},revision={_string(revision)},traffic=\"live\""
+    return f"namespace={_string(namespace)},model={_string(revision)}"
+
+
+def _counter(source: MetricSource) -> str:
+    return "loom_router_requests_total" if source == MetricSource.ROUTER else "seldon_model_infer_total"
+
+
+def _histogram(source: MetricSource) -> str:
+    return ("loom_router_request_duration_seconds" if source == MetricSource.ROUTER
+            else "seldon_model_infer_api_seconds")
+
+
+def request_success_rate(source: MetricSource, revision: str, namespace: str, interval: str) -> str:
+    """Percent of the revision's requests over `interval` not answered with a server error."""
+    selector = _selector(source, revision, namespace)
+    errors = _string(_SERVER_ERROR[source])
+    return (f"100 * sum(rate({_counter(source)}{{{selector},code!~{errors}}}[{interval}]))"
+            f" / sum(rate({_counter(source)}{{{selector}}}[{interval}]))")
+
+
+def request_duration(source: MetricSource, revision: str, namespace: str, interval: str) -> str:
+    """The revision's p99 latency over `interval`, in milliseconds."""
+    selector = _selector(source, revision, namespace)
+    return (f"1000 * histogram_quantile(0.99, sum by (le) "
+            f"(rate({_histogram(source)}_bucket{{{selector}}}[{interval}])))")
+
+
+def builtin_query(name: str, source: MetricSource, revision: str, namespace: str, interval: str) -> str:
+    """The query of a built-in check, by its name in `metrics[].name`."""
+    metric = BuiltinMetric(name)
+    build = request_success_rate if metric == BuiltinMetric.REQUEST_SUCCESS_RATE else request_duration
+    return build(source, revision, namespace, interval)
+
+
+def analysis_query(check: MetricQuery, source: MetricSource, revision: str, namespace: str) -> str:
+    """The PromQL to run for one check of a QueryMetrics action: its custom query (placeholders already
+    filled in by the rollout), or the built-in's for this source."""
+    if check.query is not None:
+        return check.query
+    return builtin_query(check.name, source, revision, namespace, check.interval)
