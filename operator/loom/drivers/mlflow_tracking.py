@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-import requests
+import urllib3
 
 RUN_TAG = "loom.dev/run"
 EPOCH_METRIC = "epoch"
@@ -64,22 +64,26 @@ class RestStore:
 
     def __init__(self, uri: str) -> None:
         self.base = uri.rstrip("/") + "/api/2.0/mlflow/"
-        self.session = requests.Session()
+        # urllib3 rather than requests: the operator has it loaded already; requests would add ~4 MiB.
+        self.http = urllib3.PoolManager(maxsize=4, retries=False, timeout=TIMEOUT_SECONDS)
+        self.headers = {"Accept": "application/json"}
         token = os.environ.get("MLFLOW_TRACKING_TOKEN")
         user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
         if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+            self.headers["Authorization"] = f"Bearer {token}"
         elif user and password:
-            self.session.auth = (user, password)
+            self.headers.update(urllib3.make_headers(basic_auth=f"{user}:{password}"))
 
-    def _call(self, method: str, path: str, missing: tuple[str, ...] = (NOT_FOUND,), **kwargs: Any) -> dict[str, Any] | None:
+    def _call(self, method: str, path: str, missing: tuple[str, ...] = (NOT_FOUND,),
+              params: Mapping[str, str] | None = None, json: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The JSON answer; None when the error code says what was asked for does not exist.
         Anything else failing raises."""
-        response = self.session.request(method, self.base + path, timeout=TIMEOUT_SECONDS, **kwargs)
-        if response.status_code == 404 or (response.status_code >= 400 and _code(response) in missing):
+        response = self.http.request(method, self.base + path, fields=params, json=json, headers=self.headers)
+        if response.status == 404 or (response.status >= 400 and _code(response) in missing):
             return None
-        if response.status_code >= 400:
-            raise RuntimeError(f"MLflow {path}: HTTP {response.status_code}: {response.text[:500]}")
+        if response.status >= 400:
+            text = response.data.decode(errors="replace")[:500]
+            raise RuntimeError(f"MLflow {path}: HTTP {response.status}: {text}")
         return dict(response.json())
 
     def experiment_id(self, name: str) -> str | None:
@@ -120,7 +124,7 @@ class RestStore:
         self._call("POST", "registered-models/alias", json={"name": model, "alias": alias, "version": version})
 
 
-def _code(response: requests.Response) -> str | None:
+def _code(response: urllib3.BaseHTTPResponse) -> str | None:
     try:
         return str(response.json().get("error_code"))
     except ValueError:
