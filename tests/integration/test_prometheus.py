@@ -1,6 +1,6 @@
 """The canary analysis' queries against a real Prometheus (Debian's `prometheus`, started as the demo
 starts it) scraping Loom's real router in front of two small real model servers: a good one, and one
-that fails 3 requests in 10 and answers in 20 ms. The built-in checks, a custom query with its
+that fails 3 requests in 10 and answers in 20 ms (and one that is gone). The built-in checks, a custom query with its
 placeholders filled in, no data, and Prometheus' own errors, through the operator's driver."""
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def test_builtin_checks_tell_a_failing_canary_from_a_good_stable_revision(
         upstreams: Callable[..., Upstream]) -> None:  # noqa: F811
     directory, client = prometheus
     stable, canary = upstreams("stable"), upstreams("canary", failing=True, delay=0.02)
-    running = router(table(("v1", stable, 50), ("v2", canary, 50)))
+    gone = upstreams("gone")
+    gone.close()  # every request to v3 fails: the router answers 502
+    running = router(table(("v1", stable, 45), ("v2", canary, 45), ("v3", gone, 10)))
     # Targets written after the start, as the operator does when a revision comes up.
     write_targets(directory, [ScrapeTarget(f"127.0.0.1:{running.metrics_port}",
                                            {"namespace": NAMESPACE, "inferenceservice": "recs"})])
@@ -52,13 +54,13 @@ def test_builtin_checks_tell_a_failing_canary_from_a_good_stable_revision(
 
     answers = traffic(running, clients=4, requests=150)
     by_revision = Counter(revision for _, revision, _ in answers)
-    assert set(by_revision) == {"v1", "v2"}
+    assert set(by_revision) == {"v1", "v2", "v3"}
 
     def scraped(revision: str) -> bool:
         total = f'sum(loom_router_requests_total{{revision="{revision}",traffic="live"}})'
         return client.query(total, now()) == by_revision[revision]
 
-    eventually(lambda: scraped("v1") and scraped("v2"), timeout=20, what="the last requests in Prometheus")
+    eventually(lambda: all(map(scraped, by_revision)), timeout=20, what="the last requests in Prometheus")
     at = now()
 
     def value(query: str) -> float:
@@ -68,6 +70,7 @@ def test_builtin_checks_tell_a_failing_canary_from_a_good_stable_revision(
 
     assert 65 <= value(request_success_rate(MetricSource.ROUTER, "v2", NAMESPACE, INTERVAL)) <= 75
     assert value(request_success_rate(MetricSource.ROUTER, "v1", NAMESPACE, INTERVAL)) == 100
+    assert value(request_success_rate(MetricSource.ROUTER, "v3", NAMESPACE, INTERVAL)) == 0
     # The canary sleeps 20 ms per request: its p99 lies in the 20-30 ms bucket, or later under load.
     canary_p99 = value(request_duration(MetricSource.ROUTER, "v2", NAMESPACE, INTERVAL))
     stable_p99 = value(request_duration(MetricSource.ROUTER, "v1", NAMESPACE, INTERVAL))

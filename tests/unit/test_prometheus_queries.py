@@ -24,11 +24,11 @@ SELDON_SERVER_ERRORS = "5..|Unknown|Internal|Unavailable|DataLoss|Unimplemented|
 
 @pytest.mark.parametrize("source, expected", [
     (MetricSource.ROUTER,
-     f'100 * sum(rate(loom_router_requests_total{{{ROUTER_LIVE},code!~"5.."}}[90s]))'
-     f' / sum(rate(loom_router_requests_total{{{ROUTER_LIVE}}}[90s]))'),
+     f'100 * ((sum(rate(loom_router_requests_total{{{ROUTER_LIVE},code!~"5.."}}[90s])) or vector(0))'
+     f' / sum(rate(loom_router_requests_total{{{ROUTER_LIVE}}}[90s])))'),
     (MetricSource.SELDON,
-     f'100 * sum(rate(seldon_model_infer_total{{{SELDON_MODEL},code!~"{SELDON_SERVER_ERRORS}"}}[90s]))'
-     f' / sum(rate(seldon_model_infer_total{{{SELDON_MODEL}}}[90s]))'),
+     f'100 * ((sum(rate(seldon_model_infer_total{{{SELDON_MODEL},code!~"{SELDON_SERVER_ERRORS}"}}[90s])) or vector(0))'
+     f' / sum(rate(seldon_model_infer_total{{{SELDON_MODEL}}}[90s])))'),
 ])
 def test_request_success_rate_is_percent_of_requests_without_a_server_error(source: MetricSource,
                                                                              expected: str) -> None:

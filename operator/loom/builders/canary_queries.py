@@ -11,7 +11,7 @@ serving exposes, and the query of any check of an analysis (a custom query arriv
 
 request-success-rate is the percent of requests not answered with a server error, request-duration
 the p99 in milliseconds, both over the check's interval. Without requests in the interval both are
-empty (or NaN), which the analysis reads as no data."""
+empty, which the analysis reads as no data; a revision that failed every request scores 0%."""
 
 from __future__ import annotations
 
@@ -60,8 +60,10 @@ def request_success_rate(source: MetricSource, revision: str, namespace: str, in
     """Percent of the revision's requests over `interval` not answered with a server error."""
     selector = _selector(source, revision, namespace)
     errors = _string(_SERVER_ERROR[source])
-    return (f"100 * sum(rate({_counter(source)}{{{selector},code!~{errors}}}[{interval}]))"
-            f" / sum(rate({_counter(source)}{{{selector}}}[{interval}]))")
+    # No successful series at all is 0%, not no data; without requests the denominator stays empty.
+    # The ratio first: x / x is exactly 1, so a revision without errors scores exactly 100.
+    return (f"100 * ((sum(rate({_counter(source)}{{{selector},code!~{errors}}}[{interval}])) or vector(0))"
+            f" / sum(rate({_counter(source)}{{{selector}}}[{interval}])))")
 
 
 def request_duration(source: MetricSource, revision: str, namespace: str, interval: str) -> str:
