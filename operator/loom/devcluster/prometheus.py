@@ -3,10 +3,12 @@ scrapes the local router and model servers, and the canary analysis runs its Pro
 
 Its configuration, data and log live in one directory. Targets are a file_sd JSON file next to the
 configuration, which Prometheus watches: `write_targets` replaces it (atomically) when revisions come
-and go, and the next scrape sees the change, with no restart or reload. The scrape interval is short
+and go, with no restart or reload. Prometheus hands discovered targets to its scrapers every 5 s, so a
+new target (the first ones too) is scraped about 5 s after it is written. The scrape interval is short
 (1 s by default) so a test's traffic is in Prometheus a second or two after it ends. Scraped labels
 win over the target's (`honor_labels`), so a router's own `revision` label is kept and the target's
-labels (namespace, inferenceservice, ...) fill in the rest."""
+labels (namespace, inferenceservice, ...) fill in the rest. `--web.enable-lifecycle` lets whoever edits
+prometheus.yml by hand apply it with `POST /-/reload`."""
 
 from __future__ import annotations
 
