@@ -40,7 +40,7 @@ def service(split: Split, **kw: Any) -> Serving:
     settings: dict[str, Any] = {
         "name": "recommender", "namespace": "ml", "image": IMAGE, "stable": STABLE, "split": split,
         "owner": OWNER, "replicas": 2, "min_replicas": 1, "max_replicas": 4,
-        "node": node_shape(None, "1", "2Gi"), "extra": {"k": 20, "onlineFeatures": ONLINE},
+        "node": node_shape(None, "1", "2Gi"), "model_memory": "600Mi", "extra": {"k": 20, "onlineFeatures": ONLINE},
     }
     settings.update(kw)
     return Serving(**settings)
@@ -53,7 +53,7 @@ CASES: dict[str, Serving] = {
     "mirror": service(Split(STABLE.name, CANARY.name, canary_weight=0, mirror=50), canary=CANARY),
     "gpu-profile": service(Split(STABLE.name, CANARY.name, canary_weight=30), canary=CANARY,
                            node=node_shape(PROFILES["nvidia-l4"], None, None), min_replicas=None,
-                           max_replicas=None),
+                           max_replicas=None, model_memory=None),
 }
 
 

@@ -115,16 +115,17 @@ def seldon_server(serving: Serving) -> dict[str, Any]:
 
 
 def seldon_model(serving: Serving, revision: Revision) -> dict[str, Any]:
-    """One revision's Model: its artifacts, on the InferenceService's Server."""
+    """One revision's Model: its artifacts, on the InferenceService's Server. Its `memory` is the
+    loaded model's size (Seldon's default, 1MB, when unknown): the stable and the canary Model share
+    each Server replica, whose capacity is the container's memory."""
     spec: dict[str, Any] = {
         "storageUri": revision.model_uri,
         "requirements": [RUNTIME],
         "server": serving.name,
         **_scaling(serving),
     }
-    memory = serving.node.requests.get("memory")
-    if memory is not None:
-        spec["memory"] = memory
+    if serving.model_memory is not None:
+        spec["memory"] = serving.model_memory
     if serving.extra:
         spec["parameters"] = [
             {"name": key, "value": value if isinstance(value, str) else json.dumps(value, sort_keys=True)}

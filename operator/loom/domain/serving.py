@@ -20,7 +20,9 @@ class Serving:
     """One InferenceService as its serving target lays it out. `stable` and `canary` carry the resolved
     artifact location of their MLflow version (`Revision.model_uri`: what
     `get_model_version_download_uri` answered, never a models:/ URI); `split` names them by
-    `Revision.name`. `min_replicas`/`max_replicas` unset mean a fixed `replicas`."""
+    `Revision.name`. `min_replicas`/`max_replicas` unset mean a fixed `replicas`. `model_memory` is
+    what one loaded revision takes (Seldon packs Models onto a Server replica by it), not the pod's
+    memory, which is `node`'s."""
 
     name: str
     namespace: str
@@ -33,6 +35,7 @@ class Serving:
     min_replicas: int | None = None
     max_replicas: int | None = None
     node: NodeShape = field(default_factory=NodeShape)
+    model_memory: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
