@@ -173,3 +173,11 @@ def test_a_gpu_profile_shapes_every_replica() -> None:
     predictor = builder.kserve(CASES["gpu-profile"]).manifests[1]["spec"]["predictor"]
     assert predictor["model"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert predictor["nodeSelector"] == dict(profile.node_selector)
+
+
+def test_a_seldon_server_limits_memory_to_its_request() -> None:
+    """Seldon merges the container into its stock one, whose own memory limit would stay below the request."""
+    server, *_ = builder.seldon(CASES["stable"]).manifests
+    (container,) = server["spec"]["podSpec"]["containers"]
+    assert container["resources"] == {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "2Gi"}}
+    assert container["command"] == ["mlserver", "start", "$(MLSERVER_MODELS_DIR)"]

@@ -38,9 +38,11 @@ COMPONENT = "serve"
 RUNTIME = "loom-recommender"
 IMPLEMENTATION = "serve.runtime.Recommender"
 REVISION_LABEL = "loom.dev/revision"
-# Seldon's stock MLServer ServerConfig, and the container in it that runs MLServer.
+# Seldon's stock MLServer ServerConfig, the container in it that runs MLServer, and how that container
+# starts MLServer on the repository Seldon's agent fills (the stock config leaves it to the image).
 SELDON_SERVER_CONFIG = "mlserver"
 SELDON_SERVER_CONTAINER = "mlserver"
+SELDON_SERVER_COMMAND = ("mlserver", "start", "$(MLSERVER_MODELS_DIR)")
 # KServe's names: the annotation choosing the deployment mode, the serving container, where the
 # storage initializer puts `storageUri`, and the ports of its stock MLServer runtime.
 KSERVE_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
@@ -96,9 +98,15 @@ def _revisions(serving: Serving) -> tuple[Revision, ...]:
 
 def seldon_server(serving: Serving) -> dict[str, Any]:
     """The Server of the InferenceService's Models: Seldon's MLServer with the serve image, advertising
-    Loom's runtime, shaped like each replica (a Model's replicas each need a Server replica)."""
-    container: dict[str, Any] = {"name": SELDON_SERVER_CONTAINER, "image": serving.image}
+    Loom's runtime, shaped like each replica (a Model's replicas each need a Server replica). Seldon
+    merges the container into its stock one by name: maps key by key, lists appended."""
+    container: dict[str, Any] = {
+        "name": SELDON_SERVER_CONTAINER, "image": serving.image, "command": list(SELDON_SERVER_COMMAND)}
     resources = _resources(serving.node)
+    memory = serving.node.requests.get("memory")
+    if memory is not None and "memory" not in serving.node.limits:
+        # Seldon merges these into its stock container, whose memory limit (1Gi) would stay otherwise.
+        resources.setdefault("limits", {})["memory"] = memory
     if resources:
         container["resources"] = resources
     return {
