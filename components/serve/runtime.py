@@ -5,7 +5,8 @@
     parameters.version the registry version, returned with every answer
     parameters.extra   {"k": default k (10),
                         "onlineFeatures": {"connection": "host:port", "project": ..., "view": ...,
-                                           "joinKeys": {"userId": "INT64"}}}  (the FeatureSet's view)
+                                           "joinKeys": {"userId": "INT64"}}}  (the FeatureSet's view;
+                        as a JSON string too, as Seldon Core 2 passes a Model's parameters)
 
 A V2 request carries `user` (INT64 or BYTES [n]: raw user ids) and optionally `k` (INT32/INT64 [1]).
 Each user's online features are read from Redis, encoded with the version's encoders, and the ONNX user
@@ -19,6 +20,7 @@ processes scale and threads contend (../shared/DESIGN.md: two BLAS threads, ~3x 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -69,7 +71,10 @@ class Recommender(MLModel):
         self.join_key = "user"
         features = self.files.features.names
         if "onlineFeatures" in extra:
-            source = OnlineSource.from_json({**extra["onlineFeatures"], "features": features})
+            online = extra["onlineFeatures"]
+            # Seldon Core 2 hands each Model parameter over as a string: structured values arrive as JSON.
+            online = json.loads(online) if isinstance(online, str) else online
+            source = OnlineSource.from_json({**online, "features": features})
             if len(source.join_keys) != 1:
                 raise ValueError(f"model {self.name}: onlineFeatures.joinKeys must name one key (the user's)")
             self.join_key = next(iter(source.join_keys))

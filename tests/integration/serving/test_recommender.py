@@ -5,6 +5,8 @@ nothing is known about (the popularity fallback)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import torch
 
@@ -95,3 +97,14 @@ def test_runtime_recommends_what_the_torch_model_does(trained: Trained, online: 
     for k, t in got["timings"].items():
         print(f"runtime predict, 1 user, top-{k} of {len(item_ids)} items: p50 {t['p50']:.2f} ms, "
               f"p99 {t['p99']:.2f} ms")
+
+
+def test_online_features_given_as_a_json_string_as_seldon_passes_them(trained: Trained, online: Online) -> None:
+    users = [u for u in online.users if u <= TRAINED_USERS][:5]
+    settings = model_settings("movielens", trained, online)
+    as_string = {**settings, "parameters": {**settings["parameters"], "extra": {
+        **settings["parameters"]["extra"], "onlineFeatures": json.dumps(online.source)}}}
+    answers = [run_serve_python(PREDICT, {"settings": s, "request": request(users, K), "user": users[0]})["answer"]
+               for s in (settings, as_string)]
+    assert outputs(answers[0])["items"].tolist() == outputs(answers[1])["items"].tolist()
+    assert not outputs(answers[1])["fallback"].any()
