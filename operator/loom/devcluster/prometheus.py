@@ -15,16 +15,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from loom.devcluster.served import free_port, served
 
 TARGETS_FILE = "targets.json"
 JOB = "loom"
@@ -36,20 +32,6 @@ class ScrapeTarget:
 
     address: str
     labels: Mapping[str, str] = field(default_factory=dict)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def write_targets(directory: Path, targets: Sequence[ScrapeTarget]) -> None:
@@ -86,28 +68,9 @@ def prometheus_server(directory: Path, targets: Sequence[ScrapeTarget] = (), scr
     directory.mkdir(parents=True, exist_ok=True)
     write_targets(directory, targets)
     config = _write_config(directory, scrape_interval)
-    port = port or _free_port()
+    port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = directory / "prometheus.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-             f"--storage.tsdb.path={directory / 'data'}", "--web.enable-lifecycle"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=directory,
-        )
-    try:
-        deadline = time.monotonic() + timeout
-        while not _ready(url):
-            if process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"prometheus did not answer /-/ready in {timeout:.0f} s")
-            time.sleep(0.2)
+    argv = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={directory / 'data'}", "--web.enable-lifecycle"]
+    with served("prometheus", argv, directory, directory / "prometheus.log", f"{url}/-/ready", timeout):
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
