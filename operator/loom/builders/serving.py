@@ -25,10 +25,10 @@ import json
 from typing import Any
 
 from loom.api.inferenceservice import Revision
+from loom.builders import pods
 from loom.builders.labels import owned_by, recommended
 from loom.domain.rollout import Split
 from loom.domain.serving import Serving, ServingManifests
-from loom.domain.training import NodeShape
 
 SELDON_API_VERSION = "mlops.seldon.io/v1alpha1"
 KSERVE_API_VERSION = "serving.kserve.io/v1beta1"
@@ -65,24 +65,6 @@ def _metadata(serving: Serving, name: str, revision: Revision | None = None) -> 
     return meta
 
 
-def _resources(node: NodeShape) -> dict[str, dict[str, str]]:
-    resources = {}
-    if node.requests:
-        resources["requests"] = dict(node.requests)
-    if node.limits:
-        resources["limits"] = dict(node.limits)
-    return resources
-
-
-def _placement(node: NodeShape) -> dict[str, Any]:
-    placement: dict[str, Any] = {}
-    if node.node_selector:
-        placement["nodeSelector"] = dict(node.node_selector)
-    if node.tolerations:
-        placement["tolerations"] = [t.to_wire() for t in node.tolerations]
-    return placement
-
-
 def _scaling(serving: Serving) -> dict[str, int]:
     """replicas with its bounds: a fixed count when the spec sets no bounds."""
     return {
@@ -102,7 +84,7 @@ def seldon_server(serving: Serving) -> dict[str, Any]:
     merges the container into its stock one by name: maps key by key, lists appended."""
     container: dict[str, Any] = {
         "name": SELDON_SERVER_CONTAINER, "image": serving.image, "command": list(SELDON_SERVER_COMMAND)}
-    resources = _resources(serving.node)
+    resources = pods.resources(serving.node)
     memory = serving.node.requests.get("memory")
     if memory is not None and "memory" not in serving.node.limits:
         # Seldon merges these into its stock container, whose memory limit (1Gi) would stay otherwise.
@@ -117,7 +99,7 @@ def seldon_server(serving: Serving) -> dict[str, Any]:
             "serverConfig": SELDON_SERVER_CONFIG,
             "extraCapabilities": [RUNTIME],
             **_scaling(serving),
-            "podSpec": {"containers": [container], **_placement(serving.node)},
+            "podSpec": {"containers": [container], **pods.placement(serving.node)},
         },
     }
 
@@ -231,14 +213,14 @@ def _kserve_predictor(serving: Serving, revision: Revision, *, canary: bool) -> 
         "storageUri": revision.model_uri,
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
     }
-    resources = _resources(serving.node)
+    resources = pods.resources(serving.node)
     if resources:
         model["resources"] = resources
     scaling = _scaling(serving)
     predictor: dict[str, Any] = {"name": revision.name, "minReplicas": scaling["minReplicas"]}
     if not canary:
         predictor["maxReplicas"] = scaling["maxReplicas"]
-    return {**predictor, **_placement(serving.node), "model": model}
+    return {**predictor, **pods.placement(serving.node), "model": model}
 
 
 def kserve_inference_service(serving: Serving) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 from loom.api.gpuprofile import GpuProfile, TaintEffect, TolerationOperator, cpu_cores, memory_bytes
 from loom.api.gpuprofile import Toleration as GpuProfileToleration
 from loom.api.trainingjob import RuntimeKind
+from loom.builders import pods
 from loom.builders.job import FILES_DIR, FILES_VOLUME, labels
 from loom.builders.labels import MANAGER
 from loom.domain.training import (
@@ -133,15 +134,6 @@ def _env(workload: Workload, node: NodeShape) -> list[dict[str, Any]]:
     return plain + secret
 
 
-def _resources(node: NodeShape) -> dict[str, dict[str, str]]:
-    resources = {}
-    if node.requests:
-        resources["requests"] = dict(node.requests)
-    if node.limits:
-        resources["limits"] = dict(node.limits)
-    return resources
-
-
 def _volumes(workload: Workload, node: NodeShape) -> list[dict[str, Any]]:
     volumes: list[dict[str, Any]] = []
     if node.shm_size is not None:
@@ -161,20 +153,11 @@ def _volume_mounts(workload: Workload, node: NodeShape) -> list[dict[str, Any]]:
     return mounts
 
 
-def _placement(node: NodeShape) -> dict[str, Any]:
-    placement: dict[str, Any] = {}
-    if node.node_selector:
-        placement["nodeSelector"] = dict(node.node_selector)
-    if node.tolerations:
-        placement["tolerations"] = [t.to_wire() for t in node.tolerations]
-    return placement
-
-
 def _runtime_patch(workload: Workload, node: NodeShape) -> dict[str, Any]:
     """The pod-level part of the shape, as one TrainJob runtime patch of the `node` replicated job.
     The trainer's env cannot travel here (the webhook refuses env for the `node` container), so it
     is `trainer.env`; its volume mounts can."""
-    pod: dict[str, Any] = _placement(node)
+    pod: dict[str, Any] = pods.placement(node)
     volumes = _volumes(workload, node)
     if volumes:
         pod["volumes"] = volumes
@@ -215,7 +198,7 @@ def trainjob(workload: Workload, image: str, components_dir: str) -> dict[str, A
         trainer["env"] = env
     trainer["numNodes"] = training.num_nodes
     trainer["numProcPerNode"] = training.num_proc_per_node
-    resources = _resources(node)
+    resources = pods.resources(node)
     if resources:
         trainer["resourcesPerNode"] = resources
     ref = training.runtime_ref
@@ -245,14 +228,14 @@ def _replica(workload: Workload, node: NodeShape, image: str, components_dir: st
     env = _env(workload, node)
     if env:
         container["env"] = env
-    resources = _resources(node)
+    resources = pods.resources(node)
     if resources:
         container["resources"] = resources
     mounts = _volume_mounts(workload, node)
     if mounts:
         container["volumeMounts"] = mounts
     container["terminationMessagePolicy"] = "FallbackToLogsOnError"
-    pod: dict[str, Any] = {"containers": [container], **_placement(node)}
+    pod: dict[str, Any] = {"containers": [container], **pods.placement(node)}
     volumes = _volumes(workload, node)
     if volumes:
         pod["volumes"] = volumes
