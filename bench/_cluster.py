@@ -5,26 +5,18 @@ benchmark's. Both are stopped (the control plane purged) when the `with` block e
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from loom import devcluster
+from loom.devcluster.served import answers, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -74,14 +66,6 @@ class OperatorProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @contextmanager
 def operator(plane: ControlPlane, state_dir: Path, log_path: Path, args: Sequence[str] = ("--executor", "local"),
              env: Mapping[str, str] | None = None, timeout: float = 120) -> Iterator[OperatorProcess]:
@@ -102,7 +86,7 @@ def operator(plane: ControlPlane, state_dir: Path, log_path: Path, args: Sequenc
     running = OperatorProcess(process, f"http://127.0.0.1:{metrics}/metrics", liveness_url, log_path)
     try:
         deadline = time.monotonic() + timeout
-        while not _answers(liveness_url):
+        while not answers(liveness_url):
             if process.poll() is not None:
                 raise RuntimeError(f"the operator exited with {process.returncode}:\n{running.log_tail()}")
             if time.monotonic() > deadline:

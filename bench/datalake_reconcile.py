@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,17 +33,12 @@ from pyiceberg.transforms import IdentityTransform, parse_transform
 from loom import devcluster
 from loom.api.datalake import Table
 from loom.api.meta import GROUP, VERSION
+from loom.devcluster.served import free_port
 from loom.drivers.iceberg_catalog import open_catalog
 from loom.drivers.iceberg_tables import schema_for
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def declared_tables(n: int) -> list[dict[str, Any]]:

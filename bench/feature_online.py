@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import redis
 
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
+from loom.devcluster.served import free_port
 from loom.domain.feature_views import FeatureViewDefinition
 from loom.drivers import feast_pins, feast_store
 from loom.drivers.feast_online import OnlineFeatureReader
@@ -57,12 +57,6 @@ SPEC: dict[str, Any] = {
                  {"name": "favoriteGenre", "dtype": "String"}],
     "ttl": "0s",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
