@@ -9,6 +9,9 @@ MLflow 3):
     popularity.npy        training positives per item (the fallback for a cold start)
     features.json         the user feature encoders
     model.json            format, tower shape, hyperparameters, what each file is
+    model-settings.json   MLServer's: Loom's runtime over this folder (Seldon Core 2 loads a custom runtime
+                          from the artifact's model settings); what is per deployment (the version's
+                          name and version, online features) the deployment adds
     state_dict.pt, item_features.npy   the torch model, to score it again as a champion
 
 A score is `embedding @ item_embeddings.T`; each user's history vector is inside the ONNX graph."""
@@ -29,6 +32,9 @@ from prepare import Prepared
 
 FORMAT = "loom.dev/two-tower/v1"
 OPSET = 17
+# No parameters.uri: MLServer sets it to the folder holding model-settings.json (and Seldon's agent, which
+# adds the name, version and Model parameters, keeps it so).
+MODEL_SETTINGS = {"implementation": "serve.runtime.Recommender"}
 
 
 def _ids(values: np.ndarray) -> list[Any]:
@@ -101,6 +107,7 @@ def write(model: TwoTower, data: Prepared, hp: Hyperparameters, out: Path) -> Pa
         "itemFeatures": data.item_feature_names,
         "score": "user_tower.onnx(user, numeric?, categorical?) @ item_embeddings.npy.T",
     }, indent=1))
+    (out / "model-settings.json").write_text(json.dumps(MODEL_SETTINGS, indent=1))
     return out
 
 

@@ -1,20 +1,28 @@
 """MLflow as a TrainingJob reads and moves it: a run found by the Loom run name it is tagged with, its
 metrics (the latest value of each, and when each epoch ended), the model version it registered, and
-the registry's aliases.
+the registry's aliases; and, for an InferenceService, a `models:/` URI resolved to its version and
+where MLflow keeps the version's files, which are downloaded for a local model server.
 
 A tracking server (http/https, as every cluster runs one) is spoken to over MLflow's REST API, so the
-operator never loads the MLflow library (about 200 MiB in a process). Any other tracking URI (a SQLite
-file, as on a laptop) goes through `MlflowClient`, imported on first use. Both answer alike (a test
-holds them to it)."""
+operator never loads the MLflow library (about 200 MiB in a process); the files come through the
+server's artifact proxy (`mlflow server --serve-artifacts`, the default, for an `mlflow-artifacts:`
+artifact root), or straight from disk for a `file:` root on this machine (a local server). Any other
+tracking URI (a SQLite file, as on a laptop) goes through `MlflowClient`, imported on first use. Both
+answer alike (a test holds them to it)."""
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import quote, unquote, urlparse
 
 import urllib3
 
@@ -24,6 +32,9 @@ TIMEOUT_SECONDS = 10.0
 NOT_FOUND = "RESOURCE_DOES_NOT_EXIST"
 # An alias nobody set is INVALID_PARAMETER_VALUE to MLflow, a model that does not exist NOT_FOUND.
 ALIAS_MISSING = (NOT_FOUND, "INVALID_PARAMETER_VALUE")
+# models:/<name>/<version> or models:/<name>@<alias>, as MLflow parses them (a name holds no '/').
+MODEL_URI = re.compile(r"models:/(?P<name>[^/@]+)(?:/(?P<version>[0-9]+)|@(?P<alias>[^/@]+))")
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,13 +60,27 @@ class RegisteredVersion:
     source: str
 
 
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A registry version and where its files are (`download_uri`: file:, mlflow-artifacts:, s3: ...)."""
+
+    name: str
+    version: str
+    download_uri: str
+    run_id: str | None
+    source: str
+
+
 class Store(Protocol):
     def experiment_id(self, name: str) -> str | None: ...
     def newest_run(self, experiment_id: str, filter_string: str) -> dict[str, Any] | None: ...
     def epoch_times(self, run_id: str) -> list[tuple[int, int]]: ...
     def versions(self, filter_string: str) -> list[dict[str, Any]]: ...
+    def version(self, model: str, version: str) -> dict[str, Any] | None: ...
     def alias(self, model: str, alias: str) -> dict[str, Any] | None: ...
     def set_alias(self, model: str, alias: str, version: str) -> None: ...
+    def download_uri(self, model: str, version: str) -> str | None: ...
+    def copy_files(self, artifact_uri: str, into: Path) -> None: ...
 
 
 class RestStore:
@@ -64,6 +89,7 @@ class RestStore:
 
     def __init__(self, uri: str) -> None:
         self.base = uri.rstrip("/") + "/api/2.0/mlflow/"
+        self.artifacts = uri.rstrip("/") + "/api/2.0/mlflow-artifacts/artifacts"
         # urllib3 rather than requests: the operator has it loaded already; requests would add ~4 MiB.
         self.http = urllib3.PoolManager(maxsize=4, retries=False, timeout=TIMEOUT_SECONDS)
         self.headers = {"Accept": "application/json"}
@@ -123,6 +149,46 @@ class RestStore:
     def set_alias(self, model: str, alias: str, version: str) -> None:
         self._call("POST", "registered-models/alias", json={"name": model, "alias": alias, "version": version})
 
+    def version(self, model: str, version: str) -> dict[str, Any] | None:
+        found = self._call("GET", "model-versions/get", params={"name": model, "version": version})
+        return found["model_version"] if found else None
+
+    def download_uri(self, model: str, version: str) -> str | None:
+        found = self._call("GET", "model-versions/get-download-uri", params={"name": model, "version": version})
+        return str(found["artifact_uri"]) if found else None
+
+    def copy_files(self, artifact_uri: str, into: Path) -> None:
+        parsed = urlparse(artifact_uri)
+        if parsed.scheme == "mlflow-artifacts":
+            # The path under the server's artifact destination; a netloc names this same server.
+            self._proxied(unquote(parsed.path).strip("/"), into)
+        elif parsed.scheme == "file" and Path(unquote(parsed.path)).is_dir():
+            shutil.copytree(unquote(parsed.path), into, dirs_exist_ok=True)
+        else:
+            raise RuntimeError(f"MLflow keeps the files at {artifact_uri}, which the operator cannot read: "
+                               "serve artifacts through the tracking server (mlflow server --serve-artifacts "
+                               "with an mlflow-artifacts:/ artifact root)")
+
+    def _proxied(self, path: str, into: Path) -> None:
+        """Copy the tree under `path` from the artifact proxy: list each directory, stream each file."""
+        response = self.http.request("GET", self.artifacts, fields={"path": path}, headers=self.headers)
+        if response.status >= 400:
+            raise RuntimeError(f"MLflow artifacts {path}: HTTP {response.status}: "
+                               f"{response.data.decode(errors='replace')[:500]}")
+        into.mkdir(parents=True, exist_ok=True)
+        for entry in response.json().get("files") or []:
+            name = str(entry["path"]).rsplit("/", 1)[-1]
+            if entry.get("is_dir"):
+                self._proxied(f"{path}/{name}", into / name)
+                continue
+            with self.http.request("GET", f"{self.artifacts}/{quote(f'{path}/{name}')}", headers=self.headers,
+                                   preload_content=False) as file:
+                if file.status >= 400:
+                    raise RuntimeError(f"MLflow artifact {path}/{name}: HTTP {file.status}")
+                with (into / name).open("wb") as out:
+                    for chunk in file.stream(CHUNK_BYTES):
+                        out.write(chunk)
+
 
 def _code(response: urllib3.BaseHTTPResponse) -> str | None:
     try:
@@ -137,6 +203,7 @@ class LibraryStore:
     def __init__(self, uri: str) -> None:
         from mlflow.tracking import MlflowClient
 
+        self.uri = uri
         self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def experiment_id(self, name: str) -> str | None:
@@ -173,6 +240,36 @@ class LibraryStore:
 
     def set_alias(self, model: str, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(model, alias, version)
+
+    def version(self, model: str, version: str) -> dict[str, Any] | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            v = self.client.get_model_version(model, version)
+        except MlflowException as error:
+            if error.error_code == NOT_FOUND:
+                return None
+            raise
+        return {"name": v.name, "version": v.version, "run_id": v.run_id, "source": v.source,
+                "model_id": getattr(v, "model_id", None)}
+
+    def download_uri(self, model: str, version: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_download_uri(model, version))
+        except MlflowException as error:
+            if error.error_code == NOT_FOUND:
+                return None
+            raise
+
+    def copy_files(self, artifact_uri: str, into: Path) -> None:
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory(dir=into.parent) as scratch:
+            got = mlflow.artifacts.download_artifacts(artifact_uri=artifact_uri, dst_path=scratch,
+                                                      tracking_uri=self.uri)
+            shutil.move(got, into)
 
 
 _stores: dict[str, Store] = {}
@@ -241,3 +338,52 @@ def alias_version(uri: str, model: str, alias: str) -> str | None:
 
 def set_alias(uri: str, model: str, alias: str, version: str) -> None:
     store(uri).set_alias(model, alias, version)
+
+
+def resolve(uri: str, model_uri: str) -> ResolvedModel | None:
+    """The version a `models:/<name>/<version>` or `models:/<name>@<alias>` URI names, with where its
+    files are; None when the model, the version or the alias does not exist. Any other URI is a
+    ValueError (the spec is wrong, not the registry)."""
+    match = MODEL_URI.fullmatch(model_uri)
+    if match is None:
+        raise ValueError(f"{model_uri!r} is neither models:/<name>/<version> nor models:/<name>@<alias>")
+    s, name = store(uri), match["name"]
+    found = s.version(name, match["version"]) if match["version"] else s.alias(name, match["alias"])
+    if found is None:
+        return None
+    version = str(found["version"])
+    download_uri = s.download_uri(name, version)
+    if download_uri is None:  # deleted between the two calls
+        return None
+    return ResolvedModel(name=name, version=version, download_uri=download_uri,
+                         run_id=found.get("run_id") or None, source=found.get("source") or "")
+
+
+_downloading = threading.Lock()
+
+
+def download(uri: str, resolved: ResolvedModel, destination: Path) -> Path:
+    """The version's files in `destination/<name>/<version>`, returned. A version's files never change,
+    so a directory already there is a complete earlier download and is reused; the files are written
+    into a temporary directory beside it and renamed into place, so a download that failed midway
+    (this process or an earlier one) leaves nothing there and is done again."""
+    if resolved.name in (".", ".."):
+        raise ValueError(f"{resolved.name!r} cannot name a model's directory")
+    target = destination / resolved.name / resolved.version
+    with _downloading:  # one download at a time: serving a version is rare, its files can be large
+        if target.is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for stale in target.parent.glob(f".{resolved.version}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".{resolved.version}.partial-", dir=target.parent))
+        try:
+            files = partial / "files"
+            store(uri).copy_files(resolved.download_uri, files)
+            if not files.is_dir() or not any(files.iterdir()):
+                raise RuntimeError(f"MLflow holds no files for {resolved.name} version {resolved.version} "
+                                   f"at {resolved.download_uri}")
+            files.rename(target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return target
