@@ -3,7 +3,8 @@ build workloads, the builders that turn them into manifests and the executors th
 
 A workload either runs once (`schedule` unset: one run, named like the workload) or on a cron
 schedule (a Kubernetes CronJob, or the local executor's own scheduler). Either way submitting it again
-with the same name never starts a second run of the same thing."""
+with the same name never starts a second run of the same thing. A service workload (`service` set)
+is a long-running process kept up like a Deployment's pod: restarted whenever it exits."""
 
 from __future__ import annotations
 
@@ -87,6 +88,29 @@ class SecretEnv:
 
 
 @dataclass(frozen=True)
+class Service:
+    """What makes a workload long-running (a model server, the router): the executor keeps one process
+    of it up, restarting it after it exits with a capped doubling backoff (as a kubelet does in
+    CrashLoopBackOff; an attempt that stayed up twice the cap resets it), and reports it Running only
+    while `GET http://127.0.0.1:<port>/<ready_path>` answers 2xx. `ports` (environment variable ->
+    port) reach the process through its environment; `ready_port` names the one probed."""
+
+    ports: Mapping[str, int]
+    ready_port: str
+    ready_path: str = "/"
+    backoff_base_seconds: float = 10.0
+    backoff_cap_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.ready_port not in self.ports:
+            raise ValueError(f"ready_port {self.ready_port!r} is not one of the service's ports {sorted(self.ports)}")
+        if not self.ready_path.startswith("/"):
+            raise ValueError(f"ready_path {self.ready_path!r} must start with /")
+        if not 0 < self.backoff_base_seconds <= self.backoff_cap_seconds:
+            raise ValueError("a service's backoff needs 0 < backoff_base_seconds <= backoff_cap_seconds")
+
+
+@dataclass(frozen=True)
 class Workload:
     """One component run (or schedule of runs): `python components/<component> <args>`. `files` (name ->
     text) are what the component reads from the directory in $LOOM_WORKLOAD_FILES: anything that may
@@ -108,8 +132,12 @@ class Workload:
     # Set for a distributed training run: the executor runs `component` in every process of it (as a
     # Kubeflow TrainJob or PyTorchJob, or local torchrun processes), never as a plain Job.
     training: Training | None = None
+    # Set for a long-running process (no schedule, no training, `retries` unused: it always restarts).
+    service: Service | None = None
 
     def __post_init__(self) -> None:
+        if self.service is not None and (self.schedule is not None or self.training is not None):
+            raise ValueError(f"workload {self.name!r}: a service has neither a schedule nor a training")
         limit = MAX_SCHEDULED_NAME if self.schedule else MAX_NAME
         if len(self.name) > limit or not _DNS_LABEL.match(self.name):
             raise ValueError(f"workload name {self.name!r} is not a DNS label of at most {limit} characters")

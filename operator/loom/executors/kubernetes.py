@@ -60,6 +60,11 @@ class KubernetesExecutor:
         """Nothing to stop."""
 
     def submit(self, workload: Workload) -> None:
+        if workload.service is not None:
+            raise NotImplementedError(
+                f"workload {workload.namespace}/{workload.name} is a long-running service: in a cluster, "
+                "serving goes through the serving builders (Seldon Core 2 or KServe resources), not the "
+                "executor's Jobs")
         image = self.images.get(PythonEnv(workload.python))
         if image is None:
             raise LookupError(f"no image configured for the {workload.python} environment")

@@ -14,7 +14,8 @@ directory, so an operator that restarts (or was killed) finds every run as it is
     <state>/runs/<namespace>/<run>/notified.json  the last change of the run reported to `on_change`
     <state>/runs/<namespace>/<run>/attempt-<n>/ pid.json, exit.json (written by the supervisor),
                                                 output.log, failed.json (why the attempt failed when
-                                                no exit code tells), retry.json (when the next is due)
+                                                no exit code tells), retry.json (when the next is due),
+                                                ready.json (a service's last readiness answer)
     <state>/locks/<namespace>/<workload>.lock   flock'ed while a run of the workload is checked and
                                                 started, or the workload deleted
 
@@ -45,6 +46,15 @@ with the same supervisor, process group, locks and orphan rules. Besides:
 - Replicas: the launcher's node files in the attempt (`nodes/node-<k>.json`) give the run's counts.
 - The attempt's processes are its process group plus those carrying its `$LOOM_ATTEMPT` marker:
   torchrun starts each worker in a session of its own.
+
+Service runs (`Workload.service` set) are long-running processes kept up as a Deployment's pods are
+(`executors/local_services.py`): a once-run whose attempts are restarted whenever they exit, after a
+capped doubling backoff (Failed, with the exit code and last line, while it waits), whose readiness URL
+the thread probes at each pass while an attempt lives (Running once it answers, Pending before;
+the probes run one after another in the thread, each for at most a second). Submitting the same
+service again does nothing; a changed one (command, environment, files, ports) replaces the process:
+the old one is ended as `delete` ends it, then the new one starts. An operator that restarts finds the
+live attempt and keeps it, as for any run; one whose supervisor died is ended before the restart.
 
 The thread wakes at the next tick, at the next retry, and every `poll_seconds` while an attempt is live
 (nothing tells it when a process ends). Ticks and backoffs are computed on the injected clock; times
@@ -83,6 +93,7 @@ from loom.executors.local_runs import (
     SUSPENDED_FILE,
     Run,
     attempt_dirs,
+    attempt_number,
     attempt_status,
     last_line,
     read_json,
@@ -90,6 +101,14 @@ from loom.executors.local_runs import (
     workload_from_json,
     workload_to_json,
     write_json,
+)
+from loom.executors.local_services import (
+    next_attempt,
+    prune_attempts,
+    record_readiness,
+    replaces,
+    restart_delay,
+    service_environment,
 )
 from loom.executors.procfs import ATTEMPT_ENV, alive, group_members, marked
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
@@ -155,6 +174,8 @@ class LocalExecutor:
     def submit(self, workload: Workload) -> None:
         if workload.training is not None:
             self._submit_training(workload)
+        elif workload.service is not None:
+            self._submit_service(workload)
         elif workload.schedule is None:
             self._submit_once(workload)
         else:
@@ -186,10 +207,11 @@ class LocalExecutor:
             self._schedule_path(namespace, name).unlink(missing_ok=True)
             for run_dir in self._workload_runs(namespace, name):
                 for attempt in attempt_dirs(run_dir):
+                    self._wait_for_supervisor(attempt)
                     self._end_group(attempt)
                 shutil.rmtree(run_dir, ignore_errors=True)
+            self._reap()  # before a run of the same name can reuse its attempts' paths
             self._lock_path(namespace, name).unlink(missing_ok=True)
-        self._reap()
 
     def start(self) -> None:
         """Start the thread that runs schedules and retries and reports run changes (one per executor)."""
@@ -223,6 +245,23 @@ class LocalExecutor:
         self._command(workload)  # a missing interpreter or Secret key raises here and leaves no trace
         self._environment(workload)
         with self._lock(workload.namespace, workload.name):
+            self._create_run(workload, workload.name, schedule=None)
+
+    def _submit_service(self, workload: Workload) -> None:
+        """Create the service's run unless the same one exists; a changed one replaces the running one
+        (its processes are ended first, as `delete` ends them, so two never run at once)."""
+        self._command(workload)
+        self._environment(workload)
+        run_dir = self._run_dir(workload.namespace, workload.name)
+        with self._lock(workload.namespace, workload.name):
+            run = self._read(run_dir)
+            if run is not None and not replaces(run.workload, workload):
+                return
+            for attempt in attempt_dirs(run_dir):
+                self._wait_for_supervisor(attempt)
+                self._end_group(attempt)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            self._reap()  # before the new attempts reuse the old ones' paths, which a reap would write to
             self._create_run(workload, workload.name, schedule=None)
 
     def _submit_training(self, workload: Workload) -> None:
@@ -375,7 +414,8 @@ class LocalExecutor:
 
     def _environment(self, workload: Workload) -> dict[str, str]:
         node_env = workload.training.node.env if workload.training is not None else {}
-        env = {**os.environ, **node_env, **workload.env, "PYTHONUNBUFFERED": "1"}
+        ports = service_environment(workload.service) if workload.service is not None else {}
+        env = {**os.environ, **node_env, **workload.env, **ports, "PYTHONUNBUFFERED": "1"}
         for ref in workload.secret_env:
             values = self.secrets(workload.namespace, ref.secret)
             if ref.key not in values:
@@ -498,6 +538,9 @@ class LocalExecutor:
                 run = self._end_overdue(run_dir)
             if run is None:
                 return False
+        service = run.workload.service
+        if service is not None and run.last is not None and run.last.phase == Phase.RUNNING:
+            record_readiness(run, service)
         self._notify(run)
         if not run.needs_attempt:
             return run.live
@@ -510,7 +553,11 @@ class LocalExecutor:
             if run is None or not run.needs_attempt:
                 return run is not None and run.live
             self._end_orphans(run.workload.namespace, run.workload_name)
-            self._launch(run_dir, len(run.attempts) + 1, run.workload)
+            if run.workload.service is not None and run.attempts:
+                self._end_group(run.attempts[-1])  # failed but not gone (a failed.json): never two at once
+            self._launch(run_dir, next_attempt(run), run.workload)
+            if run.workload.service is not None:
+                prune_attempts(run_dir)
         return True
 
     def _end_overdue(self, run_dir: Path) -> Run | None:
@@ -541,7 +588,8 @@ class LocalExecutor:
         recorded = read_json(path)
         if recorded is not None:
             return datetime.fromisoformat(recorded["at"])
-        due = now + retry_delay(len(run.counted), self.retry_base)
+        service = run.workload.service
+        due = now + (restart_delay(run, service) if service is not None else retry_delay(len(run.counted), self.retry_base))
         write_json(path, {"at": due.isoformat()})
         return due
 
@@ -550,10 +598,10 @@ class LocalExecutor:
         if self.on_change is None:
             return
         status = run.status()
-        if status.finished:
+        if status.finished and run.workload.service is None:
             mark: dict[str, Any] = {"phase": status.phase.value}
-        elif status.phase in (Phase.RUNNING, Phase.SUSPENDED):
-            mark = {"phase": status.phase.value, "attempt": len(run.attempts)}
+        elif status.phase in (Phase.RUNNING, Phase.SUSPENDED) or status.finished:  # a service's each exit
+            mark = {"phase": status.phase.value, "attempt": attempt_number(run.attempts[-1])}
         else:
             return
         path = run.dir / NOTIFIED_FILE

@@ -16,7 +16,16 @@ from typing import Any
 
 from loom.api.trainingjob import Backend, RuntimeKind, RuntimeRef
 from loom.domain.training import NodeShape, Replicas, Toleration, Training
-from loom.domain.workloads import EXIT_INPUT_ERROR, OwnerRef, Phase, PythonEnv, SecretEnv, Workload, WorkloadStatus
+from loom.domain.workloads import (
+    EXIT_INPUT_ERROR,
+    OwnerRef,
+    Phase,
+    PythonEnv,
+    SecretEnv,
+    Service,
+    Workload,
+    WorkloadStatus,
+)
 from loom.executors.procfs import alive
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
 from loom.executors.torch_launch import NODES_DIR
@@ -34,6 +43,8 @@ SUSPENDED_FILE = "suspended.json"
 # Training runs: in the run directory once it failed for good for a reason no attempt tells (its
 # active deadline passed).
 ENDED_FILE = "ended.json"
+# Service runs: in an attempt, whether its readiness probe last answered (written when that changes).
+READY_FILE = "ready.json"
 # An attempt whose supervisor never wrote its pid within this (wall-clock) time never started.
 START_GRACE = timedelta(seconds=60)
 MESSAGE_BYTES = 2048
@@ -89,6 +100,7 @@ def workload_to_json(workload: Workload) -> dict[str, Any]:
         "ttlSecondsAfterFinished": workload.ttl_seconds_after_finished,
         "files": dict(workload.files),
         "training": None if workload.training is None else training_to_json(workload.training),
+        "service": None if workload.service is None else service_to_json(workload.service),
     }
 
 
@@ -109,7 +121,20 @@ def workload_from_json(data: Mapping[str, Any]) -> Workload:
         ttl_seconds_after_finished=data["ttlSecondsAfterFinished"],
         files=dict(data.get("files", {})),  # absent from state written before workloads had files
         training=None if data.get("training") is None else training_from_json(data["training"]),
+        service=None if data.get("service") is None else service_from_json(data["service"]),
     )
+
+
+def service_to_json(service: Service) -> dict[str, Any]:
+    return {
+        "ports": dict(service.ports), "readyPort": service.ready_port, "readyPath": service.ready_path,
+        "backoffBaseSeconds": service.backoff_base_seconds, "backoffCapSeconds": service.backoff_cap_seconds,
+    }
+
+
+def service_from_json(data: Mapping[str, Any]) -> Service:
+    return Service(dict(data["ports"]), data["readyPort"], data["readyPath"],
+                   data["backoffBaseSeconds"], data["backoffCapSeconds"])
 
 
 def training_to_json(training: Training) -> dict[str, Any]:
@@ -254,9 +279,12 @@ class Run:
     @property
     def needs_attempt(self) -> bool:
         """No attempt yet (its starter died), a resume whose attempt did not start, or the newest
-        failed and the retries allow another; never while suspended or after the deadline."""
+        failed and the retries allow another; never while suspended or after the deadline. A
+        service's newest attempt that ended, however, always needs another."""
         if self.suspended is not None or self.ended is not None:
             return False
+        if self.workload.service is not None:
+            return self.last is None or self.last.finished
         return self.last is None or self.interrupted or self.retrying
 
     @property
@@ -291,6 +319,8 @@ class Run:
 
     def status(self) -> WorkloadStatus:
         """The run as a Job (or a TrainJob) reports it: started with its first attempt, ended with its last."""
+        if self.workload.service is not None:
+            return self._service_status()
         status = self._status()
         if self.workload.training is None:
             return status
@@ -298,6 +328,28 @@ class Run:
         if self.suspended is not None or self.interrupted:
             replicas = Replicas(active=replicas.active)  # the ended attempt's nodes are gone, not failed
         return replace(status, replicas=replicas)
+
+    def _service_status(self) -> WorkloadStatus:
+        """A service as a Deployment's pod: Running while its newest attempt lives and answered its
+        readiness probe, Pending while it starts or is not ready, Failed (exit code and last line kept)
+        while it waits to be restarted; `started_at` is the newest attempt's start."""
+        name, last = self.dir.name, self.last
+        if last is None:
+            return WorkloadStatus(name, Phase.PENDING, "starting")
+        restarts = attempt_number(self.attempts[-1]) - 1
+        if last.finished:
+            retry = read_json(self.attempts[-1] / RETRY_FILE)
+            when = f" at {retry['at']}" if retry else " after a backoff"
+            how = f"exited with code {last.exit_code}" if last.exit_code is not None else "ended"
+            message = f"{how} ({restarts} restarts so far), restarting{when}: {last.message}"
+            return WorkloadStatus(name, Phase.FAILED, message, last.started_at, last.finished_at, last.exit_code)
+        if last.phase == Phase.RUNNING and (read_json(self.attempts[-1] / READY_FILE) or {}).get("ready"):
+            return WorkloadStatus(name, Phase.RUNNING, f"ready ({restarts} restarts)", last.started_at)
+        service = self.workload.service
+        assert service is not None
+        port = service.ports[service.ready_port]
+        return WorkloadStatus(name, Phase.PENDING, f"not ready yet: GET http://127.0.0.1:{port}"
+                              f"{service.ready_path} ({restarts} restarts)", last.started_at)
 
     def _status(self) -> WorkloadStatus:
         name, last = self.dir.name, self.last

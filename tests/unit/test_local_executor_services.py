@@ -1,0 +1,220 @@
+"""The local executor's long-running workloads with real processes: a tiny HTTP server component
+(tests/support/components/http_ready), the real supervisor, and fresh executor instances over the same
+state dir standing for an operator restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from loom.domain.workloads import Phase, PythonEnv, RunChange, Service, Workload, WorkloadStatus
+from loom.drivers.kube_http import Credential, KubeHttp, StaticCredential
+from loom.executors.kubernetes import KubernetesExecutor
+from loom.executors.local import LocalExecutor
+from loom.executors.procfs import alive, start_ticks
+from tests.conftest import ROOT, eventually
+
+COMPONENTS = ROOT / "tests" / "support" / "components"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def executor(tmp_path: Path, changes: list[RunChange] | None = None) -> LocalExecutor:
+    """A new instance over the same state dir each time: what the operator finds after a restart."""
+    return LocalExecutor(
+        tmp_path / "state", {PythonEnv.MAIN: sys.executable}, lambda ns, name: {}, COMPONENTS,
+        lambda: datetime.now(timezone.utc),
+        on_change=None if changes is None else changes.append,
+        retry_base=timedelta(milliseconds=200), poll_seconds=0.1, stop_grace_seconds=2.0,
+    )
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[list[LocalExecutor]]:
+    """Executors whose thread a test started: stopped at the end, and every service deleted."""
+    running: list[LocalExecutor] = []
+    yield running
+    for ex in running:
+        ex.stop()
+    cleanup = executor(tmp_path)
+    for name in cleanup.names("ns", {}):
+        cleanup.delete("ns", name)
+
+
+def start(ex: LocalExecutor, started: list[LocalExecutor]) -> LocalExecutor:
+    ex.start()
+    started.append(ex)
+    return ex
+
+
+def server(tmp_path: Path, port: int, name: str = "model-a", backoff: tuple[float, float] = (1.0, 4.0),
+           **env: str) -> Workload:
+    service = Service({"PORT": port}, "PORT", "/ready", backoff_base_seconds=backoff[0], backoff_cap_seconds=backoff[1])
+    return Workload(name, "ns", "http_ready", env={"MARKER": str(tmp_path / f"{name}.pids"), **env},
+                    labels={"loom.dev/inferenceservice": "recs"}, service=service)
+
+
+def pids(tmp_path: Path, name: str = "model-a") -> list[int]:
+    path = tmp_path / f"{name}.pids"
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+def is_alive(pid: int) -> bool:
+    return alive(pid, start_ticks(pid), (Path("/proc/sys/kernel/random/boot_id")).read_text().strip())
+
+
+def status(ex: LocalExecutor, name: str = "model-a") -> WorkloadStatus | None:
+    runs = ex.runs("ns", name)
+    return runs[0] if runs else None
+
+
+def running(ex: LocalExecutor, name: str = "model-a") -> WorkloadStatus:
+    return eventually(lambda: (s := status(ex, name)) is not None and s.phase == Phase.RUNNING and s,
+                      timeout=30, what=f"service {name} to be Running")
+
+
+def test_a_service_is_pending_until_ready_then_running_and_started_once(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    changes: list[RunChange] = []
+    ex = start(executor(tmp_path, changes), started)
+    w = server(tmp_path, free_port(), READY_AFTER="1.5")
+    ex.submit(w)
+    pending = eventually(lambda: pids(tmp_path) and status(ex), what="the process to start")
+    assert pending.phase == Phase.PENDING and "not ready yet" in pending.message
+    up = running(ex)
+    assert up.message == "ready (0 restarts)" and up.started_at is not None
+    for _ in range(3):
+        ex.submit(w)  # the same service again starts nothing
+    assert status(ex) == up
+    assert len(pids(tmp_path)) == 1 and is_alive(pids(tmp_path)[0])
+    eventually(lambda: [c.run.phase for c in changes] == [Phase.RUNNING], what="one Running report")
+
+
+def test_a_killed_service_is_restarted_after_a_backoff_with_the_reason_kept(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    ex = start(executor(tmp_path), started)
+    ex.submit(server(tmp_path, free_port()))
+    running(ex)
+    first = pids(tmp_path)[0]
+    os.kill(first, signal.SIGKILL)
+    crashed = eventually(lambda: (s := status(ex)) is not None and s.phase == Phase.FAILED and s,
+                         what="the exit to be reported")
+    assert crashed.exit_code == 137 and crashed.message.startswith("exited with code 137 (0 restarts so far), restarting at ")
+    retry_at = datetime.fromisoformat(crashed.message.split("restarting at ")[1].split(": ")[0])
+    assert crashed.finished_at is not None and retry_at - crashed.finished_at >= timedelta(seconds=0.9)
+
+    up = running(ex)
+    assert up.message == "ready (1 restarts)"
+    assert up.started_at is not None and up.started_at >= retry_at
+    assert len(pids(tmp_path)) == 2 and not is_alive(first) and is_alive(pids(tmp_path)[1])
+
+
+def test_a_crash_looping_service_backs_off_up_to_the_cap_and_recovers(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    """Its port is taken (bound, not listening: the probe is refused at once), so each attempt exits at
+    once; once the port is free it comes up."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    ex = start(executor(tmp_path), started)
+    ex.submit(server(tmp_path, taken.getsockname()[1], backoff=(0.5, 1.0)))
+    run_dir = tmp_path / "state/runs/ns/model-a"
+    eventually(lambda: (run_dir / "attempt-4/retry.json").exists(), what="four crashes")
+    taken.close()
+
+    def delay(n: int) -> float:
+        ended = json.loads((run_dir / f"attempt-{n}/exit.json").read_text())["finishedAt"]
+        due = json.loads((run_dir / f"attempt-{n}/retry.json").read_text())["at"]
+        return (datetime.fromisoformat(due) - datetime.fromisoformat(ended)).total_seconds()
+
+    assert [round(delay(n) * 2) / 2 for n in (1, 2, 3)] == [0.5, 1.0, 1.0]
+    crashed = status(ex)
+    assert crashed is not None and crashed.exit_code == 1 and "Address already in use" in crashed.message
+    up = running(ex)
+    assert up.message.startswith("ready (") and is_alive(pids(tmp_path)[-1])
+
+
+def test_a_changed_service_replaces_the_running_process(tmp_path: Path, started: list[LocalExecutor]) -> None:
+    ex = start(executor(tmp_path), started)
+    port = free_port()
+    ex.submit(server(tmp_path, port, VERSION="1"))
+    running(ex)
+    old = pids(tmp_path)[0]
+    ex.submit(server(tmp_path, port, VERSION="2"))  # returns once the old process is gone
+    assert not is_alive(old)
+    running(ex)
+    assert len(pids(tmp_path)) == 2 and is_alive(pids(tmp_path)[1])
+    log = tmp_path / "state/runs/ns/model-a/attempt-1/output.log"
+    assert "serving on port" in log.read_text() and "(2)" in log.read_text()
+
+
+def test_delete_stops_the_service_and_leaves_no_state(tmp_path: Path, started: list[LocalExecutor]) -> None:
+    ex = start(executor(tmp_path), started)
+    ex.submit(server(tmp_path, free_port()))
+    running(ex)
+    assert ex.names("ns", {"loom.dev/inferenceservice": "recs"}) == {"model-a"}
+    ex.delete("ns", "model-a")
+    assert not is_alive(pids(tmp_path)[0])
+    assert ex.runs("ns", "model-a") == [] and ex.names("ns", {}) == set()
+    assert not (tmp_path / "state/runs/ns/model-a").exists()
+    assert not (tmp_path / "state/locks/ns/model-a.lock").exists()
+
+
+def test_an_operator_restart_adopts_the_running_service(tmp_path: Path, started: list[LocalExecutor]) -> None:
+    first = start(executor(tmp_path), started)
+    w = server(tmp_path, free_port())
+    first.submit(w)
+    running(first)
+    first.stop()
+
+    again = start(executor(tmp_path), started)
+    again.submit(w)
+    up = running(again)
+    assert up.message == "ready (0 restarts)"
+    assert len(pids(tmp_path)) == 1 and is_alive(pids(tmp_path)[0])
+
+
+def test_a_service_whose_supervisor_died_is_ended_and_started_once_again(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    """The orphan rule: the component left by a killed supervisor is ended before the restart, so two
+    processes never serve (nor fight over the port) at once."""
+    ex = start(executor(tmp_path), started)
+    ex.submit(server(tmp_path, free_port()))
+    running(ex)
+    orphan = pids(tmp_path)[0]
+    supervisor = json.loads((tmp_path / "state/runs/ns/model-a/attempt-1/pid.json").read_text())["pid"]
+    os.kill(supervisor, signal.SIGKILL)
+    eventually(lambda: len(pids(tmp_path)) == 2, what="the restart")
+    assert not is_alive(orphan)
+    up = running(ex)
+    assert up.message == "ready (1 restarts)" and is_alive(pids(tmp_path)[1])
+
+
+def test_a_service_names_a_port_it_listens_on_and_has_no_schedule(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ready_port 'HTTP'"):
+        Service({"PORT": 8080}, "HTTP")
+    with pytest.raises(ValueError, match="neither a schedule"):
+        Workload("x", "ns", "http_ready", schedule="* * * * *", service=Service({"PORT": 8080}, "PORT"))
+
+
+def test_the_kubernetes_executor_refuses_a_service_before_calling_the_api_server(tmp_path: Path) -> None:
+    """In a cluster serving goes through the serving builders; an API server that cannot be reached
+    shows that nothing was attempted."""
+    api = KubeHttp("https://127.0.0.1:1", StaticCredential(Credential(token="t")))
+    with pytest.raises(NotImplementedError, match="serving builders"):
+        KubernetesExecutor({PythonEnv.MAIN: "img"}, api).submit(server(tmp_path, 8080))
