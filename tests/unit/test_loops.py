@@ -25,7 +25,7 @@ def test_one_loop_per_object_that_reads_the_newest_body_and_ends_on_deletion() -
         loops, started, seen = Loops(), [], []
         release = asyncio.Event()
 
-        async def run(current: Callable[[], kopf.Body], stop: asyncio.Event) -> None:
+        async def run(ref: ObjectRef, current: Callable[[], kopf.Body], stop: asyncio.Event) -> None:
             started.append(current().metadata.uid)
             await release.wait()
             seen.append((current().metadata.uid, current().metadata.get("generation")))

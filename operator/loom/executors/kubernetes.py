@@ -80,7 +80,7 @@ class KubernetesExecutor:
             self._apply("jobs", job_builder.job(workload, image, self.components_dir))
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
-        found = self._training.seen(namespace, name)
+        found = self._training.watched(namespace, name)
         if not found:  # a Job's run, or a training run not delivered yet: ask the API server
             jobs = self._api.list(resource_path(BATCH, "jobs", namespace), f"{WORKLOAD_LABEL}={name}")
             found = [(timestamp(j["metadata"].get("creationTimestamp")), self._status(j)) for j in jobs]

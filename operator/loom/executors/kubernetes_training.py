@@ -198,7 +198,7 @@ class TrainingChildren:
             for obj in found:
                 yield kind, obj
 
-    def seen(self, namespace: str, name: str) -> list[Run]:
+    def watched(self, namespace: str, name: str) -> list[Run]:
         """The workload's training runs the watches delivered; empty when they delivered none."""
         if self._informer is None:
             return []

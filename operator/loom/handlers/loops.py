@@ -18,8 +18,8 @@ from loom.handlers.triggers import ObjectRef
 
 log = logging.getLogger(__name__)
 
-# A loop: given its object's newest body (a callable, read at each reconcile) and its stop signal.
-LoopFn = Callable[[Callable[[], kopf.Body], asyncio.Event], Coroutine[Any, Any, None]]
+# A loop: given its object, its newest body (a callable, read at each reconcile) and its stop signal.
+LoopFn = Callable[[ObjectRef, Callable[[], kopf.Body], asyncio.Event], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Loops:
             if previous is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(previous)
-            await run(lambda: loop.body, loop.stop)
+            await run(ref, lambda: loop.body, loop.stop)
         except Exception:  # the loop handles its reconciles' errors: this is a bug, not a retry
             log.exception("the reconcile loop of %s ended", ref)
         finally:

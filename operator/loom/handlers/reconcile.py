@@ -191,12 +191,10 @@ def backoff(config: OperatorConfig, failures: int) -> timedelta:
 
 
 async def _loop(kind: Kind, service: Service, memo: kopf.Memo, guarded: bool, resync: float | None,
-                current: Callable[[], kopf.Body], stop: asyncio.Event) -> None:
+                ref: ObjectRef, current: Callable[[], kopf.Body], stop: asyncio.Event) -> None:
     """An object's reconcile loop: reconcile, then wait to be woken (or for its due time, which the
     scheduler turns into a wake-up, or for the resync), until `stop`."""
-    body = current()
-    ref = ObjectRef(kind.plural, body.metadata.namespace or "", body.metadata.name or "")
-    wake = memo.wakeups.register(ref, {OWN: own_change(body, guarded)})
+    wake = memo.wakeups.register(ref, {OWN: own_change(current(), guarded)})
     stopping = asyncio.ensure_future(stop.wait())  # one waiter for the loop's whole life
     written: Written | None = None
     failures = 0

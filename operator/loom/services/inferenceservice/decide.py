@@ -8,10 +8,10 @@ from datetime import datetime
 from loom.api.inferenceservice import InferenceServiceSpec
 from loom.domain.outcome import Decision, Observed, Outcome
 from loom.services.inferenceservice.observe import InferenceServiceObserved
+from loom.services.inferenceservice.rollout import PREDICTOR_READY
 from loom.services.references import reference_condition
 
 MODEL_READY = "ModelReady"
-PREDICTOR_READY = "PredictorReady"
 
 
 def decide(spec: InferenceServiceSpec, observed: InferenceServiceObserved, now: datetime) -> Decision[None]:
