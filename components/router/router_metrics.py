@@ -86,15 +86,17 @@ class Registry:
                 cumulative += count
                 out.append(f'{name}_bucket{{{labels},le="{le}"}} {cumulative}\n')
             out.append(f"{name}_sum{{{labels}}} {stats.total_seconds!r}\n{name}_count{{{labels}}} {cumulative}\n")
-        name = family("mirror_dropped_total", "counter", "Mirror copies not sent because the mirror was at its bound.")
-        for revision, count in sorted(self.mirror_dropped.items()):
-            out.append(f'{name}{{revision="{label(revision)}"}} {count}\n')
-        name = family("weight", "gauge", "Weight of each revision in the routing table in force.")
-        for revision, weight in sorted(self.weights.items()):
-            out.append(f'{name}{{revision="{label(revision)}"}} {weight}\n')
-        name = family("mirror_percent", "gauge", "Percent of inference requests copied to the mirror revision.")
-        for revision, percent in sorted(self.mirror_percent.items()):
-            out.append(f'{name}{{revision="{label(revision)}"}} {percent}\n')
+        per_revision = (
+            ("mirror_dropped_total", "counter", "Mirror copies not sent because the mirror was at its bound.",
+             self.mirror_dropped),
+            ("weight", "gauge", "Weight of each revision in the routing table in force.", self.weights),
+            ("mirror_percent", "gauge", "Percent of inference requests copied to the mirror revision.",
+             self.mirror_percent),
+        )
+        for suffix, kind, help_text, values in per_revision:
+            name = family(suffix, kind, help_text)
+            for revision, value in sorted(values.items()):
+                out.append(f'{name}{{revision="{label(revision)}"}} {value}\n')
         name = family("table_reloads_total", "counter", "Reloads of the routing table, by result.")
         for result, count in sorted(self.reloads.items()):
             out.append(f'{name}{{result="{result}"}} {count}\n')
