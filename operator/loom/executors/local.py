@@ -88,6 +88,7 @@ from loom.executors.local_runs import (
     FILES_DIR,
     LOG_FILE,
     NOTIFIED_FILE,
+    RETRY_BASE,
     RETRY_FILE,
     RUN_FILE,
     SUSPENDED_FILE,
@@ -97,6 +98,7 @@ from loom.executors.local_runs import (
     attempt_status,
     last_line,
     read_json,
+    retry_delay,
     utcnow,
     workload_from_json,
     workload_to_json,
@@ -120,8 +122,6 @@ Clock = Callable[[], datetime]
 OnChange = Callable[[RunChange], None]
 
 HISTORY_LIMIT = 3
-RETRY_BASE = timedelta(seconds=10)
-RETRY_CAP = timedelta(minutes=5)
 POLL_SECONDS = 1.0
 # The longest sleep: the wall clock may be set while the thread waits for a tick.
 MAX_SLEEP_SECONDS = 60.0
@@ -132,11 +132,6 @@ START_WAIT_SECONDS = 10.0
 # After a run or schedule could not be looked at (a damaged file): look again, without flooding the log.
 ERROR_RETRY = timedelta(seconds=30)
 DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[3] / "components"
-
-
-def retry_delay(failed_attempts: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_CAP) -> timedelta:
-    """How long to wait after the n-th failed attempt: base, doubling each time, capped (a Job's backoff)."""
-    return min(cap, base * 2 ** max(0, failed_attempts - 1))
 
 
 

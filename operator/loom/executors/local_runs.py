@@ -48,6 +48,14 @@ READY_FILE = "ready.json"
 # An attempt whose supervisor never wrote its pid within this (wall-clock) time never started.
 START_GRACE = timedelta(seconds=60)
 MESSAGE_BYTES = 2048
+RETRY_BASE = timedelta(seconds=10)
+RETRY_CAP = timedelta(minutes=5)
+
+
+def retry_delay(failed_attempts: int, base: timedelta = RETRY_BASE, cap: timedelta = RETRY_CAP) -> timedelta:
+    """How long to wait after the n-th failed attempt: base, doubling each time, capped (a Job's backoff,
+    and a crashing service's restarts)."""
+    return min(cap, base * 2 ** max(0, failed_attempts - 1))
 
 
 def utcnow() -> datetime:

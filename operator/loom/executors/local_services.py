@@ -23,6 +23,7 @@ from loom.executors.local_runs import (
     attempt_dirs,
     attempt_number,
     read_json,
+    retry_delay,
     utcnow,
     workload_to_json,
     write_json,
@@ -68,8 +69,8 @@ def restart_delay(run: Run, service: Service) -> timedelta:
         if _lifetime(attempt) >= 2 * service.backoff_cap_seconds:
             break
         crashes += 1
-    base = timedelta(seconds=service.backoff_base_seconds)
-    return min(timedelta(seconds=service.backoff_cap_seconds), base * 2 ** max(0, crashes - 1))
+    return retry_delay(crashes, timedelta(seconds=service.backoff_base_seconds),
+                       timedelta(seconds=service.backoff_cap_seconds))
 
 
 def _lifetime(attempt: Path) -> float:
