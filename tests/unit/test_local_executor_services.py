@@ -9,7 +9,9 @@ import os
 import signal
 import socket
 import sys
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from loom.domain.workloads import Phase, PythonEnv, RunChange, Service, Workload
 from loom.drivers.kube_http import Credential, KubeHttp, StaticCredential
 from loom.executors.kubernetes import KubernetesExecutor
 from loom.executors.local import LocalExecutor
+from loom.executors.local_services import replaces
 from loom.executors.procfs import alive, start_ticks
 from tests.conftest import ROOT, eventually
 
@@ -64,6 +67,23 @@ def server(tmp_path: Path, port: int, name: str = "model-a", backoff: tuple[floa
     service = Service({"PORT": port}, "PORT", "/ready", backoff_base_seconds=backoff[0], backoff_cap_seconds=backoff[1])
     return Workload(name, "ns", "http_ready", env={"MARKER": str(tmp_path / f"{name}.pids"), **env},
                     labels={"loom.dev/inferenceservice": "recs"}, service=service)
+
+
+def two_ports(tmp_path: Path, *args: str, **env: str) -> Workload:
+    """A server on a port the executor picks, with a second one it is only told of."""
+    service = Service({"PORT": 0, "ADMIN_PORT": 0}, "PORT", "/ready", backoff_base_seconds=1.0, backoff_cap_seconds=4.0)
+    return Workload("model-a", "ns", "http_ready", args=args, env={"MARKER": str(tmp_path / "model-a.pids"), **env},
+                    service=service)
+
+
+def proc(pid: int, name: str) -> list[str]:
+    """The process's argv or environment as it was started (NUL-separated in /proc)."""
+    return Path(f"/proc/{pid}/{name}").read_bytes().decode().split("\0")[:-1]
+
+
+def answers(port: int) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as response:
+        return int(response.status)
 
 
 def pids(tmp_path: Path, name: str = "model-a") -> list[int]:
@@ -162,6 +182,97 @@ def test_a_changed_service_replaces_the_running_process(tmp_path: Path, started:
     assert "serving on port" in log.read_text() and "(2)" in log.read_text()
 
 
+def test_a_zero_port_is_given_a_free_one_that_every_attempt_and_a_restarted_operator_keep(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    first = start(executor(tmp_path), started)
+    w = two_ports(tmp_path)
+    first.submit(w)
+    given = status(first)
+    assert given is not None and given.phase == Phase.PENDING
+    ports = dict(given.ports)
+    assert set(ports) == {"PORT", "ADMIN_PORT"} and 0 not in ports.values() and ports["PORT"] != ports["ADMIN_PORT"]
+    recorded = json.loads((tmp_path / "state/runs/ns/model-a/run.json").read_text())["workload"]["service"]["ports"]
+    assert recorded == ports
+
+    up = running(first)  # its probe answers on the port given, so the process listens there
+    assert up.ports == ports and answers(ports["PORT"]) == 200
+    pid = pids(tmp_path)[0]
+    assert f"ADMIN_PORT={ports['ADMIN_PORT']}" in proc(pid, "environ")
+    for _ in range(3):
+        first.submit(w)  # still with its 0s: the same service
+    assert pids(tmp_path) == [pid] and status(first) == up
+
+    os.kill(pid, signal.SIGKILL)  # the next attempt gets the same ports
+    eventually(lambda: len(pids(tmp_path)) == 2, what="the restart")
+    again = running(first)
+    assert again.message == "ready (1 restarts)" and again.ports == ports and answers(ports["PORT"]) == 200
+    first.stop()
+
+    restarted = start(executor(tmp_path), started)
+    restarted.submit(w)
+    assert running(restarted).ports == ports and len(pids(tmp_path)) == 2
+
+
+def test_a_changed_service_keeps_the_ports_it_was_given_unless_it_names_another(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    ex = start(executor(tmp_path), started)
+    ex.submit(two_ports(tmp_path, VERSION="1"))
+    ports = dict(running(ex).ports)
+    ex.submit(two_ports(tmp_path, VERSION="2"))
+    assert running(ex).ports == ports and len(pids(tmp_path)) == 2
+
+    other = free_port()
+    w = two_ports(tmp_path, VERSION="2")
+    assert w.service is not None
+    ex.submit(replace(w, service=replace(w.service, ports={"PORT": other, "ADMIN_PORT": 0})))
+    up = running(ex)
+    assert up.ports == {"PORT": other, "ADMIN_PORT": ports["ADMIN_PORT"]} and len(pids(tmp_path)) == 3
+    assert answers(other) == 200
+
+
+def test_a_service_whose_files_alone_changed_keeps_its_process_and_reads_the_new_files(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    ex = start(executor(tmp_path), started)
+    w = replace(two_ports(tmp_path), files={"table.json": '{"v": 1}', "old.txt": "gone soon"})
+    ex.submit(w)
+    up = running(ex)
+    pid = pids(tmp_path)[0]
+    run_dir = tmp_path / "state/runs/ns/model-a"
+    files = run_dir / "files"
+
+    ex.submit(replace(w, files={"table.json": '{"v": 2}', "new.txt": "added"}))
+    assert sorted(p.name for p in files.iterdir()) == ["new.txt", "table.json"]
+    assert (files / "table.json").read_text() == '{"v": 2}' and (files / "new.txt").read_text() == "added"
+    assert json.loads((run_dir / "run.json").read_text())["workload"]["files"] == {
+        "table.json": '{"v": 2}', "new.txt": "added"}
+    assert f"LOOM_WORKLOAD_FILES={files}" in proc(pid, "environ")
+    assert pids(tmp_path) == [pid] and is_alive(pid) and not (run_dir / "attempt-2").exists()
+    assert status(ex) == up and up.message == "ready (0 restarts)"
+
+    ex.submit(replace(w, files={"table.json": '{"v": 2}', "new.txt": "added"}, env={**w.env, "VERSION": "2"}))
+    assert not is_alive(pid)  # anything else changed: replaced as before
+    running(ex)
+    assert len(pids(tmp_path)) == 2 and (files / "table.json").read_text() == '{"v": 2}'
+
+
+def test_only_a_change_the_running_process_cannot_take_in_place_replaces_it() -> None:
+    w = Workload("model-a", "ns", "http_ready", env={"A": "1"}, files={"t": "1"},
+                 service=Service({"PORT": 0, "ADMIN_PORT": 9001}, "PORT"))
+    assert w.service is not None
+    run = replace(w, service=replace(w.service, ports={"PORT": 41234, "ADMIN_PORT": 9001}))
+    assert not replaces(run, w)
+    assert not replaces(run, replace(w, files={"t": "2", "u": "3"}))
+    assert replaces(run, replace(w, files={}))  # its environment loses $LOOM_WORKLOAD_FILES
+    assert replaces(replace(run, files={}), replace(w, files={"t": "1"}))
+    assert replaces(run, replace(w, env={"A": "2"}, files={"t": "2"}))
+    assert replaces(run, replace(w, service=replace(w.service, ports={"PORT": 41235, "ADMIN_PORT": 9001})))
+    assert not replaces(run, replace(w, service=replace(w.service, ports={"PORT": 0, "ADMIN_PORT": 0})))  # any port
+    assert replaces(run, replace(w, service=replace(w.service, ports={"PORT": 0, "ADMIN_PORT": 9001, "X": 0})))
+
+
 def test_delete_stops_the_service_and_leaves_no_state(tmp_path: Path, started: list[LocalExecutor]) -> None:
     ex = start(executor(tmp_path), started)
     ex.submit(server(tmp_path, free_port()))
@@ -208,6 +319,9 @@ def test_a_service_whose_supervisor_died_is_ended_and_started_once_again(
 def test_a_service_names_a_port_it_listens_on_and_has_no_schedule(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ready_port 'HTTP'"):
         Service({"PORT": 8080}, "HTTP")
+    for port in (-1, 65536):
+        with pytest.raises(ValueError, match=r"not in 0\.\.65535"):
+            Service({"PORT": port}, "PORT")
     with pytest.raises(ValueError, match="neither a schedule"):
         Workload("x", "ns", "http_ready", schedule="* * * * *", service=Service({"PORT": 8080}, "PORT"))
 

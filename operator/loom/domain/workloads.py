@@ -93,7 +93,10 @@ class Service:
     of it up, restarting it after it exits with a capped doubling backoff (as a kubelet does in
     CrashLoopBackOff; an attempt that stayed up twice the cap resets it), and reports it Running only
     while `GET http://127.0.0.1:<port>/<ready_path>` answers 2xx. `ports` (environment variable ->
-    port) reach the process through its environment; `ready_port` names the one probed."""
+    port) reach the process through its environment; `ready_port` names the one probed. A port of 0
+    is the executor's to pick (as a Kubernetes Service's nodePort left empty): a free one, assigned
+    when the run is created and kept by all its attempts; the run's status says which
+    (`WorkloadStatus.ports`), and submitting the service again with its 0s is no change."""
 
     ports: Mapping[str, int]
     ready_port: str
@@ -102,6 +105,9 @@ class Service:
     backoff_cap_seconds: float = 300.0
 
     def __post_init__(self) -> None:
+        for name, port in self.ports.items():
+            if not 0 <= port <= 65535:
+                raise ValueError(f"port {name}={port} is not in 0..65535 (0: the executor picks one)")
         if self.ready_port not in self.ports:
             raise ValueError(f"ready_port {self.ready_port!r} is not one of the service's ports {sorted(self.ports)}")
         if not self.ready_path.startswith("/"):
@@ -150,7 +156,8 @@ class Workload:
 class WorkloadStatus:
     """One run as the executor sees it; `name` is the run's own name (a scheduled workload's runs
     are named after it with a suffix). `message` is the last line the run wrote: components end with
-their verdict (a failure names what failed)."""
+    their verdict (a failure names what failed). `ports` (service runs only) are the ports the process
+    is given, those the executor picked for the service's 0s included: where a caller finds it."""
 
     name: str
     phase: Phase
@@ -161,6 +168,7 @@ their verdict (a failure names what failed)."""
     # Training runs only: their pods by state, and the trainer's own progress report when there is one.
     replicas: Replicas | None = None
     trainer: TrainerProgress | None = None
+    ports: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def finished(self) -> bool:

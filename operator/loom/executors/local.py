@@ -8,9 +8,11 @@ directory, so an operator that restarts (or was killed) finds every run as it is
     <state>/schedules/<namespace>/<name>.json   the scheduled workload as submitted, and lastTick: the
                                                 last tick a run was started for
     <state>/runs/<namespace>/<run>/run.json     the workload as submitted (owner, labels, retries;
-                                                Secret references, never their values), its schedule
-    <state>/runs/<namespace>/<run>/files/       the workload's files, written with the run; each
-                                                attempt finds them in $LOOM_WORKLOAD_FILES
+                                                Secret references, never their values; a service's
+                                                ports as given), its schedule
+    <state>/runs/<namespace>/<run>/files/       the workload's files, written with the run (a
+                                                service's rewritten in place when only they change);
+                                                each attempt finds them in $LOOM_WORKLOAD_FILES
     <state>/runs/<namespace>/<run>/notified.json  the last change of the run reported to `on_change`
     <state>/runs/<namespace>/<run>/attempt-<n>/ pid.json, exit.json (written by the supervisor),
                                                 output.log, failed.json (why the attempt failed when
@@ -51,10 +53,14 @@ Service runs (`Workload.service` set) are long-running processes kept up as a De
 (`executors/local_services.py`): a once-run whose attempts are restarted whenever they exit, after a
 capped doubling backoff (Failed, with the exit code and last line, while it waits), whose readiness URL
 the thread probes at each pass while an attempt lives (Running once it answers, Pending before;
-the probes run one after another in the thread, each for at most a second). Submitting the same
-service again does nothing; a changed one (command, environment, files, ports) replaces the process:
-the old one is ended as `delete` ends it, then the new one starts. An operator that restarts finds the
-live attempt and keeps it, as for any run; one whose supervisor died is ended before the restart.
+the probes run one after another in the thread, each for at most a second). Its 0 ports are given
+free ones when the run is created, kept by every attempt and reported in its status (`ports`).
+Submitting the same service again does nothing (its 0 ports match those given); one that differs only
+in its files has them rewritten in place, each atomically, and keeps its process (the router reloads
+its table file); any other change (command, environment, a port) replaces the process: the old one is
+ended as `delete` ends it, then the new one starts, with the ports the old one was given. An operator
+that restarts finds the live attempt and keeps it, as for any run; one whose supervisor died is ended
+before the restart.
 
 The thread wakes at the next tick, at the next retry, and every `poll_seconds` while an attempt is live
 (nothing tells it when a process ends). Ticks and backoffs are computed on the injected clock; times
@@ -105,12 +111,15 @@ from loom.executors.local_runs import (
     write_json,
 )
 from loom.executors.local_services import (
+    assign_ports,
     next_attempt,
     prune_attempts,
     record_readiness,
     replaces,
     restart_delay,
     service_environment,
+    update_files,
+    with_ports,
 )
 from loom.executors.procfs import ATTEMPT_ENV, alive, group_members, marked
 from loom.executors.supervisor import EXIT_FILE, PID_FILE
@@ -237,27 +246,31 @@ class LocalExecutor:
         run_dir = self._run_dir(workload.namespace, workload.name)
         if run_dir.exists():
             return
-        self._command(workload)  # a missing interpreter or Secret key raises here and leaves no trace
-        self._environment(workload)
+        self._command(workload, self._environment(workload))  # a missing interpreter or Secret key raises here
         with self._lock(workload.namespace, workload.name):
             self._create_run(workload, workload.name, schedule=None)
 
     def _submit_service(self, workload: Workload) -> None:
-        """Create the service's run unless the same one exists; a changed one replaces the running one
-        (its processes are ended first, as `delete` ends them, so two never run at once)."""
-        self._command(workload)
-        self._environment(workload)
+        """Create the service's run (its 0 ports given free ones) unless the same one exists; one that
+        differs only in its files has them updated in place; any other change replaces the running one
+        (its processes are ended first, as `delete` ends them, so two never run at once), keeping the
+        ports the old one was given."""
+        self._command(workload, self._environment(workload))
         run_dir = self._run_dir(workload.namespace, workload.name)
         with self._lock(workload.namespace, workload.name):
             run = self._read(run_dir)
-            if run is not None and not replaces(run.workload, workload):
-                return
+            if run is not None and run.workload.service is not None:
+                if not replaces(run.workload, workload):
+                    if run.workload.files != workload.files:
+                        update_files(run, workload)
+                    return
+                workload = with_ports(workload, run.workload.service.ports)
             for attempt in attempt_dirs(run_dir):
                 self._wait_for_supervisor(attempt)
                 self._end_group(attempt)
             shutil.rmtree(run_dir, ignore_errors=True)
             self._reap()  # before the new attempts reuse the old ones' paths, which a reap would write to
-            self._create_run(workload, workload.name, schedule=None)
+            self._create_run(assign_ports(workload, self._service_ports()), workload.name, schedule=None)
 
     def _submit_training(self, workload: Workload) -> None:
         """A training run is created like a once-run (suspended from the start if asked); submitting
@@ -265,8 +278,7 @@ class LocalExecutor:
         assert workload.training is not None
         run_dir = self._run_dir(workload.namespace, workload.name)
         if not run_dir.exists():
-            self._command(workload)
-            self._environment(workload)
+            self._command(workload, self._environment(workload))
         with self._lock(workload.namespace, workload.name):
             run = self._read(run_dir)
             if run is None:
@@ -309,7 +321,7 @@ class LocalExecutor:
     def _submit_schedule(self, workload: Workload) -> None:
         assert workload.schedule is not None
         validate(workload.schedule)
-        self._command(workload)
+        self._interpreter(workload)  # Secrets are read at each run's start
         wanted = workload_to_json(workload)
         path = self._schedule_path(workload.namespace, workload.name)
         with self._lock(workload.namespace, workload.name):
@@ -376,12 +388,12 @@ class LocalExecutor:
         attempt = run_dir / f"{ATTEMPT_PREFIX}{number}"
         attempt.mkdir()
         try:
-            command = self._command(workload)
             env = self._environment(workload)
             env.pop(FILES_ENV, None)
             if workload.files:
                 env[FILES_ENV] = str(run_dir / FILES_DIR)
             env[ATTEMPT_ENV] = str(attempt)
+            command = self._command(workload, env)
             with (attempt / LOG_FILE).open("ab") as output:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "loom.executors.supervisor", str(attempt), "--", *command],
@@ -394,18 +406,24 @@ class LocalExecutor:
         with self._children_lock:
             self._children[child.pid] = (child, attempt)
 
-    def _command(self, workload: Workload) -> list[str]:
+    def _interpreter(self, workload: Workload) -> str:
         interpreter = self.interpreters.get(PythonEnv(workload.python))
         if interpreter is None:
             raise LookupError(f"no interpreter for the {workload.python} environment (set LOOM_PYTHON_SERVE)")
+        return interpreter
+
+    def _command(self, workload: Workload, env: Mapping[str, str]) -> list[str]:
+        """The attempt's command (`env` is the attempt's environment)."""
+        interpreter = self._interpreter(workload)
         component = str(self.components_dir / workload.component)
+        args = list(workload.args)
         training = workload.training
         if training is None:
-            return [interpreter, component, *workload.args]
+            return [interpreter, component, *args]
         # The launcher is the executor's, like the supervisor: this interpreter; its nodes run the workload's.
         return [sys.executable, "-m", "loom.executors.torch_launch", "--python", interpreter,
                 "--nodes", str(training.num_nodes), "--procs-per-node", str(training.num_proc_per_node),
-                "--", component, *workload.args]
+                "--", component, *args]
 
     def _environment(self, workload: Workload) -> dict[str, str]:
         node_env = workload.training.node.env if workload.training is not None else {}
@@ -652,6 +670,15 @@ class LocalExecutor:
                     shutil.rmtree(run_dir, ignore_errors=True)
 
     # --- the state directory ---------------------------------------------------------------------
+
+    def _service_ports(self) -> set[int]:
+        """The ports every service run (of any namespace) was given, so that none is given twice."""
+        taken: set[int] = set()
+        for run_dir in self._all(self.state_dir / "runs", Path.is_dir):
+            service = ((read_json(run_dir / RUN_FILE) or {}).get("workload") or {}).get("service")
+            if service is not None:
+                taken.update(service["ports"].values())
+        return taken
 
     def _read(self, run_dir: Path) -> Run | None:
         run = read_json(run_dir / RUN_FILE)

@@ -340,24 +340,25 @@ class Run:
     def _service_status(self) -> WorkloadStatus:
         """A service as a Deployment's pod: Running while its newest attempt lives and answered its
         readiness probe, Pending while it starts or is not ready, Failed (exit code and last line kept)
-        while it waits to be restarted; `started_at` is the newest attempt's start."""
-        name, last = self.dir.name, self.last
+        while it waits to be restarted; `started_at` is the newest attempt's start. In every phase
+        `ports` are the run's, those given for its 0s included."""
+        name, last, service = self.dir.name, self.last, self.workload.service
+        assert service is not None
+        ports = dict(service.ports)
         if last is None:
-            return WorkloadStatus(name, Phase.PENDING, "starting")
+            return WorkloadStatus(name, Phase.PENDING, "starting", ports=ports)
         restarts = attempt_number(self.attempts[-1]) - 1
         if last.finished:
             retry = read_json(self.attempts[-1] / RETRY_FILE)
             when = f" at {retry['at']}" if retry else " after a backoff"
             how = f"exited with code {last.exit_code}" if last.exit_code is not None else "ended"
             message = f"{how} ({restarts} restarts so far), restarting{when}: {last.message}"
-            return WorkloadStatus(name, Phase.FAILED, message, last.started_at, last.finished_at, last.exit_code)
+            return WorkloadStatus(name, Phase.FAILED, message, last.started_at, last.finished_at, last.exit_code,
+                                  ports=ports)
         if last.phase == Phase.RUNNING and (read_json(self.attempts[-1] / READY_FILE) or {}).get("ready"):
-            return WorkloadStatus(name, Phase.RUNNING, f"ready ({restarts} restarts)", last.started_at)
-        service = self.workload.service
-        assert service is not None
-        port = service.ports[service.ready_port]
-        return WorkloadStatus(name, Phase.PENDING, f"not ready yet: GET http://127.0.0.1:{port}"
-                              f"{service.ready_path} ({restarts} restarts)", last.started_at)
+            return WorkloadStatus(name, Phase.RUNNING, f"ready ({restarts} restarts)", last.started_at, ports=ports)
+        return WorkloadStatus(name, Phase.PENDING, f"not ready yet: GET http://127.0.0.1:{ports[service.ready_port]}"
+                              f"{service.ready_path} ({restarts} restarts)", last.started_at, ports=ports)
 
     def _status(self) -> WorkloadStatus:
         name, last = self.dir.name, self.last

@@ -6,19 +6,39 @@ and when it exits (whatever its code) the executor's thread starts the next atte
 `restart_delay`. While an attempt lives, the thread probes its readiness URL at each pass and records
 the answer in the attempt (`ready.json`), so `runs()` reads it from the state directory like the rest.
 Only the newest `KEPT_ATTEMPTS` attempts (their logs) are kept; the numbering goes on.
+
+Ports: a service's 0 ports are given free loopback ports when its run is created (`assign_ports`),
+distinct from each other and from every other service run's, and written with the run's workload in
+run.json, so each attempt, and an operator that restarts, finds the same ones. A run that replaces
+another keeps the ports it was given. Comparing a submitted service with the running one
+(`replaces`) takes a wanted 0 as matching whatever the run was given.
+
+Files: a service submitted again that differs from the running one only in its files keeps its
+process: `update_files` rewrites each changed file in the run's files/ (a temporary file beside it,
+then os.replace, as a kubelet updates a mounted ConfigMap), removes those no longer listed, then
+records the new workload in run.json; the process reads them again when it likes (the router reloads
+its table when the file changes). That holds while the service had files and still has: otherwise
+the process's environment ($LOOM_WORKLOAD_FILES) changes too, and it is replaced.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import urllib.error
 import urllib.request
+from collections.abc import Collection, Mapping
+from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from loom.domain.workloads import Service, Workload
 from loom.executors.local_runs import (
+    FILES_DIR,
     READY_FILE,
+    RUN_FILE,
     Run,
     attempt_dirs,
     attempt_number,
@@ -94,7 +114,63 @@ def next_attempt(run: Run) -> int:
     return attempt_number(run.attempts[-1]) + 1 if run.attempts else 1
 
 
+def with_ports(workload: Workload, given: Mapping[str, int]) -> Workload:
+    """The service workload with each of its 0 ports that `given` names replaced by that port."""
+    service = workload.service
+    assert service is not None
+    ports = {name: port or given.get(name, 0) for name, port in service.ports.items()}
+    return replace(workload, service=replace(service, ports=ports))
+
+
+def assign_ports(workload: Workload, taken: Collection[int]) -> Workload:
+    """The service workload with each 0 port replaced by a free loopback port, none of `taken` (other
+    services' ports, which may be free for the moment, between two attempts)."""
+    service = workload.service
+    assert service is not None
+    wanted = [name for name, port in service.ports.items() if port == 0]
+    return with_ports(workload, dict(zip(wanted, free_ports(len(wanted), taken), strict=True)))
+
+
+def free_ports(count: int, taken: Collection[int]) -> list[int]:
+    """`count` distinct free loopback ports, none of `taken`: every socket stays bound until all are
+    picked, so the system never hands out one twice."""
+    found: list[int] = []
+    with ExitStack() as stack:
+        while len(found) < count:
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            if port not in taken:
+                found.append(port)
+    return found
+
+
 def replaces(running: Workload, wanted: Workload) -> bool:
-    """Whether a submitted service differs from the one running (command, environment, files, ports...),
-    so that the running process has to be replaced."""
-    return workload_to_json(running) != workload_to_json(wanted)
+    """Whether a submitted service differs from the running one so that its process has to be
+    replaced: in anything but its files (command, environment, a non-zero port...), or in files when
+    it has none before or after. Wanted 0 ports match whatever the run was given."""
+    assert running.service is not None
+    old, new = workload_to_json(running), workload_to_json(with_ports(wanted, running.service.ports))
+    if old == new:
+        return False
+    return {**old, "files": {}} != {**new, "files": {}} or not (running.files and wanted.files)
+
+
+def update_files(run: Run, wanted: Workload) -> None:
+    """Bring the run's files/ to the wanted workload's files without a restart (callers hold the
+    workload's lock): each changed file is replaced whole (the process never reads half of one), the
+    ones no longer listed are removed, then run.json records the wanted workload, its ports the run's.
+    A temporary name starts with `..`, which no workload file's may."""
+    assert run.workload.service is not None
+    files = run.dir / FILES_DIR
+    tmp = files / "..tmp"
+    for name, text in wanted.files.items():
+        if run.workload.files.get(name) != text or not (files / name).is_file():
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, files / name)
+    for path in files.iterdir():
+        if path.name not in wanted.files:
+            path.unlink()
+    record = read_json(run.dir / RUN_FILE)
+    assert record is not None  # read under the same lock as `run`
+    write_json(run.dir / RUN_FILE, {**record, "workload": workload_to_json(with_ports(wanted, run.workload.service.ports))})
