@@ -20,7 +20,7 @@ import pytest
 from loom.domain.workloads import Phase, PythonEnv, RunChange, Service, Workload, WorkloadStatus
 from loom.drivers.kube_http import Credential, KubeHttp, StaticCredential
 from loom.executors.kubernetes import KubernetesExecutor
-from loom.executors.local import LocalExecutor
+from loom.executors.local import LocalExecutor, expand
 from loom.executors.local_services import replaces
 from loom.executors.procfs import alive, start_ticks
 from tests.conftest import ROOT, eventually
@@ -186,7 +186,7 @@ def test_a_zero_port_is_given_a_free_one_that_every_attempt_and_a_restarted_oper
     tmp_path: Path, started: list[LocalExecutor]
 ) -> None:
     first = start(executor(tmp_path), started)
-    w = two_ports(tmp_path)
+    w = two_ports(tmp_path, "--port=$(PORT)", "$$(PORT)", "$(NO_SUCH_VARIABLE)")
     first.submit(w)
     given = status(first)
     assert given is not None and given.phase == Phase.PENDING
@@ -198,6 +198,7 @@ def test_a_zero_port_is_given_a_free_one_that_every_attempt_and_a_restarted_oper
     up = running(first)  # its probe answers on the port given, so the process listens there
     assert up.ports == ports and answers(ports["PORT"]) == 200
     pid = pids(tmp_path)[0]
+    assert proc(pid, "cmdline")[-3:] == [f"--port={ports['PORT']}", "$(PORT)", "$(NO_SUCH_VARIABLE)"]
     assert f"ADMIN_PORT={ports['ADMIN_PORT']}" in proc(pid, "environ")
     for _ in range(3):
         first.submit(w)  # still with its 0s: the same service
@@ -271,6 +272,22 @@ def test_only_a_change_the_running_process_cannot_take_in_place_replaces_it() ->
     assert replaces(run, replace(w, service=replace(w.service, ports={"PORT": 41235, "ADMIN_PORT": 9001})))
     assert not replaces(run, replace(w, service=replace(w.service, ports={"PORT": 0, "ADMIN_PORT": 0})))  # any port
     assert replaces(run, replace(w, service=replace(w.service, ports={"PORT": 0, "ADMIN_PORT": 9001, "X": 0})))
+
+
+@pytest.mark.parametrize(("arg", "expanded"), [
+    ("--port=$(PORT)", "--port=8080"),
+    ("$(PORT)$(HOST)", "8080127.0.0.1"),
+    ("$$(PORT)", "$(PORT)"),
+    ("$$$(PORT)", "$8080"),
+    ("cost: $$5", "cost: $5"),
+    ("$(MISSING) and $(PORT)", "$(MISSING) and 8080"),
+    ("$PORT ${PORT} $(PORT", "$PORT ${PORT} $(PORT"),
+    ("$()", "$()"),
+    ("$(EMPTY)x", "x"),
+    ("no references", "no references"),
+])
+def test_arguments_expand_environment_references_as_kubernetes_does(arg: str, expanded: str) -> None:
+    assert expand(arg, {"PORT": "8080", "HOST": "127.0.0.1", "EMPTY": ""}) == expanded
 
 
 def test_delete_stops_the_service_and_leaves_no_state(tmp_path: Path, started: list[LocalExecutor]) -> None:

@@ -2,8 +2,9 @@
 
 Each attempt of a run is `components/<component>` under its environment's interpreter, as a detached
 process in its own session, watched by a small supervisor (`executors/supervisor.py`) that writes the
-pid and the exit code into the attempt's directory. Everything the executor knows lives in the state
-directory, so an operator that restarts (or was killed) finds every run as it is:
+pid and the exit code into the attempt's directory. `$(NAME)` in its arguments is expanded from the
+attempt's environment as Kubernetes expands a container's args (`expand`). Everything the executor
+knows lives in the state directory, so an operator that restarts (or was killed) finds every run as it is:
 
     <state>/schedules/<namespace>/<name>.json   the scheduled workload as submitted, and lastTick: the
                                                 last tick a run was started for
@@ -72,6 +73,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -141,6 +143,8 @@ START_WAIT_SECONDS = 10.0
 # After a run or schedule could not be looked at (a damaged file): look again, without flooding the log.
 ERROR_RETRY = timedelta(seconds=30)
 DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[3] / "components"
+# `$$` or `$(NAME)` in a workload argument (`expand`).
+_REFERENCE = re.compile(r"\$(?:\$|\(([^)]*)\))")
 
 
 
@@ -413,10 +417,10 @@ class LocalExecutor:
         return interpreter
 
     def _command(self, workload: Workload, env: Mapping[str, str]) -> list[str]:
-        """The attempt's command (`env` is the attempt's environment)."""
+        """The attempt's command, its `$(VAR)` arguments expanded from `env`, the attempt's environment."""
         interpreter = self._interpreter(workload)
         component = str(self.components_dir / workload.component)
-        args = list(workload.args)
+        args = [expand(arg, env) for arg in workload.args]
         training = workload.training
         if training is None:
             return [interpreter, component, *args]
@@ -721,6 +725,17 @@ class LocalExecutor:
             if d.name.startswith(f"{name}-") and (read_json(d / RUN_FILE) or {}).get("schedule") == name
         ]
         return sorted(runs, key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True)
+
+
+def expand(arg: str, env: Mapping[str, str]) -> str:
+    """A workload argument as Kubernetes expands a container's args: `$(NAME)` is NAME's value in the
+    process's environment, `$$` a literal `$` (so `$$(NAME)` stays `$(NAME)`), and a reference to a
+    name the environment lacks is left as written."""
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return "$" if name is None else env.get(name, match.group(0))
+
+    return _REFERENCE.sub(value, arg)
 
 
 def _matches(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
