@@ -79,6 +79,13 @@ class OperatorConfig(BaseSettings):
     training_progress_seconds: float = Field(10.0, gt=0, description="how often a running training's progress "
                                              "is read from MLflow (nothing announces a new epoch)")
 
+    # Serving: where the canary analysis queries metrics, and (local executor) where the scrape targets
+    # of the local routers are written for that Prometheus (file_sd) and the served versions' files go.
+    prometheus_url: str | None = Field(None, description="Prometheus of the canary analysis, e.g. "
+                                       "http://prometheus.monitoring:9090; without it checks fail with no data")
+    prometheus_targets_dir: Path | None = Field(None, description="local executor: the file_sd directory the "
+                                                "local Prometheus reads; routers are not announced without it")
+
     @model_validator(mode="after")
     def _defaults_under_state_dir(self) -> OperatorConfig:
         if self.mlflow_tracking_uri is None:
@@ -97,6 +104,11 @@ class OperatorConfig(BaseSettings):
     def tracking_uri(self) -> str:
         assert self.mlflow_tracking_uri is not None  # set by the validator
         return self.mlflow_tracking_uri
+
+    @property
+    def models_dir(self) -> Path:
+        """Local executor: the served versions' files, downloaded from MLflow once per version."""
+        return self.state_dir / "models"
 
     @property
     def feast_registry_uri(self) -> str:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from loom.builders.canary_queries import MetricSource, analysis_query, request_duration, request_success_rate
-from loom.devcluster.prometheus import ScrapeTarget, prometheus_server, write_targets
+from loom.devcluster.prometheus import prometheus_server, targets_dir
 from loom.domain.rollout import MetricQuery, render_query
-from loom.drivers.prometheus import Prometheus, PrometheusError
+from loom.drivers.prometheus import Prometheus, PrometheusError, ScrapeTarget, write_targets
 from tests.conftest import eventually
 from tests.integration.conftest import free_port
 from tests.integration.test_router import Router, Upstream, router, table, traffic, upstreams  # noqa: F401
@@ -47,7 +47,7 @@ def test_builtin_checks_tell_a_failing_canary_from_a_good_stable_revision(
     gone.close()  # every request to v3 fails: the router answers 502
     running = router(table(("v1", stable, 45), ("v2", canary, 45), ("v3", gone, 10)))
     # Targets written after the start, as the operator does when a revision comes up.
-    write_targets(directory, [ScrapeTarget(f"127.0.0.1:{running.metrics_port}",
+    write_targets(targets_dir(directory), "recs", [ScrapeTarget(f"127.0.0.1:{running.metrics_port}",
                                            {"namespace": NAMESPACE, "inferenceservice": "recs"})])
     eventually(lambda: client.query(f'up{{namespace="{NAMESPACE}"}}', now()) == 1, timeout=30,
                what="Prometheus scraping the router")

@@ -35,6 +35,11 @@ class FakeKube:
         obj.setdefault("status", {}).update(copy.deepcopy(status))
         self.statuses.append((kind.plural, namespace, name, copy.deepcopy(status)))
 
+    def remove_annotation(self, kind: Kind, namespace: str, name: str, key: str) -> None:
+        obj = self.objects.get((kind.plural, namespace, name))
+        if obj is not None:
+            (obj.get("metadata") or {}).get("annotations", {}).pop(key, None)
+
     def get_secret(self, namespace: str, name: str) -> dict[str, str]:
         try:
             return dict(self.secrets[(namespace, name)])

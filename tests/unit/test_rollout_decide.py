@@ -78,9 +78,9 @@ def seen(serving: Revision | None = V2, candidate: Revision | None = None, ready
     return RolloutObserved(serving=serving, candidate=candidate, ready=frozenset(r.name for r in ready), **more)
 
 
-def results(success: float = 99.9, duration: float = 20, empty: float = 0.01) -> tuple[MetricResult, ...]:
+def results(success: float = 99.9, duration: float = 20, timeouts: float = 0) -> tuple[MetricResult, ...]:
     return (MetricResult("request-success-rate", success), MetricResult("request-duration", duration),
-            MetricResult("recommendation-empty-rate", empty))
+            MetricResult("upstream-timeouts", timeouts))
 
 
 GOOD, BAD = results(), results(success=71.2)
@@ -249,7 +249,7 @@ def test_bad_canary_is_rolled_back_after_exactly_threshold_failed_checks() -> No
     assert condition(failed, PREDICTOR_READY)[0] is True
     last = failed.state.last_analysis
     assert last is not None and [(r.name, r.passed) for r in last.results] == [
-        ("request-success-rate", False), ("request-duration", True), ("recommendation-empty-rate", True)]
+        ("request-success-rate", False), ("request-duration", True), ("upstream-timeouts", True)]
 
 
 def test_a_passing_check_does_not_reset_failed_checks() -> None:
@@ -303,10 +303,9 @@ def test_the_analysis_queries_the_canary_revision() -> None:
     assert d.actions == (QueryMetrics("movie-recommender-2", (
         MetricQuery("request-success-rate", None, "60s"),
         MetricQuery("request-duration", None, "60s"),
-        MetricQuery("recommendation-empty-rate",
-                    'sum(rate(loom_recommendations_empty_total{namespace="ml", revision="movie-recommender-2"}[300s]))\n'
-                    '/ sum(rate(loom_recommendations_total{namespace="ml", revision="movie-recommender-2"}[300s]))\n',
-                    "300s"),
+        MetricQuery("upstream-timeouts",
+                    'sum(increase(loom_router_requests_total{namespace="ml", revision="movie-recommender-2", '
+                    'code="504"}[300s])) or vector(0)\n', "300s"),
     )),)
     assert d.state == state() and d.events == ()
 

@@ -4,7 +4,7 @@ children again) and `loom.dev/workload` on every run of a workload (how an execu
 
 from __future__ import annotations
 
-from loom.domain.workloads import WORKLOAD_LABEL, owner_label
+from loom.domain.workloads import MAX_NAME, WORKLOAD_LABEL, digest, dns_name, owner_label
 
 PART_OF = "loom"
 # app.kubernetes.io/managed-by of every child; also the server-side-apply field manager's default.
@@ -12,8 +12,9 @@ MANAGER = "loom-operator"
 
 
 def owned_by(kind: str, name: str) -> dict[str, str]:
-    """The selector of a Loom object's children."""
-    return {owner_label(kind): name}
+    """The selector of a Loom object's children; a name too long for a label value is shortened with a
+    hash that keeps it unique."""
+    return {owner_label(kind): name if len(name) <= MAX_NAME else dns_name(name, digest(name), MAX_NAME)}
 
 
 def recommended(instance: str, component: str) -> dict[str, str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from loom.api.trainingjob import Metric, TrainingJobSpec
 from loom.builders.labels import owned_by
 from loom.domain.training import Training
-from loom.domain.workloads import MAX_NAME, OwnerRef, SecretEnv, Workload, digest, dns_name
+from loom.domain.workloads import OwnerRef, SecretEnv, Workload, digest, dns_name
 
 KIND = "TrainingJob"
 COMPONENT = "train"
@@ -54,10 +54,8 @@ class Tracking:
 
 
 def trainingjob_label(name: str) -> dict[str, str]:
-    """The selector of a TrainingJob's runs; a name too long for a label value is shortened with a
-    hash that keeps it unique."""
-    value = name if len(name) <= MAX_NAME else dns_name(name, digest(name), MAX_NAME)
-    return owned_by(KIND, value)
+    """The selector of a TrainingJob's runs."""
+    return owned_by(KIND, name)
 
 
 def run_name(trainingjob: str, snapshot_id: int) -> str:

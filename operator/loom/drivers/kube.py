@@ -42,6 +42,9 @@ class Kube(Protocol):
     def get_secret(self, namespace: str, name: str) -> dict[str, str]:
         """A Secret's keys and decoded values; raises SecretNotFoundError when it does not exist."""
 
+    def remove_annotation(self, kind: Kind, namespace: str, name: str, key: str) -> None:
+        """Remove one annotation of a Loom object (a manual request that was answered)."""
+
 
 class KubeClient:
     """`Kube` over the Kubernetes REST API (`drivers/kube_http.py`)."""
@@ -64,6 +67,15 @@ class KubeClient:
         try:
             self._api.merge_patch(resource_path(f"{GROUP}/{VERSION}", kind.plural, namespace, name, "status"),
                                   {"status": status})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def remove_annotation(self, kind: Kind, namespace: str, name: str, key: str) -> None:
+        """A JSON merge patch setting the annotation to null; an object that is gone is left alone."""
+        try:
+            self._api.merge_patch(resource_path(f"{GROUP}/{VERSION}", kind.plural, namespace, name),
+                                  {"metadata": {"annotations": {key: None}}})
         except ApiError as exc:
             if exc.status != 404:
                 raise

@@ -1,4 +1,6 @@
-"""Prometheus as the canary analysis reads it: one instant query at a given time, one number.
+"""Prometheus as the canary analysis reads it: one instant query at a given time, one number; and,
+on one machine, what it scrapes: file_sd target files in a directory Prometheus watches
+(`write_targets`), one per InferenceService, as a PodMonitor would select its pods in a cluster.
 
 Over the HTTP API (`POST /api/v1/query`, form-encoded so a long custom query is no URL), with
 urllib3. An empty answer or NaN (0/0: a revision without requests) is no data, `None`; everything
@@ -10,7 +12,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -87,3 +93,25 @@ def _one_number(data: dict[str, Any]) -> float | None:
 def _number(text: str) -> float | None:
     value = float(text)  # Prometheus writes NaN, +Inf and -Inf as Python reads them
     return None if math.isnan(value) else value
+
+
+@dataclass(frozen=True)
+class ScrapeTarget:
+    """One `host:port` serving /metrics, and the labels its series get (e.g. namespace, revision)."""
+
+    address: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def write_targets(directory: Path, name: str, targets: Sequence[ScrapeTarget]) -> None:
+    """Replace the targets file `<directory>/<name>.json` (atomically: Prometheus re-reads it by itself);
+    no targets removes it."""
+    path = directory / f"{name}.json"
+    if not targets:
+        path.unlink(missing_ok=True)
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    groups = [{"targets": [t.address], "labels": dict(t.labels)} for t in targets]
+    new = path.with_name(f".{path.name}.new")
+    new.write_text(json.dumps(groups, indent=1))
+    os.replace(new, path)

@@ -64,6 +64,13 @@ def features_snapshot(featureset: Mapping[str, Any], _: Mapping[str, Any]) -> ob
     return [readiness(featureset), status.get("sourceSnapshotId"), status.get("featureViewVersion")]
 
 
+def trained_version(trainingjob: Mapping[str, Any], _: Mapping[str, Any]) -> object:
+    """What an InferenceService reads of its TrainingJob: readiness, and the newest registered version
+    with the gate's verdict on it (a version that passed moves the alias serving follows)."""
+    status = trainingjob.get("status") or {}
+    return [readiness(trainingjob), status.get("modelVersion"), status.get("gate")]
+
+
 def table_owners(body: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
     """The DataLakes (any namespace) that own tables this DataLake declares (`status.tables[].ownedBy`)."""
     owners = {t.get("ownedBy") for t in (body.get("status") or {}).get("tables") or []}
@@ -92,7 +99,7 @@ def register(registry: kopf.OperatorRegistry, controllers: Collection[str]) -> N
     kinds they read."""
     read = {DATALAKE.kind: FEATURESET.kind in controllers or DATALAKE.kind in controllers
             or TRAININGJOB.kind in controllers,
-            FEATURESET.kind: TRAININGJOB.kind in controllers,
+            FEATURESET.kind: TRAININGJOB.kind in controllers or INFERENCESERVICE.kind in controllers,
             TRAININGJOB.kind: INFERENCESERVICE.kind in controllers}
     for kind in (DATALAKE, FEATURESET, TRAININGJOB):
         if read[kind.kind]:
@@ -105,5 +112,6 @@ def register(registry: kopf.OperatorRegistry, controllers: Collection[str]) -> N
         follow(registry, TRAININGJOB, FEATURESET, _one("dataset", "featureSetRef", "name"), features_snapshot)
         follow(registry, TRAININGJOB, DATALAKE, _lakes_of_dataset, lambda body, _: readiness(body))
     if INFERENCESERVICE.kind in controllers:
-        follow(registry, INFERENCESERVICE, TRAININGJOB, _one("model", "trainingJobRef", "name"),
+        follow(registry, INFERENCESERVICE, TRAININGJOB, _one("model", "trainingJobRef", "name"), trained_version)
+        follow(registry, INFERENCESERVICE, FEATURESET, _one("predictor", "featureSetRef", "name"),
                lambda body, _: readiness(body))

@@ -104,6 +104,7 @@ def make_context(kind: Kind, body: kopf.Body, memo: kopf.Memo, now: datetime,
         status=dict(body.get("status") or {}) if status is None else status,
         api_version=API_VERSION,
         kind=kind.kind,
+        annotations=dict(body.metadata.annotations or {}),
     )
 
 

@@ -27,6 +27,7 @@ class ReconcileContext:
     status: Mapping[str, Any] = field(default_factory=dict)
     api_version: str = ""
     kind: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def owner(self) -> OwnerRef:

@@ -29,3 +29,6 @@ class CachedReads:
 
     def get_secret(self, namespace: str, name: str) -> dict[str, str]:
         return self._kube.get_secret(namespace, name)
+
+    def remove_annotation(self, kind: Kind, namespace: str, name: str, key: str) -> None:
+        self._kube.remove_annotation(kind, namespace, name, key)

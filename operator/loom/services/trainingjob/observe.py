@@ -5,7 +5,7 @@ the aliases the gate moves. Reads only; a system that cannot be read is recorded
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -24,24 +24,12 @@ from loom.gpuprofiles import cached_profiles
 from loom.services.context import ReconcileContext
 from loom.services.featureset.definition import store_settings
 from loom.services.references import Reference, observe_reference
+from loom.services.unavailable import Unavailable
+from loom.services.unavailable import read as _read
 
 T = TypeVar("T")
 # Phases of a run that is done with; the decision reads them too.
 FINISHED = (TrainingPhase.SUCCEEDED.value, TrainingPhase.FAILED.value)
-
-
-@dataclass(frozen=True)
-class Unavailable:
-    """A system that could not be read this time; the decision says what that means."""
-
-    message: str
-
-
-def _read(read: Callable[[], T]) -> T | Unavailable:
-    try:
-        return read()
-    except Exception as error:  # an unreachable store or API server, a bad URI: observed alike
-        return Unavailable(str(error) or type(error).__name__)
 
 
 @dataclass(frozen=True)

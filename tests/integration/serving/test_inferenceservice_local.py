@@ -1,0 +1,243 @@
+"""An InferenceService end to end with the embedded default: the operator on a real kube-apiserver,
+versions in a real MLflow registry, one real MLServer process per revision running Loom's recommender
+over online features materialized by Feast into a real Redis, the router in front, and a real
+Prometheus scraping the router, against which the canary analysis runs its PromQL. The tests are the
+clients: they send recommendation requests through the InferenceService's url throughout."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from loom.config import ExecutorKind
+from loom.devcluster.prometheus import prometheus_server, targets_dir
+from loom.domain.feature_views import feast_project
+from loom.drivers import feast_store
+from loom.drivers.feast_store import OnlineKind, StoreSettings
+from loom.features.materialize import run as materialize
+from tests.conftest import eventually
+from tests.integration.conftest import Kubectl, Operator, condition, start_operator
+from tests.integration.features.conftest import USER_FEATURE_SPEC, Lake, definition_for, request_for
+from tests.integration.serving.conftest import TRAINED_USERS, Trained, request
+
+pytestmark = pytest.mark.integration
+
+MODEL = "movielens-two-tower"
+ISVC = "recommender"
+
+
+@dataclass
+class Registry:
+    uri: str
+    artifacts: Path
+
+    def client(self) -> Any:
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def register(self, files: Path, alias: str) -> str:
+        """Log `files` as the trainer logs a version (an MLflow 3 LoggedModel), register it, set `alias`."""
+        from mlflow.entities import LoggedModelStatus
+
+        client = self.client()
+        experiment = client.get_experiment_by_name("serving")
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
+            "serving", artifact_location=self.artifacts.as_uri())
+        run = client.create_run(experiment_id)
+        logged = client.create_logged_model(experiment_id, name=MODEL, source_run_id=run.info.run_id)
+        client.log_model_artifacts(logged.model_id, str(files))
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        client.set_terminated(run.info.run_id)
+        if not client.search_registered_models(f"name = '{MODEL}'"):
+            client.create_registered_model(MODEL)
+        version = client.create_model_version(MODEL, f"models:/{logged.model_id}", run_id=run.info.run_id,
+                                              model_id=logged.model_id)
+        client.set_registered_model_alias(MODEL, alias, version.version)
+        return str(version.version)
+
+    def alias(self, alias: str) -> str:
+        return str(self.client().get_model_version_by_alias(MODEL, alias).version)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+
+
+@pytest.fixture
+def features(kc: Kubectl, namespace: str, tmp_path: Path, redis_server: str, lake: Lake,
+             movielens_slice: dict[str, pa.Table]) -> str:
+    """The users' features online in the namespace's Feast project (the FeatureSet controller's work,
+    played here), and the FeatureSet object the InferenceService names. Its Redis address."""
+    settings = StoreSettings(feast_project(namespace), f"sqlite:///{tmp_path / 'registry.db'}", OnlineKind.REDIS,
+                             redis_server)
+    table = lake.table(movielens_slice["user_features"], name="user_features")
+    definition = definition_for(settings, lake)
+    feast_store.apply(settings, definition)
+    assert materialize(request_for(definition, settings, lake, table.current_snapshot().snapshot_id)).passed
+    kc.apply({"apiVersion": "loom.dev/v1alpha1", "kind": "FeatureSet", "metadata": {"name": "user-features"},
+              "spec": USER_FEATURE_SPEC})
+    return redis_server
+
+
+@pytest.fixture
+def prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    directory = tmp_path / "prometheus"
+    with prometheus_server(directory) as url:
+        yield url, targets_dir(directory)
+
+
+@pytest.fixture
+def op(namespace: str, tmp_path: Path, registry: Registry, features: str,
+       prometheus: tuple[str, Path]) -> Iterator[Operator]:
+    url, targets = prometheus
+    running = start_operator(namespace, executor=ExecutorKind.LOCAL, controllers=["InferenceService"],
+                             state_dir=tmp_path / "state", mlflow_tracking_uri=registry.uri, feast_redis=features,
+                             prometheus_url=url, prometheus_targets_dir=targets)
+    with running.runner:
+        yield running
+    assert running.runner.exception is None, running.runner.output
+
+
+def broken(trained: Trained, into: Path, share: float = 0.3) -> Path:
+    """A version that fails `share` of the requests of known users: its user list is shifted by fake
+    users, so the last `share` of the real ones index past the tower's embedding table (an error
+    MLServer answers 500), as a model exported with the wrong id map would."""
+    shutil.copytree(trained.files, into)
+    users = json.loads((into / "users.json").read_text())
+    fakes = [-(i + 1) for i in range(round(len(users) * share))]
+    (into / "users.json").write_text(json.dumps(fakes + users))
+    return into
+
+
+@dataclass
+class Traffic:
+    """Clients sending recommendation requests for known users through the InferenceService's url until
+    stopped: every answer's status and the version that answered."""
+
+    url: str
+    answers: list[tuple[int, str | None]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        rng = random.Random(0)
+        while not self.stop.is_set():
+            body = json.dumps(request([rng.randint(1, TRAINED_USERS)], k=5)).encode()
+            req = urllib.request.Request(f"{self.url}/v2/models/{ISVC}/infer", data=body,
+                                         headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as answer:
+                    version = json.loads(answer.read()).get("parameters", {}).get("modelVersion")
+                    self.answers.append((answer.status, version))
+            except urllib.error.HTTPError as error:
+                self.answers.append((error.code, None))
+            except OSError:
+                self.answers.append((0, None))
+            self.stop.wait(0.03)
+
+
+@pytest.fixture
+def traffic() -> Iterator[list[Traffic]]:
+    started: list[Traffic] = []
+    yield started
+    for t in started:
+        t.stop.set()
+
+
+def start_traffic(started: list[Traffic], url: str, clients: int = 2) -> Traffic:
+    t = Traffic(url)
+    for _ in range(clients):
+        threading.Thread(target=t.run, daemon=True).start()
+    started.append(t)
+    return t
+
+
+def inferenceservice(**canary: Any) -> dict[str, Any]:
+    return {"apiVersion": "loom.dev/v1alpha1", "kind": "InferenceService", "metadata": {"name": ISVC},
+            "spec": {"model": {"uri": f"models:/{MODEL}@champion"},
+                     "predictor": {"featureSetRef": {"name": "user-features"}},
+                     "rollout": {"canary": {"interval": "10s", "threshold": 2, "stepWeights": [30, 60],
+                                            "fromAlias": "challenger",
+                                            "metrics": [{"name": "request-success-rate",
+                                                         "thresholdRange": {"min": 99}}], **canary}}}}
+
+
+def status(kc: Kubectl) -> dict[str, Any]:
+    return kc.get("inferenceservice", ISVC).get("status", {})
+
+
+def events(kc: Kubectl) -> list[tuple[str, str]]:
+    found = json.loads(kc.run("get", "events", "--field-selector", f"involvedObject.name={ISVC}", "-o",
+                              "json").stdout)["items"]
+    return [(e["reason"], e["message"]) for e in found]
+
+
+def serving(kc: Kubectl) -> dict[str, Any]:
+    """The status once the stable revision serves: Ready, with a url."""
+    def ready() -> dict[str, Any] | None:
+        s = status(kc)
+        ok = (condition(kc.get("inferenceservice", ISVC), "Ready") or {}).get("status") == "True"
+        return s if ok and s.get("url") else None
+    return eventually(ready, timeout=180, interval=1, what="the InferenceService Ready with a url")
+
+
+def test_champion_is_served_and_a_challenger_is_promoted_by_canary(
+        kc: Kubectl, op: Operator, registry: Registry, trained: Trained, traffic: list[Traffic]) -> None:
+    assert registry.register(trained.files, "champion") == "1"
+    kc.apply(inferenceservice())
+    first = serving(kc)
+    assert first["phase"] == "Initialized" and first["stable"]["modelVersion"] == "1"
+    clients = start_traffic(traffic, first["url"])
+    eventually(lambda: len(clients.answers) >= 20, what="answers from version 1")
+    assert {a for a in clients.answers[:20]} == {(200, "1")}
+
+    assert registry.register(trained.files, "challenger") == "2"
+    done = eventually(lambda: (s := status(kc)).get("phase") == "Succeeded" and s, timeout=300, interval=1,
+                      what="the challenger promoted")
+    assert done["stable"]["modelVersion"] == "2" and done["failedChecks"] == 0 and done["iterations"] >= 2
+    assert registry.alias("champion") == "2"
+    reasons = [r for r, _ in events(kc)]
+    for reason in ("CanaryStarted", "CanaryWeight", "Promoting", "Finalising", "Succeeded"):
+        assert reason in reasons, reasons
+    versions = Counter(v for code, v in clients.answers if code == 200)
+    assert versions["1"] and versions["2"]  # both served along the way
+    assert all(code == 200 for code, _ in clients.answers), Counter(c for c, _ in clients.answers)
+    # The old revision is gone: only the new one and the router are left.
+    eventually(lambda: clients.answers[-1] == (200, "2"), what="answers from version 2 only")
+
+
+def test_a_failing_canary_is_rolled_back_while_the_stable_keeps_serving(
+        kc: Kubectl, op: Operator, registry: Registry, trained: Trained, traffic: list[Traffic],
+        tmp_path: Path) -> None:
+    registry.register(trained.files, "champion")
+    kc.apply(inferenceservice())
+    clients = start_traffic(traffic, serving(kc)["url"])
+    registry.register(broken(trained, tmp_path / "broken"), "challenger")
+    done = eventually(lambda: (s := status(kc)).get("phase") == "Failed" and s, timeout=300, interval=1,
+                      what="the failing canary rolled back")
+    assert done["stable"]["modelVersion"] == "1" and done["canary"]["modelVersion"] == "2"
+    assert done["failedChecks"] == 2 and done["canaryWeight"] == 0
+    assert registry.alias("champion") == "1"
+    rolled = [m for r, m in events(kc) if r == "RolledBack"]
+    assert rolled and "request-success-rate" in rolled[0] and "@champion stays on version 1" in rolled[0], rolled
+    canary_ready = condition(kc.get("inferenceservice", ISVC), "CanaryReady")
+    assert canary_ready is not None and canary_ready["reason"] == "RolledBack"
+    # The stable revision answered throughout; failures came only from the canary's share.
+    stable = [code for code, v in clients.answers if v == "1"]
+    assert stable and all(code == 200 for code in stable)
+    count = len(clients.answers)
+    eventually(lambda: len(clients.answers) >= count + 20, what="answers after the rollback")
+    assert all(a == (200, "1") for a in clients.answers[count + 5:])
