@@ -9,6 +9,8 @@ import os
 import signal
 import socket
 import sys
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -288,6 +290,41 @@ def test_only_a_change_the_running_process_cannot_take_in_place_replaces_it() ->
 ])
 def test_arguments_expand_environment_references_as_kubernetes_does(arg: str, expanded: str) -> None:
     assert expand(arg, {"PORT": "8080", "HOST": "127.0.0.1", "EMPTY": ""}) == expanded
+
+
+def test_services_that_are_not_ready_are_probed_at_once_not_one_after_another(
+    tmp_path: Path, started: list[LocalExecutor]
+) -> None:
+    """Four services whose probe port takes connections and never answers (each probe waits out its
+    second): one after another a pass would take four seconds, so each would be probed once in three."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    held: list[socket.socket] = []  # kept open unanswered: a closed one would fail the probe at once
+
+    def take() -> None:
+        while True:
+            try:
+                held.append(silent.accept()[0])
+            except OSError:  # closed at the end
+                return
+
+    threading.Thread(target=take, daemon=True).start()
+    ex = start(executor(tmp_path), started)
+    names = [f"model-{i}" for i in range(4)]
+    for name in names:
+        ex.submit(Workload(name, "ns", "http_ready", env={"MARKER": str(tmp_path / f"{name}.pids")},
+                           service=Service({"PORT": 0, "PROBE": silent.getsockname()[1]}, "PROBE")))
+    eventually(lambda: all(pids(tmp_path, name) for name in names), what="four processes")
+    eventually(lambda: len(held) >= 4, what="the first probes")
+    before = len(held)
+    time.sleep(3.0)
+    probed = len(held) - before
+    silent.close()
+    for conn in held:
+        conn.close()
+    assert probed >= 8, f"{probed} probes in 3s"
+    assert all((s := status(ex, name)) is not None and s.phase == Phase.PENDING for name in names)
 
 
 def test_delete_stops_the_service_and_leaves_no_state(tmp_path: Path, started: list[LocalExecutor]) -> None:

@@ -53,8 +53,9 @@ with the same supervisor, process group, locks and orphan rules. Besides:
 Service runs (`Workload.service` set) are long-running processes kept up as a Deployment's pods are
 (`executors/local_services.py`): a once-run whose attempts are restarted whenever they exit, after a
 capped doubling backoff (Failed, with the exit code and last line, while it waits), whose readiness URL
-the thread probes at each pass while an attempt lives (Running once it answers, Pending before;
-the probes run one after another in the thread, each for at most a second). Its 0 ports are given
+the thread probes at each pass while an attempt lives (Running once it answers, Pending before; the
+probes of all services run at once in a small pool, each for at most a second, so a pass waits about a
+second however many services are not ready). Its 0 ports are given
 free ones when the run is created, kept by every attempt and reported in its status (`ports`).
 Submitting the same service again does nothing (its 0 ports match those given); one that differs only
 in its files has them rewritten in place, each atomically, and keeps its process (the router reloads
@@ -81,6 +82,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -140,6 +142,8 @@ MAX_SLEEP_SECONDS = 60.0
 STOP_GRACE_SECONDS = 10.0
 # How long a suspend or a deadline waits for an attempt it just started to record its pid.
 START_WAIT_SECONDS = 10.0
+# Readiness probes run at once (each waits up to PROBE_TIMEOUT_SECONDS); more wait for a free worker.
+PROBE_WORKERS = 8
 # After a run or schedule could not be looked at (a damaged file): look again, without flooding the log.
 ERROR_RETRY = timedelta(seconds=30)
 DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[3] / "components"
@@ -504,22 +508,25 @@ class LocalExecutor:
     # --- the controller thread -------------------------------------------------------------------
 
     def _loop(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.clear()
-            try:
-                timeout = self._pass()
-            except Exception:  # a full disk, an unreadable state dir: try again, never die
-                log.exception("local executor: pass over the state directory failed")
-                timeout = self.poll_seconds
-            self._wake.wait(timeout)
+        with ThreadPoolExecutor(PROBE_WORKERS, thread_name_prefix="loom-local-probe") as probes:
+            while not self._stopping.is_set():
+                self._wake.clear()
+                try:
+                    timeout = self._pass(probes)
+                except Exception:  # a full disk, an unreadable state dir: try again, never die
+                    log.exception("local executor: pass over the state directory failed")
+                    timeout = self.poll_seconds
+                self._wake.wait(timeout)
 
-    def _pass(self) -> float:
+    def _pass(self, probes: ThreadPoolExecutor) -> float:
         """One look at every run and schedule; returns how long to sleep."""
         now = self.clock()
         self._reap()
         wakes: list[datetime] = []
         live = False
-        for run_dir in self._all(self.state_dir / "runs", Path.is_dir):
+        run_dirs = self._all(self.state_dir / "runs", Path.is_dir)
+        self._probe(run_dirs, probes)
+        for run_dir in run_dirs:
             if self._stopping.is_set():
                 return 0.0
             try:
@@ -544,6 +551,25 @@ class LocalExecutor:
             timeout = min(timeout, self.poll_seconds)
         return max(0.0, timeout)
 
+    def _probe(self, run_dirs: list[Path], probes: ThreadPoolExecutor) -> None:
+        """Probe the live attempt of every service at once and record the answers, before the runs are
+        followed (which reads them)."""
+        asked: list[tuple[Path, Future[None]]] = []
+        for run_dir in run_dirs:
+            try:
+                run = self._read(run_dir)
+            except Exception:  # a damaged run: following it reports it
+                continue
+            service = run.workload.service if run is not None else None
+            if run is not None and service is not None and run.last is not None and run.last.phase == Phase.RUNNING:
+                asked.append((run_dir, probes.submit(record_readiness, run, service)))
+        for run_dir, answer in asked:
+            try:
+                answer.result()
+            except Exception:
+                if run_dir.is_dir():  # else it was deleted while it was probed
+                    log.exception("local executor: could not record the readiness of %s", run_dir)
+
     def _follow(self, run_dir: Path, now: datetime, wakes: list[datetime]) -> bool:
         """Report the run's change, start its next attempt when due; True while an attempt is live."""
         run = self._read(run_dir)
@@ -555,9 +581,6 @@ class LocalExecutor:
                 run = self._end_overdue(run_dir)
             if run is None:
                 return False
-        service = run.workload.service
-        if service is not None and run.last is not None and run.last.phase == Phase.RUNNING:
-            record_readiness(run, service)
         self._notify(run)
         if not run.needs_attempt:
             return run.live
