@@ -83,6 +83,8 @@ class OperatorConfig(BaseSettings):
     # of the local routers are written for that Prometheus (file_sd) and the served versions' files go.
     prometheus_url: str | None = Field(None, description="Prometheus of the canary analysis, e.g. "
                                        "http://prometheus.monitoring:9090; without it checks fail with no data")
+    registry_poll_seconds: float = Field(30.0, gt=0, description="how often an InferenceService serving an MLflow "
+                                         "alias reads it again (the registry announces no alias move)")
     prometheus_targets_dir: Path | None = Field(None, description="local executor: the file_sd directory the "
                                                 "local Prometheus reads; routers are not announced without it")
 

@@ -5,7 +5,7 @@ the alias in the registry."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ NOW = datetime(2026, 1, 1, 12, tzinfo=timezone.utc)
 URI = "sqlite:///mlflow.db"
 ONLINE = OnlineFeatures("127.0.0.1:6379", "loom_ml", "user_features", {"userId": "INT64"})
 SETTINGS = Settings(namespace="ml", name="recs", owner=OwnerRef("loom.dev/v1alpha1", "InferenceService", "recs", "u"),
-                    image="serve:1", retry_seconds=15.0, profiles={})
+                    image="serve:1", retry_seconds=15.0, poll_seconds=30.0, profiles={})
 
 
 def rev(version: int) -> Revision:
@@ -110,6 +110,16 @@ def test_the_first_version_is_laid_out_alone_and_initialized_once_ready() -> Non
     assert ready.outcome.fields["phase"] == RolloutPhase.INITIALIZED.value
     assert ready.outcome.ready.status is True
     assert ready.outcome.fields["url"] == "http://127.0.0.1:9000"
+    assert ready.outcome.requeue_at == NOW + timedelta(seconds=30)  # the alias is read again
+
+
+def test_a_version_number_is_not_polled() -> None:
+    pinned = InferenceServiceSpec.model_validate({"model": {"uri": "models:/m/1"},
+                                                  "predictor": {"featureSetRef": {"name": "users"}}})
+    status = InferenceServiceStatus(phase=RolloutPhase.INITIALIZED, stable=V1, canary_weight=0,
+                                    last_transition_time=NOW)
+    decision = decide(pinned, observed(status=status, ready=frozenset({V1.name})), SETTINGS, NOW)
+    assert decision.outcome.requeue_at is None
 
 
 @pytest.mark.parametrize(("changes", "type_", "reason", "retry"), [

@@ -49,22 +49,17 @@ class Registry:
         return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
 
     def register(self, files: Path, alias: str) -> str:
-        """Log `files` as the trainer logs a version (an MLflow 3 LoggedModel), register it, set `alias`."""
-        from mlflow.entities import LoggedModelStatus
-
+        """Log `files` as a run's artifacts, register them as a version, set `alias`."""
         client = self.client()
         experiment = client.get_experiment_by_name("serving")
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(
             "serving", artifact_location=self.artifacts.as_uri())
         run = client.create_run(experiment_id)
-        logged = client.create_logged_model(experiment_id, name=MODEL, source_run_id=run.info.run_id)
-        client.log_model_artifacts(logged.model_id, str(files))
-        client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        client.log_artifacts(run.info.run_id, str(files), "model")
         client.set_terminated(run.info.run_id)
         if not client.search_registered_models(f"name = '{MODEL}'"):
             client.create_registered_model(MODEL)
-        version = client.create_model_version(MODEL, f"models:/{logged.model_id}", run_id=run.info.run_id,
-                                              model_id=logged.model_id)
+        version = client.create_model_version(MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
         client.set_registered_model_alias(MODEL, alias, version.version)
         return str(version.version)
 
@@ -106,7 +101,7 @@ def op(namespace: str, tmp_path: Path, registry: Registry, features: str,
     url, targets = prometheus
     running = start_operator(namespace, executor=ExecutorKind.LOCAL, controllers=["InferenceService"],
                              state_dir=tmp_path / "state", mlflow_tracking_uri=registry.uri, feast_redis=features,
-                             prometheus_url=url, prometheus_targets_dir=targets)
+                             prometheus_url=url, prometheus_targets_dir=targets, registry_poll_seconds=2)
     with running.runner:
         yield running
     assert running.runner.exception is None, running.runner.output
@@ -231,7 +226,7 @@ def test_a_failing_canary_is_rolled_back_while_the_stable_keeps_serving(
     assert done["stable"]["modelVersion"] == "1" and done["canary"]["modelVersion"] == "2"
     assert done["failedChecks"] == 2 and done["canaryWeight"] == 0
     assert registry.alias("champion") == "1"
-    rolled = [m for r, m in events(kc) if r == "RolledBack"]
+    rolled = [m for r, m in events(kc) if r == "RolledBack" and m.startswith("rolling back")]
     assert rolled and "request-success-rate" in rolled[0] and "@champion stays on version 1" in rolled[0], rolled
     canary_ready = condition(kc.get("inferenceservice", ISVC), "CanaryReady")
     assert canary_ready is not None and canary_ready["reason"] == "RolledBack"

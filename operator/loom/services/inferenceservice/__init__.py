@@ -41,6 +41,7 @@ def settings(ctx: ReconcileContext) -> Settings:
     config = ctx.config
     return Settings(namespace=ctx.namespace, name=ctx.name, owner=ctx.owner,
                     image=config.image_serve or LOCAL_IMAGE, retry_seconds=config.dependency_retry_seconds,
+                    poll_seconds=config.registry_poll_seconds,
                     profiles=read(lambda: cached_profiles(config.gpu_profiles_dir)))
 
 

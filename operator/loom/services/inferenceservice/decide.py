@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from loom.api.gpuprofile import GpuProfile
@@ -43,6 +43,7 @@ class Settings:
     owner: OwnerRef | None
     image: str
     retry_seconds: float
+    poll_seconds: float
     profiles: Mapping[str, GpuProfile] | Unavailable
 
 
@@ -155,8 +156,17 @@ def decide(spec: InferenceServiceSpec, o: InferenceServiceObserved, settings: Se
     fields = {**new.fields(), "url": None if isinstance(served, Unavailable) else served.url,
               "lineage": _lineage(o, new)}
     return Decision(Outcome(tuple(conditions), fields, retry_after=retry, events=rollout.events,
-                            requeue_at=rollout.next_due),
+                            requeue_at=_due(spec, settings, rollout, now)),
                     tuple(_actions(spec, rollout, source, serve)))
+
+
+def _due(spec: InferenceServiceSpec, settings: Settings, rollout: RolloutDecision, now: datetime) -> datetime | None:
+    """The rollout's next step, or sooner the next look at the aliases the model source follows: a
+    TrainingJob's changes wake the object, an alias moved in MLflow does not."""
+    if spec.model.alias is None:
+        return rollout.next_due
+    poll = now + timedelta(seconds=settings.poll_seconds)
+    return poll if rollout.next_due is None else min(poll, rollout.next_due)
 
 
 def _lineage(o: InferenceServiceObserved, state: RolloutState) -> Any:

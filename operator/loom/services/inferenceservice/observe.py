@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from loom.api.featureset import FeatureSetSpec, OnlineStoreType
+from loom.api.featureset import FeatureSetSpec, OnlineStoreType, ValueType
 from loom.api.inferenceservice import InferenceServiceSpec, InferenceServiceStatus, Revision
 from loom.api.kinds import FEATURESET, TRAININGJOB
 from loom.api.trainingjob import Lineage, TrainingJobSpec, TrainingJobStatus
@@ -121,7 +121,7 @@ def _online(features: Reference, ctx: ReconcileContext) -> OnlineFeatures | str 
     spec = _model(FeatureSetSpec, (features.body or {}).get("spec"))
     if spec is None:
         return None
-    if spec.online.store != OnlineStoreType.REDIS or not spec.online.enabled:
+    if OnlineStoreType(spec.online.store) != OnlineStoreType.REDIS or not spec.online.enabled:
         return (f'FeatureSet "{features.name}" has no Redis online store: the serving runtime reads '
                 "online features from Redis")
     connection = None
@@ -135,7 +135,7 @@ def _online(features: Reference, ctx: ReconcileContext) -> OnlineFeatures | str 
     settings = store_settings(spec, ctx.namespace, ctx.config, connection)
     entity = spec.entities[0]
     return OnlineFeatures(settings.online_connection, settings.project, feast_name(features.name),
-                          {entity.join_keys[0]: entity.value_type.value})
+                          {entity.join_keys[0]: ValueType(entity.value_type).value})
 
 
 def _served(spec: InferenceServiceSpec, ctx: ReconcileContext, backend: ServingBackend,
