@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import Any
 
 import kopf
 
+from loom import logs
 from loom.api.kinds import Kind
+from loom.api.meta import GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.handlers.reconcile import make_context
 from loom.handlers.triggers import ObjectRef
@@ -41,3 +44,15 @@ def attempt(kind: Kind, body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, c
     with memo.wakeups.exclusive(ref):
         ctx = make_context(kind, body, memo, datetime.now(timezone.utc))
         finish(body, logger, config, clean(ctx), retry)
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig, kind: Kind, handler_id: str,
+             clean: Callable[[ReconcileContext], Cleanup]) -> None:
+    """A finalizer whose one job is the service's `clean` (e.g. stopping local processes that nothing
+    else would), retried a bounded number of times with the dependency backoff."""
+
+    @kopf.on.delete(GROUP, VERSION, kind.plural, id=handler_id, registry=registry,
+                    retries=config.deletion_attempts, backoff=config.dependency_retry_seconds)
+    def cleanup(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
+        logs.about(kind.kind, body.metadata.namespace, body.metadata.name or "")
+        attempt(kind, body, memo, logger, config, retry, clean)

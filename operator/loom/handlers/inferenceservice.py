@@ -6,13 +6,9 @@ and Kubernetes' garbage collector removes them."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import kopf
 
-from loom import logs
 from loom.api.kinds import INFERENCESERVICE
-from loom.api.meta import GROUP, VERSION
 from loom.config import ExecutorKind, OperatorConfig
 from loom.handlers import deletion, reconcile
 from loom.services import inferenceservice
@@ -22,12 +18,5 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     local = config.executor == ExecutorKind.LOCAL
     # Local servers are processes only the finalizer stops: none starts before the finalizer is in place.
     reconcile.register(registry, config, INFERENCESERVICE, inferenceservice.reconcile, guarded=local)
-    if not local:
-        return
-
-    @kopf.on.delete(GROUP, VERSION, INFERENCESERVICE.plural, id="servers-cleanup", registry=registry,
-                    retries=config.deletion_attempts, backoff=config.dependency_retry_seconds)
-    def remove_servers(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
-        """Every model server and the router go; the registry's versions and aliases stay."""
-        logs.about(INFERENCESERVICE.kind, body.metadata.namespace, body.metadata.name or "")
-        deletion.attempt(INFERENCESERVICE, body, memo, logger, config, retry, inferenceservice.delete)
+    if local:  # every model server and the router go; the registry's versions and aliases stay
+        deletion.register(registry, config, INFERENCESERVICE, "servers-cleanup", inferenceservice.delete)

@@ -5,13 +5,9 @@ cluster the runs carry owner references, and Kubernetes' garbage collector remov
 
 from __future__ import annotations
 
-from typing import Any
-
 import kopf
 
-from loom import logs
 from loom.api.kinds import TRAININGJOB
-from loom.api.meta import GROUP, VERSION
 from loom.config import ExecutorKind, OperatorConfig
 from loom.handlers import deletion, reconcile
 from loom.services import trainingjob
@@ -21,12 +17,5 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     local = config.executor == ExecutorKind.LOCAL
     # Local runs are processes only the finalizer stops: none starts before the finalizer is in place.
     reconcile.register(registry, config, TRAININGJOB, trainingjob.reconcile, guarded=local)
-    if not local:
-        return
-
-    @kopf.on.delete(GROUP, VERSION, TRAININGJOB.plural, id="runs-cleanup", registry=registry,
-                    retries=config.deletion_attempts, backoff=config.dependency_retry_seconds)
-    def remove_runs(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, retry: int, **_: Any) -> None:
-        """Every run goes, a running one stopped; MLflow's record of them stays."""
-        logs.about(TRAININGJOB.kind, body.metadata.namespace, body.metadata.name or "")
-        deletion.attempt(TRAININGJOB, body, memo, logger, config, retry, trainingjob.delete)
+    if local:  # every run goes, a running one stopped; MLflow's record of them stays
+        deletion.register(registry, config, TRAININGJOB, "runs-cleanup", trainingjob.delete)

@@ -96,7 +96,7 @@ def prometheus(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture
-def op(namespace: str, tmp_path: Path, registry: Registry, features: str,
+def op(kc: Kubectl, namespace: str, tmp_path: Path, registry: Registry, features: str,
        prometheus: tuple[str, Path]) -> Iterator[Operator]:
     url, targets = prometheus
     running = start_operator(namespace, executor=ExecutorKind.LOCAL, controllers=["InferenceService"],
@@ -104,7 +104,10 @@ def op(namespace: str, tmp_path: Path, registry: Registry, features: str,
                              prometheus_url=url, prometheus_targets_dir=targets, registry_poll_seconds=2)
     with running.runner:
         yield running
+        # Deleted while the operator runs: its finalizer stops the model servers and the router.
+        kc.run("delete", "inferenceservice", ISVC, "--ignore-not-found", "--timeout=60s")
     assert running.runner.exception is None, running.runner.output
+    assert not list((tmp_path / "state" / "runs").glob("*/*")), "processes left after the deletion"
 
 
 def broken(trained: Trained, into: Path, share: float = 0.3) -> Path:

@@ -5,10 +5,11 @@ of the whole wanted layout, so drift in the serving target is repaired on every 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from loom.domain.rollout import RemoveAnnotation
 from loom.domain.serving import Serving
-from loom.services.inferenceservice.rollout import PREDICTOR_READY
+from loom.services.inferenceservice.rollout import CANARY_READY, PREDICTOR_READY
 
 
 @dataclass(frozen=True)
@@ -16,8 +17,8 @@ class Serve:
     """Make the serving target run exactly this layout (its revisions, its split)."""
 
     serving: Serving
-    condition: str = PREDICTOR_READY
-    fields: tuple[str, ...] = ("url",)
+    condition: ClassVar[str | None] = PREDICTOR_READY
+    fields: ClassVar[tuple[str, ...]] = ("url",)
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,8 @@ class MoveAlias:
     model: str
     alias: str
     version: str
-    condition: str = "CanaryReady"
-    fields: tuple[str, ...] = ()
+    condition: ClassVar[str | None] = CANARY_READY
+    fields: ClassVar[tuple[str, ...]] = ()
 
 
 Action = Serve | MoveAlias | RemoveAnnotation
