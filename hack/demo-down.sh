@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Stop what hack/demo.sh started in DEV_DIR: the operator, the workload processes it started, Redis and
-# the control plane. The data stays for the next demo; PURGE=1 deletes it (and DEV_DIR once empty).
+# Stop what hack/demo.sh started in DEV_DIR: the operator, the workload processes it started (model
+# servers and routers too), Redis, Prometheus and the control plane. The data stays for the next demo; PURGE=1 deletes it (and DEV_DIR once empty).
 # Safe to run any number of times, and when nothing runs.
 #
 # The demo keeps no pid files of its own: its processes are found by what only they have, so a stale
@@ -9,6 +9,7 @@
 #   workloads  environment LOOM_STATE_DIR=DEV_DIR/operator too: the operator's local executor passes its
 #              environment on to every workload process, and they to theirs
 #   Redis      redis-server working in DEV_DIR/redis (its --dir)
+#   Prometheus prometheus working in DEV_DIR/prometheus
 # hack/demo.sh sources this file for the layout and the stop functions.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,7 +20,8 @@ DATA="$DEV_DIR/movielens"     # the Iceberg SQL catalog, its warehouse, the inco
 STATE="$DEV_DIR/operator"     # LOOM_STATE_DIR: the local executor's runs and schedules, the Feast registry
 REDIS_DIR="$DEV_DIR/redis"    # the online store's dump
 TMP="$DEV_DIR/tmp"            # TMPDIR of everything the demo starts
-LOGS="$DEV_DIR/logs"          # operator.log and redis.log, beside the control plane's logs
+PROM_DIR="$DEV_DIR/prometheus" # Prometheus' config, file_sd targets (the operator writes them) and data
+LOGS="$DEV_DIR/logs"          # operator.log, redis.log and prometheus.log, beside the control plane's logs
 
 die() { echo "demo: $*" >&2; exit 1; }
 
@@ -46,13 +48,16 @@ operator_pids() {
   done
   return 0
 }
-redis_pids() {
+# pids_in DIR COMM: live processes named COMM working in DIR.
+pids_in() {
   local pid
-  for pid in $(find /proc -mindepth 2 -maxdepth 2 -name cwd -lname "$REDIS_DIR" 2>/dev/null | cut -d/ -f3); do
-    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == redis-server ]] && alive "$pid" && echo "$pid"
+  for pid in $(find /proc -mindepth 2 -maxdepth 2 -name cwd -lname "$1" 2>/dev/null | cut -d/ -f3); do
+    [[ $(cat "/proc/$pid/comm" 2>/dev/null) == "$2" ]] && alive "$pid" && echo "$pid"
   done
   return 0
 }
+redis_pids() { pids_in "$REDIS_DIR" redis-server; }
+prometheus_pids() { pids_in "$PROM_DIR" prometheus; }
 
 # stop WHAT FINDER: SIGTERM to what FINDER lists, SIGKILL to what is left after 30 s; returns once
 # FINDER lists nothing. Each pid is signalled only while FINDER still names it.
@@ -82,6 +87,7 @@ stop_operator() { stop operator operator_pids; }
 stop_workloads() { stop "workload processes" state_pids; }
 
 stop_redis() { stop redis redis_pids; }  # SIGTERM: it saves its dump first
+stop_prometheus() { stop prometheus prometheus_pids; }
 
 down() {
   if [[ ! -d $DEV_DIR ]]; then
@@ -92,9 +98,11 @@ down() {
   stop_operator
   stop_workloads
   stop_redis
+  stop_prometheus
   if [[ ${PURGE:-} == 1 ]]; then
     echo "deleting the demo's data under $DEV_DIR"
-    rm -rf "$DATA" "$STATE" "$REDIS_DIR" "$TMP" "$LOGS/operator.log" "$LOGS/redis.log"
+    rm -rf "$DATA" "$STATE" "$REDIS_DIR" "$PROM_DIR" "$TMP" "$LOGS/operator.log" "$LOGS/redis.log" \
+      "$LOGS/prometheus.log"
     "$PY" -m loom.cli dev down --state-dir "$DEV_DIR" --purge   # its own files, then DEV_DIR once empty
     echo "stopped; the demo's data is deleted"
   else

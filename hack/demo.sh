@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The lifecycle on the embedded local control plane, on real MovieLens data: the operator runs with the
 # local executor, the first 80% of the ratings land as files and are ingested into Iceberg, the FeatureSet
-# materializes user features into Redis, then a later batch lands, becomes a new snapshot and is
-# materialized in turn; the rest of the chain shows what it is waiting for.
+# materializes user features into Redis, the TrainingJob trains the two-tower recommender and the
+# InferenceService serves the version that passed its gate (@champion) through MLServer and Loom's router;
+# then a later batch lands, becomes a new snapshot, is materialized and trains a new version, which is
+# rolled out by a canary analysed against Prometheus and promoted (@champion moves to it); last, a broken
+# version registered under @challenger is rolled back while the champion keeps serving.
 #
 # It never asks anything (stdin is not read), checks what each step claims (every landed row is in the
 # lake, the FeatureSet materialized the table's current snapshot, Redis serves each sampled user the
-# values of the newest batch) and exits non-zero at the first check that fails. Afterwards the control
-# plane, Redis and the operator keep running; hack/demo-down.sh (`make demo-down`) stops them.
+# values of the newest batch, the versions answering and the aliases in MLflow) and exits non-zero at the
+# first check that fails. Afterwards the control plane, Redis, Prometheus, the operator and its model
+# servers keep running; hack/demo-down.sh (`make demo-down`) stops them.
 #
 # Re-running is safe: the control plane and Redis of this DEV_DIR are reused, the operator is restarted
 # (so it runs the current code), applying samples/ again changes nothing, and each run replays the next
@@ -17,7 +21,8 @@
 # control plane's own state (see hack/demo-down.sh for the layout). samples/datalake.yaml keeps its
 # catalog and incoming files under /var/tmp/loom/movielens, so `kubectl apply -f samples/` by hand works
 # as it is; the demo applies the same manifests with that prefix replaced by DEV_DIR/movielens.
-# Ports (loopback only): REDIS_PORT (16379), METRICS_PORT (18080), HEALTH_PORT (18081).
+# Ports (loopback only): REDIS_PORT (16379), METRICS_PORT (18080), HEALTH_PORT (18081), PROMETHEUS_PORT
+# (19090); the model servers and routers get free ports from the operator.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -25,10 +30,14 @@ cd "$repo"
 source "$repo/hack/demo-down.sh"   # DEV_DIR, PY, DATA, STATE, REDIS_DIR, TMP, LOGS, stop_operator
 INCOMING="$DATA/incoming"
 SAMPLE_DATA=/var/tmp/loom/movielens   # what samples/datalake.yaml names, replaced by $DATA
+CANARY_PACE='interval: 1m'            # samples/inferenceservice.yaml's canary interval, replaced by DEMO_PACE
+DEMO_PACE='interval: 10s'
 REDIS_PORT="${REDIS_PORT:-16379}"
 METRICS_PORT="${METRICS_PORT:-18080}"
 HEALTH_PORT="${HEALTH_PORT:-18081}"
 HEALTH_URL="http://127.0.0.1:$HEALTH_PORT/healthz"
+PROMETHEUS_PORT="${PROMETHEUS_PORT:-19090}"
+PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
 NAMESPACE=default   # the dev kubeconfig's namespace, where samples/ land
 log="$LOGS/operator.log"
 mkdir -p "$TMP" "$LOGS"
@@ -74,6 +83,29 @@ start_redis() {
   die "redis did not start; see $LOGS/redis.log"
 }
 
+# Prometheus scraping the routers the operator announces (file_sd targets in $PROM_DIR/targets), every
+# second, so the canary analysis sees a step's traffic within its 10 s interval.
+start_prometheus() {
+  local pid
+  pid=$(prometheus_pids)
+  if [[ -n $pid ]]; then
+    curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null || die "the prometheus of $DEV_DIR (pid $pid) does not answer $PROMETHEUS_URL; \`make demo-down\` stops it"
+    echo "prometheus running (pid $pid, $PROMETHEUS_URL)"
+    return
+  fi
+  ! curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null 2>&1 || die "$PROMETHEUS_URL already serves another Prometheus; set PROMETHEUS_PORT"
+  mkdir -p "$PROM_DIR/targets"
+  "$PY" -c 'import sys; from pathlib import Path; from loom.devcluster.prometheus import write_config; write_config(Path(sys.argv[1]), "1s")' "$PROM_DIR"
+  (cd "$PROM_DIR" && setsid prometheus --config.file=prometheus.yml --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+    --storage.tsdb.path=data --storage.tsdb.retention.time=2d </dev/null >>"$LOGS/prometheus.log" 2>&1 &)
+  for _ in $(seq 1 120); do
+    curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null 2>&1 && { echo "prometheus running ($PROMETHEUS_URL, data in $PROM_DIR)"; return; }
+    sleep 0.5
+  done
+  tail -5 "$LOGS/prometheus.log" >&2
+  die "prometheus did not start; see $LOGS/prometheus.log"
+}
+
 start_operator() {
   local pid
   stop_operator
@@ -83,6 +115,7 @@ start_operator() {
   # Configured through OperatorConfig's LOOM_* variables. Its own session: a Ctrl-C of the demo leaves
   # it running, demo-down stops it.
   LOOM_STATE_DIR="$STATE" LOOM_FEAST_REDIS="127.0.0.1:$REDIS_PORT" LOOM_METRICS_ADDRESS=127.0.0.1 \
+    LOOM_PROMETHEUS_URL="$PROMETHEUS_URL" LOOM_PROMETHEUS_TARGETS_DIR="$PROM_DIR/targets" LOOM_REGISTRY_POLL_SECONDS=5 \
     setsid "$PY" -m loom.cli run --executor local --metrics-port "$METRICS_PORT" --liveness "$HEALTH_URL" \
     </dev/null >>"$log" 2>&1 &
   pid=$!
@@ -95,13 +128,16 @@ start_operator() {
   die "the operator did not answer $HEALTH_URL within 2 minutes; see $log"
 }
 
-# samples/ as the demo applies them: the DataLake's catalog and incoming files under $DATA.
+# samples/ as the demo applies them: the DataLake's catalog and incoming files under $DATA, and the
+# InferenceService's canary at the demo's pace (a step every 10 s instead of every minute, 25% a step).
 render_samples() {
   local sample text
   grep -qF "$SAMPLE_DATA" samples/datalake.yaml || die "samples/datalake.yaml no longer names $SAMPLE_DATA; update SAMPLE_DATA in $0"
+  grep -qF "$CANARY_PACE" samples/inferenceservice.yaml || die "samples/inferenceservice.yaml no longer says '$CANARY_PACE'; update CANARY_PACE in $0"
   for sample in samples/*.yaml; do
     text=$(<"$sample")
-    printf -- '---\n%s\n' "${text//"$SAMPLE_DATA"/"$DATA"}"
+    text=${text//"$SAMPLE_DATA"/"$DATA"}
+    printf -- '---\n%s\n' "${text//"$CANARY_PACE"/"$DEMO_PACE"}"
   done
 }
 
@@ -254,8 +290,8 @@ PY
 }
 
 up() {
-  local landed_rows batch
-  need redis-server redis-cli curl
+  local landed_rows batch bad
+  need redis-server redis-cli curl prometheus
   trap 'rc=$?; ((rc == 0)) || echo "demo: failed; the operator log is $log, \`make demo-down\` stops what runs" >&2' EXIT
 
   step "The local control plane, with Loom's CRDs"
@@ -264,8 +300,9 @@ up() {
   step "MovieLens arrives: the initial load (first 80% of ratings by time)"
   "$PY" components/movielens --out "$INCOMING" initial
 
-  step "Redis (the online store) and the operator"
+  step "Redis (the online store), Prometheus (the canary analysis' metrics) and the operator"
   start_redis
+  start_prometheus
   start_operator
 
   step "kubectl apply -f samples/ (the lake's catalog and incoming files under $DATA)"
@@ -283,6 +320,9 @@ up() {
 
   step "The TrainingJob trains the two-tower recommender on that snapshot (local torchrun, tracked in MLflow)"
   follow_training "$(features_snapshot)" 900
+
+  step "The InferenceService serves @champion: MLServer with Loom's recommender, behind Loom's router"
+  "$PY" hack/demo_serving.py serve "$INCOMING"
 
   step "A later batch lands; the scheduled ingest commits it as a new snapshot"
   batch=$("$PY" components/movielens --out "$INCOMING" next)
@@ -302,8 +342,16 @@ up() {
     step "New features: the TrainingJob retrains on the new snapshot, its first run kept in the history"
     follow_training "$(features_snapshot)" 900
     kubectl get trainingjob movielens-two-tower -o jsonpath='{range .status.runs[*]}  {.name}: {.phase}, snapshot {.snapshotId}, version {.modelVersion} ({.reason}){"\n"}{end}'
+
+    step "The new version under @challenger is rolled out by canary: a step every 10 s while Prometheus says it is healthy"
+    "$PY" hack/demo_serving.py rollout "$INCOMING" Succeeded "$(kubectl get trainingjob movielens-two-tower -o jsonpath='{.status.modelVersion}')" 300
+
+    step "A broken version under @challenger (its user id map shifted: 30% of its requests fail) is rolled back"
+    bad=$("$PY" hack/demo_serving.py bad-version)
+    "$PY" hack/demo_serving.py rollout "$INCOMING" Failed "$bad" 300
   fi
-  kubectl wait datalake/movielens featureset/user-features trainingjob/movielens-two-tower --for=condition=Ready --timeout=120s >/dev/null
+  kubectl wait datalake/movielens featureset/user-features trainingjob/movielens-two-tower inferenceservice/movie-recommender \
+    --for=condition=Ready --timeout=120s >/dev/null
 
   step "kubectl get loom"
   kubectl get loom
@@ -313,7 +361,7 @@ up() {
   kubectl get events --sort-by=.lastTimestamp | tail -8
 
   step "Still running"
-  echo "The operator, Redis and the control plane keep running. To look around:"
+  echo "The operator, its model servers, Redis, Prometheus and the control plane keep running. To look around:"
   echo "  eval \"\$($PY -m loom.cli dev env --state-dir $DEV_DIR)\"; kubectl get loom"
   echo "To stop them (the data stays; PURGE=1 deletes it): make demo-down DEV_DIR=$DEV_DIR"
 }

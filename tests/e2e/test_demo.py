@@ -1,7 +1,8 @@
 """`hack/demo.sh` end to end, as `make demo` runs it, in a dev state directory and on ports of its own:
 the lake holds every landed MovieLens row, the FeatureSet materialized the current user_features
-snapshot into Redis and serves the newest values; then `hack/demo-down.sh` leaves nothing running
-and keeps the data, and `PURGE=1` deletes it.
+snapshot into Redis and serves the newest values, the TrainingJob trained twice, the InferenceService
+served the first version, promoted the second by canary (moving @champion) and rolled back a broken
+third; then `hack/demo-down.sh` leaves nothing running and keeps the data, and `PURGE=1` deletes it.
 
 Minutes, not seconds: the control plane starts, and the scheduled ingests run at their minute ticks.
 """
@@ -55,6 +56,7 @@ def demo_env(dev_dir: Path) -> dict[str, str]:
         "REDIS_PORT": str(free_port()),
         "METRICS_PORT": str(free_port()),
         "HEALTH_PORT": str(free_port()),
+        "PROMETHEUS_PORT": str(free_port()),
     }
 
 
@@ -160,6 +162,16 @@ def test_demo_tells_its_story_and_demo_down_stops_everything(dev_dir: Path) -> N
             "user-features (FeatureSet)", "movielens/ratings", "movielens/movies"}
         assert re.search(r"epoch 8/8 \[#{20}\] 100%", demo.stdout), "the progress bar reached the last epoch"
         assert demo.stdout.count("MLflow: models:/movielens-two-tower@challenger is version") == 2
+
+        # Served: version 1 as @champion, version 2 promoted by canary, the broken version 3 rolled back.
+        isvc = kubectl_json(dev_dir, "get", "inferenceservice", "movie-recommender")["status"]
+        assert (isvc["phase"], isvc["stable"]["modelVersion"], isvc["canary"]["modelVersion"]) == ("Failed", "2", "3")
+        assert isvc["failedChecks"] == 3 and isvc["lastAnalysis"]["results"][0]["passed"] is False
+        assert "MLflow: models:/movielens-two-tower@champion is version 1" in demo.stdout
+        assert demo.stdout.count("MLflow: models:/movielens-two-tower@champion is version 2") >= 2
+        assert "event Succeeded: promotion completed" in demo.stdout
+        assert re.search(r"event RolledBack: rolling back .*version 3.*@champion stays on version 2", demo.stdout)
+        assert re.search(r"user \d+: .+; .+", demo.stdout), "recommended titles"
     finally:
         down = run("demo-down.sh", env, DOWN_TIMEOUT)
     assert down.returncode == 0, failure("hack/demo-down.sh", down, dev_dir)

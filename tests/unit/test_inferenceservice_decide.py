@@ -181,6 +181,10 @@ def test_a_rolled_back_canary_is_no_longer_served() -> None:
     laid = serve(decision.actions)
     assert laid is not None and laid.serving.canary is None and laid.serving.split == Split(V1.name)
     assert decision.outcome.fields["phase"] == RolloutPhase.FAILED.value
+    # The stable revision serves: Ready, while CanaryReady says what happened to the canary.
+    assert condition(decision.outcome.conditions, "CanaryReady").reason == "RolledBack"
+    ready = decision.outcome.ready
+    assert (ready.status, ready.reason) == (True, "Serving")
 
 
 def test_the_stable_revision_carries_its_training_lineage() -> None:

@@ -60,9 +60,9 @@ V1, V2, V3 = rev(1), rev(2), rev(3)
 
 def spec(alias: bool = False, strategy: str = "Canary", **canary: Any) -> InferenceServiceSpec:
     raw = yaml.safe_load((ROOT / "samples" / "inferenceservice.yaml").read_text())["spec"]
-    if alias:
-        raw["model"] = {"uri": "models:/movielens-two-tower@champion"}
-        canary.setdefault("fromAlias", "challenger")
+    if not alias:  # the sample tracks @challenger; without it, a TrainingJob's versions are served
+        raw["model"] = {"trainingJobRef": {"name": "movielens-two-tower"}}
+        del raw["rollout"]["canary"]["fromAlias"]
     if "stepWeights" in canary:
         del raw["rollout"]["canary"]["stepWeight"], raw["rollout"]["canary"]["maxWeight"]
     raw["rollout"]["canary"].update(canary)
@@ -516,3 +516,23 @@ def test_the_first_analysis_is_a_full_interval_after_the_first_traffic() -> None
     assert d.state.canary_weight == 10 and d.state.last_transition_time == ready_at
     assert d.next_due == ready_at + MIN
     assert decide(SPEC, d.state, seen(), T0 + MIN).actions == ()
+
+
+def test_under_alias_tracking_the_first_version_served_takes_the_served_alias() -> None:
+    """@champion unset, the first version under @challenger is served; once ready it becomes @champion
+    (asked again until the registry shows it), and a served alias is never taken over."""
+    first = decide_rollout(spec(alias=True), NS, RolloutState(), seen(serving=None, candidate=V1, ready=()), T0)
+    assert first.state.phase == "Initializing" and first.state.stable == V1
+    assert not [a for a in first.actions if isinstance(a, Promote)]
+    ready = decide_rollout(spec(alias=True), NS, first.state, seen(serving=None, candidate=V1, ready=(V1,)), T0)
+    assert ready.state.phase == "Initialized"
+    assert [a for a in ready.actions if isinstance(a, Promote)] == [
+        Promote(V1, AliasMove("movielens-two-tower", "champion", "1"))]
+    assert [e.reason for e in ready.events] == ["Initialized", "AliasAdopted"]
+    again = decide_rollout(spec(alias=True), NS, ready.state, seen(serving=None, candidate=V1, ready=(V1,)), T0)
+    assert [a for a in again.actions if isinstance(a, Promote)] == [
+        Promote(V1, AliasMove("movielens-two-tower", "champion", "1"))]
+    held = decide_rollout(spec(alias=True), NS, ready.state, seen(serving=V1, candidate=V1, ready=(V1,)), T0)
+    assert held.actions == () and held.events == ()
+    untracked = decide_rollout(spec(), NS, ready.state, seen(serving=V1, ready=(V1,)), T0)
+    assert untracked.actions == ()

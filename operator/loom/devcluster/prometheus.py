@@ -34,7 +34,7 @@ def targets_dir(directory: Path) -> Path:
     return directory / TARGETS_DIR
 
 
-def _write_config(directory: Path, scrape_interval: str) -> Path:
+def write_config(directory: Path, scrape_interval: str) -> Path:
     """prometheus.yml (as JSON, which is YAML): one job reading its targets from the targets files."""
     config = {
         "global": {"scrape_interval": scrape_interval, "scrape_timeout": scrape_interval,
@@ -59,7 +59,7 @@ def prometheus_server(directory: Path, targets: Sequence[ScrapeTarget] = (), scr
         raise FileNotFoundError("prometheus is not installed: run `make system-deps` (Debian package prometheus)")
     targets_dir(directory).mkdir(parents=True, exist_ok=True)
     write_targets(targets_dir(directory), STATIC_TARGETS, targets)
-    config = _write_config(directory, scrape_interval)
+    config = write_config(directory, scrape_interval)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [binary, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",

@@ -14,13 +14,14 @@ from typing import Any
 from loom.api.gpuprofile import GpuProfile
 from loom.api.inferenceservice import InferenceServiceSpec, RolloutPhase, RolloutStrategy
 from loom.builders.training import node_shape
-from loom.domain.outcome import Decision, Observed, Outcome
+from loom.domain.outcome import READY, Decision, Observed, Outcome
 from loom.domain.rollout import MetricResult, Promote, QueryMetrics, RemoveAnnotation, Split
 from loom.domain.serving import Serving
 from loom.domain.workloads import OwnerRef
 from loom.services.inferenceservice.actions import Action, MoveAlias, Serve
 from loom.services.inferenceservice.observe import InferenceServiceObserved, Source
 from loom.services.inferenceservice.rollout import (
+    CANARY_READY,
     PREDICTOR_READY,
     RolloutDecision,
     RolloutObserved,
@@ -153,11 +154,21 @@ def decide(spec: InferenceServiceSpec, o: InferenceServiceObserved, settings: Se
     new = rollout.state
     serve = layout(spec, settings, new, extra) if new.stable is not None else None
     conditions.extend(rollout.conditions)
+    conditions.append(_ready(conditions, new))
     fields = {**new.fields(), "url": None if isinstance(served, Unavailable) else served.url,
               "lineage": _lineage(o, new)}
     return Decision(Outcome(tuple(conditions), fields, retry_after=retry, events=rollout.events,
                             requeue_at=_due(spec, settings, rollout, now)),
                     tuple(_actions(spec, rollout, source, serve)))
+
+
+def _ready(conditions: list[Observed], state: RolloutState) -> Observed:
+    """Ready while the stable revision serves: a canary under analysis or rolled back is CanaryReady's
+    business, not a reason to call the service down."""
+    blockers = Outcome(tuple(c for c in conditions if c.type != CANARY_READY)).ready
+    if not blockers.status or state.stable is None:
+        return blockers
+    return Observed(READY, True, "Serving", f"version {state.stable.model_version} serves the stable traffic")
 
 
 def _due(spec: InferenceServiceSpec, settings: Settings, rollout: RolloutDecision, now: datetime) -> datetime | None:

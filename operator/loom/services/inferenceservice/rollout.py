@@ -222,6 +222,7 @@ def decide_rollout(spec: InferenceServiceSpec, namespace: str, state: RolloutSta
         _promote(step)
     elif state.phase == Phase.FINALISING:
         _finalise(step)
+    _adopt_alias(step)
     due = _next_due(step)
     return RolloutDecision(step.state, tuple(step.actions), _conditions(step), tuple(step.events), due)
 
@@ -404,6 +405,22 @@ def _alias_move(step: _Step, revision: Revision) -> AliasMove | None:
     if step.canary_spec.from_alias is None or alias is None:
         return None
     return AliasMove(alias[0], alias[1], revision.model_version)
+
+
+def _adopt_alias(step: _Step) -> None:
+    """Under alias tracking with nothing under the served alias yet (the first version arrived under the
+    tracked one), the stable revision takes the served alias once it serves: what is served is the
+    champion the next version is measured against. Asked again until the registry shows it."""
+    s = step.state
+    if step.canary_spec.from_alias is None or step.seen.serving is not None or s.stable is None:
+        return
+    if s.phase not in (Phase.INITIALIZED, Phase.SUCCEEDED) or not step.ready(s.stable):
+        return
+    move = _alias_move(step, s.stable)
+    if move is None or any(isinstance(a, Promote) for a in step.actions):
+        return
+    step.actions.append(Promote(s.stable, move))
+    step.event("Normal", "AliasAdopted", f"@{move.alias} moved to {_label(s.stable)}, the version served")
 
 
 def _promote(step: _Step) -> None:
