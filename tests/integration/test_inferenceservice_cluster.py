@@ -285,8 +285,6 @@ def test_a_deleted_model_of_the_stable_revision_is_applied_again(
     assert serving_stable(kc, "Initialized")["stable"]["modelVersion"] == "1"
 
 
-@pytest.mark.xfail(strict=True, reason="nothing watches Seldon's or KServe's children (handlers/runs.py follows only "
-                   "Jobs and Kubeflow's kinds): a Model reported ready is seen only at the next resync or registry poll")
 def test_a_model_reported_ready_wakes_its_inferenceservice(
         kube_api: KubeHttp, kc: Kubectl, namespace: str, registry: Registry) -> None:
     """Readiness is what a new revision waits for, so Seldon's report of it should bring the

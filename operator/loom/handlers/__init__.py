@@ -7,7 +7,7 @@ import kopf
 
 from loom.api.kinds import KINDS
 from loom.config import ExecutorKind, OperatorConfig
-from loom.handlers import datalake, featureset, inferenceservice, lifecycle, links, runs, trainingjob
+from loom.handlers import datalake, featureset, inferenceservice, lifecycle, links, runs, serving, trainingjob
 
 
 def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
@@ -21,4 +21,6 @@ def build_registry(config: OperatorConfig) -> kopf.OperatorRegistry:
     links.register(registry, config.controllers)
     if config.executor == ExecutorKind.KUBERNETES:  # the local executor reports its own runs
         runs.register(registry, KINDS)
+        if "InferenceService" in config.controllers:
+            serving.register(registry)
     return registry
