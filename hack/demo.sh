@@ -218,7 +218,8 @@ PY
 
 # follow_training SNAPSHOT SECONDS: a progress bar of the TrainingJob's newest run until its run for the
 # FeatureSet snapshot SNAPSHOT succeeded with a registered version; then its metrics, the gate's verdict
-# and the lineage, checked against MLflow (the version the alias points at). Fails on a failed run.
+# and the lineage, checked against MLflow (the version the alias points at: the new one when it passed,
+# the one before when it did not beat the champion). Fails on a failed run or any other failed gate.
 follow_training() {
   SNAPSHOT="$1" SECONDS_LEFT="$2" LOOM_STATE_DIR="$STATE" "$PY" - <<'PY'
 import json
@@ -273,7 +274,8 @@ print(f"  gate: {'passed' if gate.get('passed') else 'FAILED'}: {gate.get('reaso
 lineage = status.get("lineage") or {}
 print("  lineage: " + ", ".join(f"{s['table']}@{s['snapshotId']}" for s in lineage.get("snapshots", []))
       + f"; MLflow run {lineage.get('runId')}, logged model {lineage.get('loggedModelId')}, {lineage.get('modelUri')}")
-if not gate.get("passed"):
+refused = not gate.get("passed")
+if refused and "does not beat the champion" not in (gate.get("reason") or ""):
     sys.exit("demo: the new version did not pass the evaluation gate")
 if not (lineage.get("runId") and lineage.get("loggedModelId") and len(lineage.get("snapshots", [])) == 3):
     sys.exit(f"demo: the lineage is incomplete: {lineage}")
@@ -283,7 +285,9 @@ from mlflow.tracking import MlflowClient  # noqa: E402 (the check only, not the 
 uri = OperatorConfig().tracking_uri
 alias = tj["spec"]["model"].get("alias", "challenger")
 held = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(tj["spec"]["model"]["name"], alias)
-if str(held.version) != status["modelVersion"]:
+if refused:
+    print(f"  the champion stays: models:/{tj['spec']['model']['name']}@{alias} stays on version {held.version}")
+elif str(held.version) != status["modelVersion"]:
     sys.exit(f"demo: @{alias} is version {held.version} in MLflow, the TrainingJob registered {status['modelVersion']}")
 print(f"  MLflow: models:/{tj['spec']['model']['name']}@{alias} is version {held.version} ({uri})")
 PY
@@ -322,7 +326,7 @@ up() {
   follow_training "$(features_snapshot)" 900
 
   step "The InferenceService serves @champion: MLServer with Loom's recommender, behind Loom's router"
-  "$PY" hack/demo_serving.py serve "$INCOMING"
+  LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py serve "$INCOMING"
 
   step "A later batch lands; the scheduled ingest commits it as a new snapshot"
   batch=$("$PY" components/movielens --out "$INCOMING" next)
@@ -343,12 +347,17 @@ up() {
     follow_training "$(features_snapshot)" 900
     kubectl get trainingjob movielens-two-tower -o jsonpath='{range .status.runs[*]}  {.name}: {.phase}, snapshot {.snapshotId}, version {.modelVersion} ({.reason}){"\n"}{end}'
 
-    step "The new version under @challenger is rolled out by canary: a step every 10 s while Prometheus says it is healthy"
-    "$PY" hack/demo_serving.py rollout "$INCOMING" Succeeded "$(kubectl get trainingjob movielens-two-tower -o jsonpath='{.status.modelVersion}')" 300
+    if [[ $(kubectl get trainingjob movielens-two-tower -o jsonpath='{.status.gate.passed}') == true ]]; then
+      step "The new version under @challenger is rolled out by canary: a step every 10 s while Prometheus says it is healthy"
+      LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py rollout "$INCOMING" Succeeded "$(kubectl get trainingjob movielens-two-tower -o jsonpath='{.status.modelVersion}')" 300
+    else
+      step "The gate refused the new version (it does not beat the champion): no canary, @champion serves on"
+      LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py serve "$INCOMING"
+    fi
 
     step "A broken version under @challenger (its user id map shifted: 30% of its requests fail) is rolled back"
-    bad=$("$PY" hack/demo_serving.py bad-version)
-    "$PY" hack/demo_serving.py rollout "$INCOMING" Failed "$bad" 300
+    bad=$(LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py bad-version)
+    LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py rollout "$INCOMING" Failed "$bad" 300
   fi
   kubectl wait datalake/movielens featureset/user-features trainingjob/movielens-two-tower inferenceservice/movie-recommender \
     --for=condition=Ready --timeout=120s >/dev/null

@@ -15,6 +15,7 @@ non-zero. Settings come from the operator's LOOM_* variables, as the demo's oper
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -53,10 +54,14 @@ def client() -> Any:
 
 
 def alias(name: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(client().get_model_version_by_alias(MODEL, name).version)
-    except Exception:  # no such alias yet
-        return None
+    except MlflowException as error:
+        if "not found" in str(error):  # no such alias (yet); MLflow says so with INVALID_PARAMETER_VALUE
+            return None
+        raise
 
 
 REVISION_HEADER = "x-loom-revision"  # set by the router on every answer, an error's too
@@ -190,6 +195,7 @@ def rollout(incoming: Path, expect: str, version: str, seconds: float) -> None:
 def bad_version() -> None:
     """A copy of @champion's files whose users.json is shifted by fake users, so the last 30% of the
     known users index past the user tower's embedding table; registered under @challenger."""
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     from mlflow.artifacts import download_artifacts
 
     registry = client()

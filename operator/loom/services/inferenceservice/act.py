@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from loom.api.inferenceservice import Target
 from loom.api.kinds import INFERENCESERVICE
@@ -23,6 +23,8 @@ from loom.services.inferenceservice.backend import ServingBackend
 log = logging.getLogger(__name__)
 
 REASONS = {Serve: "ServeFailed", MoveAlias: "RegistryUnavailable", RemoveAnnotation: "AnnotationNotRemoved"}
+# How soon a retired revision still routed to is looked at again (the router reloads within a second).
+DRAIN_CHECK = timedelta(seconds=1)
 NO_PROMETHEUS = "no Prometheus is configured for the canary analysis (LOOM_PROMETHEUS_URL)"
 
 
@@ -51,7 +53,11 @@ def act(decision: Decision[Action | QueryMetrics], target: Target, backend: Serv
                 applied = backend.apply(action.serving, target)
                 url = {"url": applied.url} if applied.url is not None else {}
                 events = outcome.events + tuple(Event("Warning", "SplitNotApplied", w) for w in applied.warnings)
-                outcome = replace(outcome, fields={**outcome.fields, **url}, events=events)
+                due = outcome.requeue_at
+                if applied.draining:  # a retired revision goes once nothing routes to it any more
+                    drained = ctx.now + DRAIN_CHECK
+                    due = drained if due is None else min(due, drained)
+                outcome = replace(outcome, fields={**outcome.fields, **url}, events=events, requeue_at=due)
             elif isinstance(action, MoveAlias):
                 mlflow_tracking.set_alias(action.tracking_uri, action.model, action.alias, action.version)
             else:

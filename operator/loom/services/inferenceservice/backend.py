@@ -33,11 +33,13 @@ class Served:
 
 @dataclass(frozen=True)
 class Applied:
-    """What `apply` reports: the url once known, and what the target could not do of the split (a
-    mirror KServe cannot carry), for an Event."""
+    """What `apply` reports: the url once known, what the target could not do of the split (a mirror
+    KServe cannot carry) for an Event, and whether a retired revision is still kept because requests
+    may still reach it (`draining`: apply again shortly to remove it)."""
 
     url: str | None = None
     warnings: tuple[str, ...] = ()
+    draining: bool = False
 
 
 class ServingBackend(Protocol):

@@ -2,7 +2,9 @@
 router in front of them (`builders/local_serving.py`), Loom's stand-in for Seldon Core 2 on one
 machine. A revision's files are downloaded from MLflow once (`models_dir/<model>/<version>`); the
 router's metrics port is announced to the local Prometheus as a file_sd target labelled with the
-namespace and the InferenceService, as a PodMonitor would select its pods."""
+namespace and the InferenceService, as a PodMonitor would select its pods. A retired revision's server
+is stopped only once the router's table in force no longer has it (the router reloads its table file
+within a second), so no request is sent to a server that is going away."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from loom.domain.workloads import Phase, WorkloadStatus
 from loom.drivers import mlflow_tracking
 from loom.drivers.mlflow_tracking import ResolvedModel
 from loom.drivers.prometheus import ScrapeTarget, write_targets
+from loom.drivers.router import routed as router_routes
 from loom.executors.base import Executor
 from loom.services.inferenceservice.backend import Applied, Served
 
@@ -80,9 +83,13 @@ class LocalServing:
             write_targets(self.targets_dir, targets_name(ns, serving.name), [ScrapeTarget(
                 f"127.0.0.1:{metrics}", {"namespace": ns, "inferenceservice": serving.name})])
         wanted = {router.name, *upstreams}
-        for stale in sorted(self.executor.names(ns, owned_by(OWNER_KIND, serving.name)) - wanted):
-            self.executor.delete(ns, stale)
-        return Applied(f"http://127.0.0.1:{port}")
+        stale = sorted(self.executor.names(ns, owned_by(OWNER_KIND, serving.name)) - wanted)
+        in_force = router_routes(self._port(ns, router.name, ROUTER_METRICS_PORT)) if stale else None
+        draining = [name for name in stale if in_force is not None and name in in_force]
+        for name in stale:
+            if name not in draining:
+                self.executor.delete(ns, name)
+        return Applied(f"http://127.0.0.1:{port}", draining=bool(draining))
 
     def remove(self, namespace: str, name: str) -> None:
         """After the InferenceService is deleted: its scrape target (its workloads go by owner label)."""
