@@ -20,6 +20,7 @@ from loom.domain.rollout import MetricQuery, render_query
 ROUTER_LIVE = 'namespace="ml",revision="recs-2",traffic="live"'
 SELDON_MODEL = 'namespace="ml",model="recs-2"'
 SELDON_SERVER_ERRORS = "5..|Unknown|Internal|Unavailable|DataLoss|Unimplemented|DeadlineExceeded"
+KSERVE_INFER = 'namespace="ml",revision="recs-2",path=~".*/infer"'
 
 
 @pytest.mark.parametrize("source, expected", [
@@ -29,6 +30,9 @@ SELDON_SERVER_ERRORS = "5..|Unknown|Internal|Unavailable|DataLoss|Unimplemented|
     (MetricSource.SELDON,
      f'100 * ((sum(rate(seldon_model_infer_total{{{SELDON_MODEL},code!~"{SELDON_SERVER_ERRORS}"}}[90s])) or vector(0))'
      f' / sum(rate(seldon_model_infer_total{{{SELDON_MODEL}}}[90s])))'),
+    (MetricSource.KSERVE,
+     f'100 * ((sum(rate(rest_server_requests_total{{{KSERVE_INFER},status_code!~"5.."}}[90s])) or vector(0))'
+     f' / sum(rate(rest_server_requests_total{{{KSERVE_INFER}}}[90s])))'),
 ])
 def test_request_success_rate_is_percent_of_requests_without_a_server_error(source: MetricSource,
                                                                              expected: str) -> None:
@@ -42,6 +46,9 @@ def test_request_success_rate_is_percent_of_requests_without_a_server_error(sour
     (MetricSource.SELDON,
      f"1000 * histogram_quantile(0.99, sum by (le) (rate(seldon_model_infer_api_seconds_bucket"
      f"{{{SELDON_MODEL}}}[1m])))"),
+    (MetricSource.KSERVE,
+     f"1000 * histogram_quantile(0.99, sum by (le) (rate(rest_server_request_duration_seconds_bucket"
+     f"{{{KSERVE_INFER}}}[1m])))"),
 ])
 def test_request_duration_is_the_p99_in_milliseconds(source: MetricSource, expected: str) -> None:
     assert request_duration(source, "recs-2", "ml", "1m") == expected

@@ -8,6 +8,11 @@ serving exposes, and the query of any check of an analysis (a custom query arriv
   `seldon_model_infer_api_seconds` with labels model (the Seldon Model, one per revision), server and
   code (an HTTP status for REST, a gRPC status name for gRPC); the namespace is the pod's, as a
   PodMonitor or kubernetes_sd scrape labels it.
+- `kserve`: MLServer's own REST metrics in KServe's predictor pods (starlette-exporter's
+  `rest_server_requests_total` and histogram `rest_server_request_duration_seconds`, labels method,
+  path, status_code), inference calls only (health probes are not counted by MLServer, metadata calls
+  are left out here); the revision is the pod label `loom.dev/revision` the builder sets on each
+  predictor, which the PodMonitor relabels to `revision`, beside `namespace`.
 
 request-success-rate is the percent of requests not answered with a server error, request-duration
 the p99 in milliseconds, both over the check's interval. Without requests in the interval both are
@@ -22,10 +27,11 @@ from loom.domain.rollout import MetricQuery
 
 
 class MetricSource(str, Enum):
-    """Whose metrics the analysis reads: the local router, or Seldon Core 2 in a cluster."""
+    """Whose metrics the analysis reads: the local router, or Seldon Core 2's or KServe's in a cluster."""
 
     ROUTER = "router"
     SELDON = "seldon"
+    KSERVE = "kserve"
 
 
 # gRPC statuses that are the server's fault, as the 5xx of HTTP (grpc-gateway maps them to 5xx).
@@ -33,7 +39,9 @@ _GRPC_SERVER_ERRORS = ("Unknown", "Internal", "Unavailable", "DataLoss", "Unimpl
 _SERVER_ERROR = {
     MetricSource.ROUTER: "5..",
     MetricSource.SELDON: "|".join(("5..",) + _GRPC_SERVER_ERRORS),
+    MetricSource.KSERVE: "5..",
 }
+_CODE_LABEL = {MetricSource.ROUTER: "code", MetricSource.SELDON: "code", MetricSource.KSERVE: "status_code"}
 
 
 def _string(value: str) -> str:
@@ -44,16 +52,16 @@ def _string(value: str) -> str:
 def _selector(source: MetricSource, revision: str, namespace: str) -> str:
     if source == MetricSource.ROUTER:
         return f"namespace={_string(namespace)},revision={_string(revision)},traffic=\"live\""
+    if source == MetricSource.KSERVE:
+        return f"namespace={_string(namespace)},revision={_string(revision)},path=~\".*/infer\""
     return f"namespace={_string(namespace)},model={_string(revision)}"
 
 
-def _counter(source: MetricSource) -> str:
-    return "loom_router_requests_total" if source == MetricSource.ROUTER else "seldon_model_infer_total"
-
-
-def _histogram(source: MetricSource) -> str:
-    return ("loom_router_request_duration_seconds" if source == MetricSource.ROUTER
-            else "seldon_model_infer_api_seconds")
+_COUNTER = {MetricSource.ROUTER: "loom_router_requests_total", MetricSource.SELDON: "seldon_model_infer_total",
+            MetricSource.KSERVE: "rest_server_requests_total"}
+_HISTOGRAM = {MetricSource.ROUTER: "loom_router_request_duration_seconds",
+              MetricSource.SELDON: "seldon_model_infer_api_seconds",
+              MetricSource.KSERVE: "rest_server_request_duration_seconds"}
 
 
 def request_success_rate(source: MetricSource, revision: str, namespace: str, interval: str) -> str:
@@ -62,15 +70,16 @@ def request_success_rate(source: MetricSource, revision: str, namespace: str, in
     errors = _string(_SERVER_ERROR[source])
     # No successful series at all is 0%, not no data; without requests the denominator stays empty.
     # The ratio first: x / x is exactly 1, so a revision without errors scores exactly 100.
-    return (f"100 * ((sum(rate({_counter(source)}{{{selector},code!~{errors}}}[{interval}])) or vector(0))"
-            f" / sum(rate({_counter(source)}{{{selector}}}[{interval}])))")
+    counter, code = _COUNTER[source], _CODE_LABEL[source]
+    return (f"100 * ((sum(rate({counter}{{{selector},{code}!~{errors}}}[{interval}])) or vector(0))"
+            f" / sum(rate({counter}{{{selector}}}[{interval}])))")
 
 
 def request_duration(source: MetricSource, revision: str, namespace: str, interval: str) -> str:
     """The revision's p99 latency over `interval`, in milliseconds."""
     selector = _selector(source, revision, namespace)
     return (f"1000 * histogram_quantile(0.99, sum by (le) "
-            f"(rate({_histogram(source)}_bucket{{{selector}}}[{interval}])))")
+            f"(rate({_HISTOGRAM[source]}_bucket{{{selector}}}[{interval}])))")
 
 
 def builtin_query(name: str, source: MetricSource, revision: str, namespace: str, interval: str) -> str:

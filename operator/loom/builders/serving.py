@@ -217,7 +217,9 @@ def _kserve_predictor(serving: Serving, revision: Revision, *, canary: bool) -> 
     if resources:
         model["resources"] = resources
     scaling = _scaling(serving)
-    predictor: dict[str, Any] = {"name": revision.name, "minReplicas": scaling["minReplicas"]}
+    # The pod label the canary analysis tells the revisions apart by (their metrics share the model name).
+    predictor: dict[str, Any] = {"name": revision.name, "minReplicas": scaling["minReplicas"],
+                                 "labels": {REVISION_LABEL: revision.name}}
     if not canary:
         predictor["maxReplicas"] = scaling["maxReplicas"]
     return {**predictor, **pods.placement(serving.node), "model": model}

@@ -122,10 +122,8 @@ class ClusterServing:
         self._children = KubeChildren(api, field_manager)
 
     def metric_source(self, target: Target) -> MetricSource:
-        """Seldon's agent metrics. KServe has no source of its own in canary_queries yet: its pods
-        export MLServer's metrics, which Seldon's queries do not name, so on KServe a built-in check
-        finds no series (and fails as no data) while custom queries work as written."""
-        return MetricSource.SELDON
+        """Seldon's agent metrics, or MLServer's own in KServe's predictor pods."""
+        return MetricSource.SELDON if target == Target.SELDON else MetricSource.KSERVE
 
     def observe(self, namespace: str, name: str, target: Target, revisions: Sequence[Revision]) -> Served:
         layout = LAYOUTS[target]
