@@ -63,17 +63,23 @@ def _post_events(body: kopf.Body, transitions: list[Transition]) -> None:
 
 @dataclass(frozen=True)
 class Written:
-    """The status this loop last wrote, and the resourceVersion the object had when it was read:
-    until the watch delivers the write, the live body still shows the older status."""
+    """The status this loop last wrote, the resourceVersion the object had when it was read and the
+    status it had then: until the watch delivers the write, the live body still shows that older
+    status, also in a newer version of the object (the operator's own metadata change, such as a
+    manual request's annotation removed, or the user's edit, may arrive before the status write)."""
 
     read_at: str | None
+    before: dict[str, Any]
     status: dict[str, Any]
 
 
 def current_status(body: kopf.Body, written: Written | None) -> dict[str, Any]:
-    if written is not None and body.metadata.get("resourceVersion") == written.read_at:
+    """The newest status: the live one, unless it is still what this loop's last write replaced (only
+    the operator writes status)."""
+    live = dict(body.get("status") or {})
+    if written is not None and (body.metadata.get("resourceVersion") == written.read_at or live == written.before):
         return written.status
-    return dict(body.get("status") or {})
+    return live
 
 
 def _write(kind: Kind, body: kopf.Body, memo: kopf.Memo, current: dict[str, Any], outcome: Outcome,
@@ -82,7 +88,7 @@ def _write(kind: Kind, body: kopf.Body, memo: kopf.Memo, current: dict[str, Any]
     written = None
     if status is not None:
         memo.kube.patch_status(kind, body.metadata.namespace or "", body.metadata.name or "", status)
-        written = Written(body.metadata.get("resourceVersion"), {**current, **status})
+        written = Written(body.metadata.get("resourceVersion"), dict(body.get("status") or {}), {**current, **status})
     _post_events(body, transitions)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
