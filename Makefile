@@ -101,6 +101,7 @@ bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline si
 	$(PY) bench/training_throughput.py
 	$(PY) bench/trainingjob_scale.py
 	$(PY) bench/router_overhead.py
+	$(PY) bench/recommend_e2e.py
 
 # system-deps first: a machine without Redis fails at once, not after building the control plane.
 # The demo starts the control plane and installs the CRDs itself, as `make cluster` does.
