@@ -285,11 +285,10 @@ from mlflow.tracking import MlflowClient  # noqa: E402 (the check only, not the 
 uri = OperatorConfig().tracking_uri
 alias = tj["spec"]["model"].get("alias", "challenger")
 held = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(tj["spec"]["model"]["name"], alias)
-if refused:
-    print(f"  the champion stays: models:/{tj['spec']['model']['name']}@{alias} stays on version {held.version}")
-elif str(held.version) != status["modelVersion"]:
+if not refused and str(held.version) != status["modelVersion"]:
     sys.exit(f"demo: @{alias} is version {held.version} in MLflow, the TrainingJob registered {status['modelVersion']}")
-print(f"  MLflow: models:/{tj['spec']['model']['name']}@{alias} is version {held.version} ({uri})")
+print(f"  MLflow: models:/{tj['spec']['model']['name']}@{alias} is version {held.version} ({uri})"
+      + (", where the gate kept it" if refused else ""))
 PY
 }
 

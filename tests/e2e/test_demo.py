@@ -166,7 +166,8 @@ def test_demo_tells_its_story_and_demo_down_stops_everything(dev_dir: Path) -> N
         assert {s["table"] for s in lineage["snapshots"]} == {
             "user-features (FeatureSet)", "movielens/ratings", "movielens/movies"}
         assert re.search(r"epoch 8/8 \[#{20}\] 100%", demo.stdout), "the progress bar reached the last epoch"
-        assert demo.stdout.count("MLflow: models:/movielens-two-tower@challenger is version") == 1 + promoted
+        assert demo.stdout.count("MLflow: models:/movielens-two-tower@challenger is version") == 2
+        assert (f"@challenger is version {1 + promoted} " in demo.stdout.rsplit("retrains on the new snapshot", 1)[-1])
 
         # Served: version 1 as @champion; version 2 promoted by canary if it passed its gate; the broken
         # version 3 rolled back while the champion served on.
