@@ -116,8 +116,9 @@ CASES: dict[str, list[tuple[str, Mutation, str]]] = {
         ("oversize image", _set("image", "x" * 1000), "spec.image: Too long"),
     ],
     "inferenceservice": [
-        ("both model sources", _set("model.uri", "models:/x@champion"), "model must set exactly one of trainingJobRef or uri"),
-        ("no model source", _set("model.trainingJobRef", _DELETE), "model must set exactly one of trainingJobRef or uri"),
+        ("both model sources", _set("model.trainingJobRef", {"name": "movielens-two-tower"}),
+         "model must set exactly one of trainingJobRef or uri"),
+        ("no model source", _set("model.uri", _DELETE), "model must set exactly one of trainingJobRef or uri"),
         ("uri form", lambda o: o["spec"].update(model={"uri": "s3://bucket/model"}), "spec.model.uri"),
         ("replicas", _set("predictor.replicas", 0), "spec.predictor.replicas"),
         ("runtime", _set("predictor.runtime", "triton"), "spec.predictor.runtime"),
@@ -147,7 +148,9 @@ CASES: dict[str, list[tuple[str, Mutation, str]]] = {
         ("resources beside gpu profile", _set("predictor.gpuProfile", "nvidia-t4"),
          "predictor sets resources or gpuProfile, not both"),
         ("replicas above max", _set("predictor.replicas", 5), "predictor.replicas must not exceed predictor.maxReplicas"),
-        ("from alias without an alias uri", _set("rollout.canary.fromAlias", "challenger"),
+        ("from alias without an alias uri", _set("model.uri", "models:/movielens-two-tower/3"),
+         "rollout.canary.fromAlias needs model.uri naming another alias"),
+        ("from alias tracking itself", _set("rollout.canary.fromAlias", "champion"),
          "rollout.canary.fromAlias needs model.uri naming another alias"),
     ],
 }
