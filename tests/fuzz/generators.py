@@ -103,8 +103,9 @@ def link(kind: FuzzKind, spec: dict[str, Any], index: int) -> None:
     if kind.kind == "TrainingJob":
         spec["dataset"]["featureSetRef"]["name"] = names["fs"]
         spec["dataset"]["labels"]["dataLakeRef"]["name"] = names["dl"]
-    if kind.kind == "InferenceService":
-        spec["model"]["trainingJobRef"]["name"] = names["tj"]
+    if kind.kind == "InferenceService":  # following the TrainingJob's versions instead of an alias
+        spec["model"] = {"trainingJobRef": {"name": names["tj"]}}
+        spec.get("rollout", {}).get("canary", {}).pop("fromAlias", None)
         spec["predictor"]["featureSetRef"]["name"] = names["fs"]
 
 
