@@ -96,8 +96,9 @@ start_prometheus() {
   ! curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null 2>&1 || die "$PROMETHEUS_URL already serves another Prometheus; set PROMETHEUS_PORT"
   mkdir -p "$PROM_DIR/targets"
   "$PY" -c 'import sys; from pathlib import Path; from loom.devcluster.prometheus import write_config; write_config(Path(sys.argv[1]), "1s")' "$PROM_DIR"
-  (cd "$PROM_DIR" && setsid prometheus --config.file=prometheus.yml --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
-    --storage.tsdb.path=data --storage.tsdb.retention.time=2d </dev/null >>"$LOGS/prometheus.log" 2>&1 &)
+  # In its dir (how demo-down finds it); exec, so no shell lingers holding the demo's output open.
+  (cd "$PROM_DIR" && exec setsid prometheus --config.file=prometheus.yml --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+    --storage.tsdb.path=data --storage.tsdb.retention.time=2d) </dev/null >>"$LOGS/prometheus.log" 2>&1 &
   for _ in $(seq 1 120); do
     curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null 2>&1 && { echo "prometheus running ($PROMETHEUS_URL, data in $PROM_DIR)"; return; }
     sleep 0.5
