@@ -70,8 +70,7 @@ class InferenceServiceObserved:
 
 def revision_name(isvc: str, version: str) -> str:
     """The serving child of one version: `<isvc>-v<version>`, cut to a DNS label when long."""
-    name = f"{isvc}-v{version}"
-    return name if len(name) <= MAX_NAME and dns_name(name, "x") else dns_name(isvc, f"v{version}", MAX_NAME)
+    return dns_name(isvc, f"v{version}", MAX_NAME)
 
 
 def _revision(isvc: str, resolved: ResolvedModel | None) -> Revision | None:
