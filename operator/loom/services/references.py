@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from loom.api.kinds import Kind
 from loom.domain.outcome import READY, Observed
 from loom.drivers.kube import Kube
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -51,3 +55,12 @@ def check_reference(ctx: Any, kind: Kind, name: str, condition_type: str) -> tup
     """Observe and judge in one step, for services not yet split into observe and decide."""
     ref = observe_reference(ctx.kube, kind, ctx.namespace, name)
     return reference_condition(ref, condition_type), ref.body
+
+
+def parsed(model: type[M], raw: Any) -> M | None:
+    """A referenced object's spec or status as its API model; None when it does not parse (that
+    object's own reconcile reports why)."""
+    try:
+        return model.model_validate(dict(raw or {}))
+    except ValidationError:
+        return None

@@ -9,8 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
-
 from loom.api.featureset import FeatureSetSpec, OnlineStoreType, ValueType
 from loom.api.inferenceservice import InferenceServiceSpec, InferenceServiceStatus, Revision
 from loom.api.kinds import FEATURESET, TRAININGJOB
@@ -23,7 +21,7 @@ from loom.drivers.mlflow_tracking import ResolvedModel
 from loom.services.context import ReconcileContext
 from loom.services.featureset.definition import store_settings
 from loom.services.inferenceservice.backend import Served, ServingBackend
-from loom.services.references import Reference, observe_reference
+from loom.services.references import Reference, observe_reference, parsed
 from loom.services.unavailable import Unavailable, read
 
 DEFAULT_CONNECTION_KEY = "connection"
@@ -80,12 +78,6 @@ def _revision(isvc: str, resolved: ResolvedModel | None) -> Revision | None:
                     model_version=resolved.version, model_uri=resolved.download_uri)
 
 
-def _model(model: type[Any], raw: Any) -> Any:
-    try:
-        return model.model_validate(dict(raw or {}))
-    except ValidationError:
-        return None
-
 
 def _source(spec: InferenceServiceSpec, ctx: ReconcileContext, training_job: Reference | None) -> Source:
     """The version to serve: model.uri's, or the one under the TrainingJob's alias (what passed its
@@ -95,12 +87,12 @@ def _source(spec: InferenceServiceSpec, ctx: ReconcileContext, training_job: Ref
         uri = spec.model.uri
     else:
         body = training_job.body or {}
-        tj = _model(TrainingJobSpec, body.get("spec"))
+        tj = parsed(TrainingJobSpec, body.get("spec"))
         if tj is None:
             return Source(tracking_uri, None, None)
         tracking_uri = tj.tracking.tracking_uri or tracking_uri
         uri = f"models:/{tj.model.name}@{tj.model.alias}"
-        tj_status = _model(TrainingJobStatus, body.get("status")) or TrainingJobStatus()
+        tj_status = parsed(TrainingJobStatus, body.get("status")) or TrainingJobStatus()
         lineage = tj_status.lineage
     assert uri is not None  # the spec sets exactly one of trainingJobRef and uri
     revision = _revision(ctx.name, mlflow_tracking.resolve(tracking_uri, uri))
@@ -117,7 +109,7 @@ def _candidate(spec: InferenceServiceSpec, ctx: ReconcileContext) -> Revision | 
 
 
 def _online(features: Reference, ctx: ReconcileContext) -> OnlineFeatures | str | None:
-    spec = _model(FeatureSetSpec, (features.body or {}).get("spec"))
+    spec = parsed(FeatureSetSpec, (features.body or {}).get("spec"))
     if spec is None:
         return None
     if OnlineStoreType(spec.online.store) != OnlineStoreType.REDIS or not spec.online.enabled:
@@ -144,7 +136,7 @@ def _served(spec: InferenceServiceSpec, ctx: ReconcileContext, backend: ServingB
 
 
 def observe(spec: InferenceServiceSpec, ctx: ReconcileContext, backend: ServingBackend) -> InferenceServiceObserved:
-    status = _model(InferenceServiceStatus, ctx.status) or InferenceServiceStatus()
+    status = parsed(InferenceServiceStatus, ctx.status) or InferenceServiceStatus()
     ref = spec.model.training_job_ref
     training_job = None if ref is None else observe_reference(ctx.kube, TRAININGJOB, ctx.namespace, ref.name)
     feature_ref = spec.predictor.feature_set_ref

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-from pydantic import ValidationError
 
 from loom.api.datalake import DataLakeSpec, DataLakeStatus
 from loom.api.featureset import FeatureSetSpec, FeatureSetStatus
@@ -23,11 +20,10 @@ from loom.drivers.mlflow_tracking import RegisteredVersion, TrackedRun
 from loom.gpuprofiles import cached_profiles
 from loom.services.context import ReconcileContext
 from loom.services.featureset.definition import store_settings
-from loom.services.references import Reference, observe_reference
+from loom.services.references import Reference, observe_reference, parsed
 from loom.services.unavailable import Unavailable
 from loom.services.unavailable import read as _read
 
-T = TypeVar("T")
 # Phases of a run that is done with; the decision reads them too.
 FINISHED = (TrainingPhase.SUCCEEDED.value, TrainingPhase.FAILED.value)
 
@@ -77,18 +73,12 @@ class TrainingJobObserved:
     aliases: Mapping[str, str | None] | Unavailable = field(default_factory=dict)
 
 
-def _model(model: type[T], raw: Any) -> T | None:
-    try:
-        return model.model_validate(dict(raw or {}))  # type: ignore[attr-defined]
-    except ValidationError:
-        return None
-
 
 def _lake_table(ref: Reference, table: str, ctx: ReconcileContext) -> LakeTable | Unavailable | None:
     if ref.body is None:
         return None
-    spec = _model(DataLakeSpec, ref.body.get("spec"))
-    status = _model(DataLakeStatus, ref.body.get("status")) or DataLakeStatus()
+    spec = parsed(DataLakeSpec, ref.body.get("spec"))
+    status = parsed(DataLakeStatus, ref.body.get("status")) or DataLakeStatus()
     entry = next((t for t in status.tables if t.name == table), None)
     keys: tuple[str, ...] = ()
     if spec is not None and spec.catalog.secret_ref is not None:
@@ -149,7 +139,7 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
         items_lake = dataset.items.data_lake_ref.name
         items = (labels if items_lake == labels.name
                  else observe_reference(ctx.kube, DATALAKE, ctx.namespace, items_lake))
-    status = _model(TrainingJobStatus, ctx.status) or TrainingJobStatus()
+    status = parsed(TrainingJobStatus, ctx.status) or TrainingJobStatus()
     feature_body = features.body or {}
     runs = _read(lambda: _runs(ctx, status))
     following = _following(status, runs)
@@ -165,8 +155,8 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
         labels=labels,
         items=items,
         status=status,
-        feature_store=_feature_store(_model(FeatureSetSpec, feature_body.get("spec")), features.name, ctx),
-        feature_status=_model(FeatureSetStatus, feature_body.get("status")) or FeatureSetStatus(),
+        feature_store=_feature_store(parsed(FeatureSetSpec, feature_body.get("spec")), features.name, ctx),
+        feature_status=parsed(FeatureSetStatus, feature_body.get("status")) or FeatureSetStatus(),
         label_table=_lake_table(labels, dataset.labels.data_lake_ref.table, ctx),
         item_table=_lake_table(items, dataset.items.data_lake_ref.table, ctx)
         if items is not None and dataset.items is not None else None,
