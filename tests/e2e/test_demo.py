@@ -106,7 +106,7 @@ def landed_rows(incoming: Path) -> dict[str, int]:
 
 def served_values(output: str) -> dict[int, dict[str, str]]:
     """The online values the demo printed last (those of users who rated in the newest batch)."""
-    block = output.rsplit("re-materializes", 1)[-1]
+    block = output.rsplit("re-materializes", 1)[-1].split("\n\033[1m== ", 1)[0]  # up to the next step
     return {int(user): dict(pair.split("=", 1) for pair in values.split(", "))
             for user, values in re.findall(r"^  user (\d+): (.*)$", block, re.MULTILINE)}
 
