@@ -16,7 +16,8 @@ model never saw and the online store does not know gets the items with the most 
 instead (scores: their counts; fallback true). `parameters.modelVersion` names the version.
 
 Serving is single-threaded per process (BLAS and onnxruntime use one thread): on a shared machine,
-processes scale and threads contend (../shared/DESIGN.md: two BLAS threads, ~3x worse tails)."""
+processes scale and threads contend (../shared/DESIGN.md: two BLAS threads, ~3x worse tails). The one
+compute thread serves concurrent requests in batches (batching.py), beside the event loop."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from mlserver.types import InferenceRequest, InferenceResponse, Parameters, Requ
 from threadpoolctl import threadpool_limits
 
 from .artifacts import load
+from .batching import Batcher
 from .online import OnlineReader, OnlineSource
 from .retrieval import recommend, top_k
 
@@ -86,6 +88,7 @@ class Recommender(MLModel):
         self._user_id = int if isinstance(known, int) else str
         self._item_datatype = "INT64" if all(isinstance(i, int) for i in self.files.items) else "BYTES"
         self._items = np.asarray(self.files.items, dtype=np.int64 if self._item_datatype == "INT64" else object)
+        self._batcher = Batcher(self.recommend)
         return True
 
     def _request(self, payload: InferenceRequest) -> tuple[list[Any], int]:
@@ -122,7 +125,7 @@ class Recommender(MLModel):
 
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         users, k = self._request(payload)
-        rows, scores, fallback = self.recommend(users, k)
+        rows, scores, fallback = await self._batcher(users, k)
         items = self._items[rows]
         shape = list(rows.shape)
         return InferenceResponse(

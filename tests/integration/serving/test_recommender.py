@@ -47,7 +47,13 @@ async def main():
         seconds.sort()
         timings[k] = {"p50": seconds[100] * 1000, "p99": seconds[197] * 1000}
     blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
-    return {"answer": answer.model_dump(), "timings": timings, "blas": blas}
+    # Concurrent requests (computed in shared batches) answer what each does alone.
+    mixed = [InferenceRequest.model_validate({"inputs": [
+        {"name": "user", "shape": [len(users)], "datatype": "INT64", "data": users},
+        {"name": "k", "shape": [1], "datatype": "INT64", "data": [k]}]}) for users, k in spec["mixed"]]
+    alone = [(await model.predict(r)).model_dump()["outputs"] for r in mixed]
+    together = [a.model_dump()["outputs"] for a in await asyncio.gather(*(model.predict(r) for r in mixed))]
+    return {"answer": answer.model_dump(), "timings": timings, "blas": blas, "alone": alone, "together": together}
 
 print(json.dumps(asyncio.run(main())))
 """
@@ -72,8 +78,14 @@ def test_runtime_recommends_what_the_torch_model_does(trained: Trained, online: 
     unseen = [u for u in online.users if u > TRAINED_USERS][:10]  # online features, no id embedding
     users = [*known, *unseen, 99_999_999]
     got = run_serve_python(PREDICT, {"settings": model_settings("movielens", trained, online, version="7"),
-                                     "request": request(users, K), "user": known[0]})
+                                     "request": request(users, K), "user": known[0],
+                                     "mixed": [[known[:3], 5], [unseen[:1], 50], [[99_999_999, known[3]], 1],
+                                               [known[4:5], 20]]})
     assert got["blas"] == [1]  # numpy's BLAS, limited by load() to one thread
+    for alone, together in zip(got["alone"], got["together"], strict=True):  # the same up to float rounding
+        assert [o["name"] for o in together] == ["items", "scores", "fallback"]
+        assert together[0] == alone[0] and together[2] == alone[2]
+        np.testing.assert_allclose(together[1]["data"], alone[1]["data"], rtol=1e-5)
     answer = got["answer"]
     assert answer["model_version"] == "7" and answer["parameters"]["modelVersion"] == "7"
     out = outputs(answer)
@@ -104,7 +116,8 @@ def test_online_features_given_as_a_json_string_as_seldon_passes_them(trained: T
     settings = model_settings("movielens", trained, online)
     as_string = {**settings, "parameters": {**settings["parameters"], "extra": {
         **settings["parameters"]["extra"], "onlineFeatures": json.dumps(online.source)}}}
-    answers = [run_serve_python(PREDICT, {"settings": s, "request": request(users, K), "user": users[0]})["answer"]
+    answers = [run_serve_python(PREDICT, {"settings": s, "request": request(users, K), "user": users[0],
+                                          "mixed": []})["answer"]
                for s in (settings, as_string)]
     assert outputs(answers[0])["items"].tolist() == outputs(answers[1])["items"].tolist()
     assert not outputs(answers[1])["fallback"].any()
