@@ -22,8 +22,8 @@ from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus
 from loom.drivers.mlflow_tracking import RegisteredVersion, TrackedRun
 from loom.gpuprofiles import load_profiles
 from loom.services.references import Reference
-from loom.services.trainingjob.actions import DeleteRun, MoveAlias, SubmitRun
-from loom.services.trainingjob.decide import Settings, decide
+from loom.services.trainingjob.actions import RETRAIN_ANNOTATION, DeleteRun, MoveAlias, RemoveAnnotation, SubmitRun
+from loom.services.trainingjob.decide import Settings, decide, requested_run
 from loom.services.trainingjob.observe import FeatureStore, LakeTable, Tracked, TrainingJobObserved, Unavailable
 from tests.conftest import ROOT
 
@@ -309,3 +309,68 @@ def test_a_finished_runs_child_goes_after_its_ttl_but_its_record_stays() -> None
     assert [r.name for r in late.outcome.fields["runs"]] == [RUN]
     gone = decide(spec(ttlAfterFinished="20m"), observed(runs=[finished], model_version="1"), SETTINGS, NOW)
     assert gone.actions == () and gone.outcome.fields["runs"][0].phase == "Succeeded"
+
+
+REQUEST = "2026-01-01T11:59:00Z"
+REQUESTED = requested_run("recsys", 100, REQUEST, RUN)
+DONE = WorkloadStatus(RUN, Phase.SUCCEEDED, finished_at=NOW - timedelta(minutes=5))
+
+
+def events(decision: Any) -> list[tuple[str, str]]:
+    return [(e.type, e.reason) for e in decision.outcome.events]
+
+
+def test_a_retrain_request_starts_a_run_of_the_current_snapshot_and_is_cleared() -> None:
+    finished = observed(runs=[record("Succeeded", model_version="1")], executor={RUN: DONE}, model_version="1")
+    decision = decide(spec(), replace(finished, retrain=REQUEST), SETTINGS, NOW)
+    submit, remove = decision.actions
+    assert isinstance(submit, SubmitRun) and submit.workload.name == REQUESTED != RUN
+    assert json.loads(submit.workload.files["train.json"])["features"]["snapshotId"] == 100
+    assert remove == RemoveAnnotation(RETRAIN_ANNOTATION)
+    runs = decision.outcome.fields["runs"]
+    assert [(r.name, r.phase, r.snapshot_id) for r in runs] == [(REQUESTED, "Pending", 100), (RUN, "Succeeded", 100)]
+    assert runs[0].reason == "retrain requested by annotation loom.dev/retrain" and runs[0].inputs == INPUTS
+    assert events(decision) == [("Normal", "RetrainRequested")]
+    assert conditions(decision)["Trained"] == (None, "Pending")
+
+
+@pytest.mark.parametrize("executor, features, ignored", [
+    ({RUN: WorkloadStatus(RUN, Phase.RUNNING)}, READY_BODY, f"run {RUN} is Running; ask again once it has finished"),
+    ({RUN: DONE}, {"metadata": {"generation": 1}, "status": {"conditions": [
+        {"type": "Ready", "status": "False", "reason": "QualityGateFailed", "observedGeneration": 1}]}},
+     "user-features"),
+])
+def test_a_retrain_request_that_cannot_start_a_run_is_cleared_with_a_warning_saying_why(
+        executor: dict[str, WorkloadStatus], features: dict[str, Any], ignored: str) -> None:
+    o = observed(runs=[record("Running")], executor=executor, features=features)
+    decision = decide(spec(), replace(o, retrain=REQUEST), SETTINGS, NOW)
+    assert decision.actions == (RemoveAnnotation(RETRAIN_ANNOTATION),)
+    assert [r.name for r in decision.outcome.fields["runs"]] == [RUN]
+    [warning] = decision.outcome.events
+    assert (warning.type, warning.reason) == ("Warning", "RequestIgnored")
+    assert warning.message.startswith("loom.dev/retrain ignored: ") and ignored in warning.message
+
+
+def test_a_retrain_request_seen_again_after_its_run_started_only_clears_the_annotation() -> None:
+    runs = [record("Pending", name=REQUESTED), record("Succeeded", model_version="1")]
+    o = observed(runs=runs, executor={REQUESTED: WorkloadStatus(REQUESTED, Phase.RUNNING), RUN: DONE})
+    decision = decide(spec(), replace(o, retrain=REQUEST), SETTINGS, NOW)
+    assert decision.actions == (RemoveAnnotation(RETRAIN_ANNOTATION),) and decision.outcome.events == ()
+    assert [r.name for r in decision.outcome.fields["runs"]] == [REQUESTED, RUN]
+
+
+def test_the_same_request_value_asked_again_later_starts_another_run() -> None:
+    again = requested_run("recsys", 100, REQUEST, REQUESTED)
+    runs = [record("Succeeded", name=REQUESTED, model_version="2"), record("Succeeded", model_version="1")]
+    o = observed(runs=runs, executor={REQUESTED: replace(DONE, name=REQUESTED), RUN: DONE}, model_version="2")
+    decision = decide(spec(), replace(o, retrain=REQUEST), SETTINGS, NOW)
+    assert [a.workload.name for a in decision.actions if isinstance(a, SubmitRun)] == [again]
+    assert again not in (REQUESTED, RUN)
+
+
+def test_a_retrain_request_is_answered_by_the_run_a_new_snapshot_starts() -> None:
+    old = [record("Succeeded", name=run_name("recsys", 99), snapshot=99, model_version="1")]
+    decision = decide(spec(), replace(observed(runs=old, model_version="1"), retrain=REQUEST), SETTINGS, NOW)
+    submit, remove = decision.actions
+    assert isinstance(submit, SubmitRun) and submit.workload.name == RUN
+    assert remove == RemoveAnnotation(RETRAIN_ANNOTATION) and decision.outcome.events == ()

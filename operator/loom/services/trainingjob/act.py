@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import logging
 
+from loom.api.kinds import TRAININGJOB
 from loom.domain.errors import TrainingKindMissingError
 from loom.domain.outcome import Decision, Outcome, failed_action
 from loom.drivers import mlflow_tracking
 from loom.services.context import ReconcileContext
-from loom.services.trainingjob.actions import Action, DeleteRun, MoveAlias, SubmitRun
+from loom.services.trainingjob.actions import Action, DeleteRun, MoveAlias, RemoveAnnotation, SubmitRun
 
 log = logging.getLogger(__name__)
 
-REASONS = {SubmitRun: "SubmitFailed", DeleteRun: "DeleteFailed", MoveAlias: "RegistryUnavailable"}
+REASONS = {SubmitRun: "SubmitFailed", DeleteRun: "DeleteFailed", MoveAlias: "RegistryUnavailable",
+           RemoveAnnotation: "AnnotationNotRemoved"}
 
 
 def act(decision: Decision[Action], ctx: ReconcileContext) -> Outcome:
@@ -26,6 +28,8 @@ def act(decision: Decision[Action], ctx: ReconcileContext) -> Outcome:
                 ctx.executor.submit(action.workload)
             elif isinstance(action, DeleteRun):
                 ctx.executor.delete(action.namespace, action.name)
+            elif isinstance(action, RemoveAnnotation):
+                ctx.kube.remove_annotation(TRAININGJOB, ctx.namespace, ctx.name, action.key)
             else:
                 mlflow_tracking.set_alias(action.tracking_uri, action.model, action.alias, action.version)
         except TrainingKindMissingError as missing:

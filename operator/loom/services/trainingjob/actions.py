@@ -12,6 +12,9 @@ from loom.domain.workloads import Workload
 DATA_READY = "DataReady"
 TRAINED = "Trained"
 GATE_PASSED = "GatePassed"
+# Set by a user (`kubectl loom retrain`) to ask for a new run of the current snapshot; its value tells
+# one request from the next.
+RETRAIN_ANNOTATION = "loom.dev/retrain"
 
 
 @dataclass(frozen=True)
@@ -45,4 +48,14 @@ class MoveAlias:
     fields: ClassVar[tuple[str, ...]] = ("runs", "gate", "model_version", "lineage", "metrics")
 
 
-Action = SubmitRun | DeleteRun | MoveAlias
+@dataclass(frozen=True)
+class RemoveAnnotation:
+    """A manual request (loom.dev/retrain) was answered, by a run or by a Warning saying why not:
+    clear it so it is not answered again."""
+
+    key: str
+    condition: ClassVar[str | None] = None
+    fields: ClassVar[tuple[str, ...]] = ()
+
+
+Action = SubmitRun | DeleteRun | MoveAlias | RemoveAnnotation

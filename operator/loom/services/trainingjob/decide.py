@@ -5,6 +5,9 @@
 - The newest unfinished run is submitted when the executor lacks it or when `suspend` differs from
   what it shows, so suspension reaches it both ways; its progress is read from MLflow while it runs
   (nothing announces an epoch, so it looks again after `progress_seconds`).
+- `loom.dev/retrain` asks for a new run of the current snapshot (named after the request and the run
+  before it); it is answered at once, by that run or by a Warning saying why not (a run is going, the
+  data is not ready), and its annotation removed.
 - A run that succeeded is judged by the gate once its version is in the registry: passed moves the
   alias, failed leaves it and says why. Finished runs beyond `retrain.historyLimit` are deleted; their
   records go with them."""
@@ -29,12 +32,22 @@ from loom.api.trainingjob import (
 )
 from loom.builders.train import FeatureInput, TableInput, Tracking, run_name, train_workload
 from loom.builders.training import node_shape
-from loom.domain.outcome import READY, Decision, Observed, Outcome
+from loom.domain.outcome import READY, Decision, Event, Observed, Outcome
 from loom.domain.training import Training
-from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus
+from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus, digest, dns_name
 from loom.drivers.iceberg_catalog import catalog_properties
 from loom.services.references import reference_condition
-from loom.services.trainingjob.actions import DATA_READY, GATE_PASSED, TRAINED, Action, DeleteRun, MoveAlias, SubmitRun
+from loom.services.trainingjob.actions import (
+    DATA_READY,
+    GATE_PASSED,
+    RETRAIN_ANNOTATION,
+    TRAINED,
+    Action,
+    DeleteRun,
+    MoveAlias,
+    RemoveAnnotation,
+    SubmitRun,
+)
 from loom.services.trainingjob.gate import judge
 from loom.services.trainingjob.observe import FINISHED, LakeTable, Tracked, TrainingJobObserved, Unavailable
 from loom.services.trainingjob.progress import display_name, progress, summary
@@ -183,12 +196,21 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
     wanted = (blocker is None and snapshot is not None and not isinstance(inputs, Observed)
               and all(r.snapshot_id != snapshot for r in records)
               and (newest is None or spec.retrain.on_new_features))
-    if wanted and active is None:
+    started = wanted and active is None
+    if started:
         reason = "first run" if newest is None else f"new FeatureSet snapshot {snapshot} (was {newest.snapshot_id})"
         assert snapshot is not None and not isinstance(inputs, Observed)
         active = RunRecord(name=run_name(s.owner.name, snapshot), phase=TrainingPhase.PENDING, reason=reason,
                            snapshot_id=snapshot, inputs=inputs)
         records.insert(0, active)
+    events: list[Event] = []
+    if o.retrain is not None:
+        requested, answer = _retrain(o.retrain, records, s.owner.name, started, blocker, snapshot, inputs)
+        if requested is not None:
+            active = requested
+            records.insert(0, active)
+        if answer is not None:
+            events.append(answer)
 
     # Submitted when the executor does not have it (new, or its child was removed) or its suspension
     # differs from the spec's; otherwise it is left alone, so a running run costs no write.
@@ -199,6 +221,8 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
             actions.append(SubmitRun(workload))
         else:
             retry = s.retry_seconds
+    if o.retrain is not None:  # after the run it may have started, so a failed submission keeps the request
+        actions.append(RemoveAnnotation(RETRAIN_ANNOTATION))
 
     # The newest run: its progress while it runs, its outcome once it is done.
     current = records[0] if records else None
@@ -266,7 +290,38 @@ def decide(spec: TrainingJobSpec, o: TrainingJobObserved, s: Settings, now: date
         metrics=metrics,
         model_version=model_version,
     )
-    return Decision(Outcome(tuple(conditions), fields, retry_after=retry, requeue_at=requeue), tuple(actions))
+    return Decision(Outcome(tuple(conditions), fields, retry_after=retry, events=tuple(events), requeue_at=requeue),
+                    tuple(actions))
+
+
+def requested_run(trainingjob: str, snapshot_id: int, request: str, after: str | None) -> str:
+    """The run a retrain request starts: named after the request's value and the run before it, so
+    the same request is found again, and the same value asked for again after that run names a new one."""
+    return dns_name(trainingjob, digest(str(snapshot_id), request, after or ""))
+
+
+def _retrain(request: str, records: list[RunRecord], owner: str, started: bool, blocker: Observed | None,
+             snapshot: int | None, inputs: list[TableSnapshot] | Observed) -> tuple[RunRecord | None, Event | None]:
+    """The answer to loom.dev/retrain: a new run of the current snapshot, or a Warning saying why not;
+    nothing more when a run this decision starts answers it, or the run it started earlier still goes
+    (its annotation was not removed then)."""
+    newest = records[0] if records else None
+    before = records[1].name if len(records) > 1 else None
+    going = newest is not None and newest.phase not in FINISHED
+    if started or (going and newest is not None and newest.snapshot_id is not None
+                   and newest.name == requested_run(owner, newest.snapshot_id, request, before)):
+        return None, None
+    if going and newest is not None:
+        why = f"run {newest.name} is {newest.phase}; ask again once it has finished"
+    elif blocker is not None:
+        why = blocker.message
+    else:  # no blocker: the features have a snapshot and the tables theirs
+        assert snapshot is not None and not isinstance(inputs, Observed)
+        reason = f"retrain requested by annotation {RETRAIN_ANNOTATION}"
+        run = RunRecord(name=requested_run(owner, snapshot, request, newest.name if newest else None),
+                        phase=TrainingPhase.PENDING, reason=reason, snapshot_id=snapshot, inputs=inputs)
+        return run, Event("Normal", "RetrainRequested", f"starting run {run.name} of snapshot {snapshot}: {reason}")
+    return None, Event("Warning", "RequestIgnored", f"{RETRAIN_ANNOTATION} ignored: {why}")
 
 
 def _trained(current: RunRecord | None, seen: WorkloadStatus | None, prog: Progress | None, wanted: bool,

@@ -21,6 +21,7 @@ from loom.gpuprofiles import cached_profiles
 from loom.services.context import ReconcileContext
 from loom.services.featureset.definition import store_settings
 from loom.services.references import Reference, observe_reference, parsed
+from loom.services.trainingjob.actions import RETRAIN_ANNOTATION
 from loom.services.unavailable import Unavailable
 from loom.services.unavailable import read as _read
 
@@ -71,7 +72,7 @@ class TrainingJobObserved:
     runs: Mapping[str, tuple[WorkloadStatus, ...]] | Unavailable = field(default_factory=dict)
     tracked: Mapping[str, Tracked] | Unavailable = field(default_factory=dict)
     aliases: Mapping[str, str | None] | Unavailable = field(default_factory=dict)
-
+    retrain: str | None = None  # the value of loom.dev/retrain, while a retrain is asked for
 
 
 def _lake_table(ref: Reference, table: str, ctx: ReconcileContext) -> LakeTable | Unavailable | None:
@@ -164,4 +165,5 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
         runs=runs,
         tracked=tracked,
         aliases=_read(lambda: _aliases(spec, ctx)) if registered else {},
+        retrain=ctx.annotations.get(RETRAIN_ANNOTATION),
     )
