@@ -7,6 +7,7 @@ API server holds — the objects, the CRDs, and what RBAC lets the operator's Se
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,15 +19,84 @@ import pytest
 import yaml
 
 from loom import devcluster
+from loom.api.inferenceservice import Revision, Target
+from loom.api.kinds import KINDS
+from loom.api.meta import GROUP
+from loom.api.trainingjob import Backend
+from loom.builders.labels import MANAGER
+from loom.config import OperatorConfig
 from loom.devcluster.binaries import ensure_helm
+from loom.domain.rollout import Split
+from loom.domain.serving import Serving
+from loom.domain.training import Training
+from loom.domain.workloads import OwnerRef, PythonEnv, Workload
+from loom.drivers.kube import KubeClient
+from loom.drivers.kube_http import KubeHttp, from_kubeconfig
+from loom.executors.kubernetes import KubernetesExecutor
+from loom.executors.kubernetes_training import KINDS as TRAINING_CHILDREN
 from loom.gpuprofiles import load_profiles
+from loom.handlers.runs import TRAINING_KINDS
+from loom.handlers.serving import SERVING_KINDS
+from loom.services.inferenceservice.cluster_serving import LAYOUTS, ClusterServing
 from tests.conftest import ROOT, eventually
-from tests.integration.conftest import Kubectl
+from tests.integration.conftest import Kubectl, sample
+from tests.integration.test_serving_manifests import serving_crds  # noqa: F401  (the module's CRDs)
+from tests.support.kubeflow import kubeflow_cleanup, kubeflow_crds  # noqa: F401  (fixtures used by name)
 
 pytestmark = pytest.mark.integration
 
 CHART = ROOT / "charts" / "loom"
 LOOM_CRDS = ("datalakes", "featuresets", "trainingjobs", "inferenceservices")
+# What the operator's ServiceAccount may do, and why: the one table rbac.yaml renders its rules from.
+PERMISSIONS: dict[str, list[dict[str, Any]]] = yaml.safe_load((CHART / "permissions.yaml").read_text())
+Grant = tuple[str, str]  # verb, resource as plural[.group][/subresource] (what `kubectl auth can-i` takes)
+
+
+def rules(*sections: str) -> list[dict[str, list[str]]]:
+    """The RBAC rules of these sections of the table, as the chart renders them."""
+    return [{key: rule[key] for key in ("apiGroups", "resources", "verbs")}
+            for section in sections for rule in PERMISSIONS[section]]
+
+
+def grants(*sections: str) -> list[Grant]:
+    """Every (verb, resource) the rules of these sections grant, one by one."""
+    found = []
+    for rule in rules(*sections):
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                plural, _, subresource = resource.partition("/")
+                name = f"{plural}.{group}" if group else plural
+                found += [(verb, f"{name}/{subresource}" if subresource else name) for verb in rule["verbs"]]
+    return found
+
+
+def resource(api_version: str, plural: str) -> str:
+    group = api_version.rpartition("/")[0]
+    return f"{plural}.{group}" if group else plural
+
+
+def needed_by_the_code() -> set[Grant]:
+    """The calls the operator makes in a namespace it watches, from the code's own tables of kinds where
+    it has them; server-side apply (a PATCH that creates a missing object) needs patch and create."""
+    apply, needed = ("create", "patch"), set()
+    for kind in KINDS:  # Kopf: list, watch, patch (progress, finalizer); drivers/kube.py: get, patch status
+        loom = f"{kind.plural}.{GROUP}"
+        needed |= {(verb, loom) for verb in ("get", "list", "watch", "patch")}
+        needed |= {("patch", f"{loom}/status"), ("update", f"{loom}/finalizers")}  # the latter for blockOwnerDeletion
+    needed |= {("create", "events"), ("get", "secrets")}  # Kopf's kopf.event; drivers/kube.py get_secret
+    # executors/kubernetes.py: files, Jobs, CronJobs, and the pods of a failed Job; handlers/runs.py watches Jobs.
+    needed |= {(verb, "configmaps") for verb in (*apply, "delete")}
+    needed |= {(verb, "jobs.batch") for verb in ("get", "list", "watch", *apply, "deletecollection")}
+    needed |= {(verb, "cronjobs.batch") for verb in ("list", *apply, "delete")}
+    needed.add(("list", "pods"))
+    for training in TRAINING_CHILDREN.values():  # executors/kubernetes_training.py
+        needed |= {(verb, resource(training.api_version, training.plural)) for verb in (*apply, "list", "delete")}
+    for layout in LAYOUTS.values():  # services/inferenceservice/cluster_serving.py: apply, list, prune
+        for child in layout.kinds:
+            needed |= {(verb, resource(child.api_version, child.plural)) for verb in (*apply, "list", "delete")}
+    for group, version, plural in (*TRAINING_KINDS, *SERVING_KINDS):  # the handlers' watches
+        needed |= {(verb, resource(f"{group}/{version}", plural)) for verb in ("list", "watch")}
+    return needed
 
 
 @dataclass
@@ -71,8 +141,9 @@ def operator_args(docs: list[dict[str, Any]]) -> list[str]:
 
 @pytest.mark.parametrize(
     "values",
-    [[], ["--set", "watchNamespaces={team-a,team-b}"], ["--set", "serviceMonitor.enabled=true"]],
-    ids=["cluster-wide", "namespaced", "servicemonitor"],
+    [[], ["--set", "watchNamespaces={team-a,team-b}"], ["--set", "serviceMonitor.enabled=true"],
+     ["--set", "workloadImages.main.repository=loom-main", "--set", "defaults.prometheusUrl=http://prometheus:9090"]],
+    ids=["cluster-wide", "namespaced", "servicemonitor", "settings"],
 )
 def test_helm_lint_passes(helm: Helm, values: list[str]) -> None:
     out = helm.run("lint", "--strict", str(CHART), *values).stdout
@@ -98,8 +169,13 @@ def test_template_cluster_wide(helm: Helm) -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    # Empty defaults stay unset, so the operator's own fallbacks apply.
-    assert [e["name"] for e in container["env"]] == ["LOOM_GPU_PROFILES_DIR"]
+    # Empty defaults stay unset, so the operator's own fallbacks apply; the serve image has a default.
+    assert container["env"] == [
+        {"name": "LOOM_GPU_PROFILES_DIR", "value": "/etc/loom/gpu-profiles"},
+        {"name": "LOOM_IMAGE_SERVE", "value": "loom-serve:0.1.0"},
+    ]
+    (cluster_role,) = by_kind(docs, "ClusterRole")
+    assert cluster_role["rules"] == rules("cluster", "namespaced")
     (binding,) = by_kind(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "loom", "namespace": "loom-system"}]
     (service,) = by_kind(docs, "Service")
@@ -112,14 +188,71 @@ def test_template_namespaced(helm: Helm) -> None:
     assert operator_args(docs)[:4] == ["loom", "run", "--namespace=team-a", "--namespace=team-b"]
     assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == ["team-a", "team-b"]
     assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "RoleBinding")) == ["team-a", "team-b"]
+    assert all(role["rules"] == rules("namespaced") for role in by_kind(docs, "Role"))
     (cluster_role,) = by_kind(docs, "ClusterRole")
     # Cluster-wide the namespaced mode keeps only the two reads Kopf makes outside the watched namespaces.
-    assert cluster_role["rules"] == [
+    assert cluster_role["rules"] == rules("cluster", "namespacedMode") == [
         {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
         {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
     ]
     (container,) = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"]
     assert {"name": "LOOM_MLFLOW_TRACKING_URI", "value": "http://mlflow:5000"} in container["env"]
+
+
+def test_the_permissions_are_exactly_what_the_code_calls() -> None:
+    """Every verb on every kind the code applies, lists, watches, reads or deletes is in the table, and
+    nothing else is: a kind added to the code without its rule, or a rule the code no longer needs (like
+    Seldon Core v1's SeldonDeployments), fails here."""
+    granted = grants("namespaced")
+    assert len(granted) == len(set(granted)), "a verb granted twice"
+    assert set(granted) == needed_by_the_code()
+    assert all(rule["why"].strip() for section in PERMISSIONS.values() for rule in section)
+
+
+# Non-default settings and the environment variables of the operator they become.
+SETTINGS = {
+    "defaults": {"mlflowTrackingUri": "http://mlflow.mlflow:5000", "prometheusUrl": "http://prometheus.monitoring:9090",
+                 "feastRegistry": "postgresql://feast@postgres.feast/registry"},
+    "workloadImages": {"serve": {"repository": "registry.example.com:5000/mlops/loom-serve", "tag": "0.2.0"},
+                       "main": {"repository": "registry.example.com:5000/mlops/loom-main", "tag": ""}},
+}
+SETTINGS_ENV = {
+    "LOOM_GPU_PROFILES_DIR": "/etc/loom/gpu-profiles",
+    "LOOM_IMAGE_MAIN": "registry.example.com:5000/mlops/loom-main:0.1.0",
+    "LOOM_IMAGE_SERVE": "registry.example.com:5000/mlops/loom-serve:0.2.0",
+    "LOOM_MLFLOW_TRACKING_URI": "http://mlflow.mlflow:5000",
+    "LOOM_FEAST_REGISTRY": "postgresql://feast@postgres.feast/registry",
+    "LOOM_PROMETHEUS_URL": "http://prometheus.monitoring:9090",
+}
+
+
+def settings_file(tmp_path: Path) -> str:
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump(SETTINGS))
+    return str(path)
+
+
+def container_env(deployment: dict[str, Any]) -> dict[str, str]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e["value"] for e in container["env"]}
+
+
+def test_template_settings_are_the_operators_environment(
+    helm: Helm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (deployment,) = by_kind(helm.template("--values", settings_file(tmp_path)), "Deployment")
+    env = container_env(deployment)
+    assert env == SETTINGS_ENV
+    # The operator reads every one of them under that name.
+    for name in [n for n in os.environ if n.startswith("LOOM_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    config = OperatorConfig()
+    assert (config.image_main, config.image_serve) == (env["LOOM_IMAGE_MAIN"], env["LOOM_IMAGE_SERVE"])
+    assert (config.tracking_uri, config.prometheus_url) == (env["LOOM_MLFLOW_TRACKING_URI"], env["LOOM_PROMETHEUS_URL"])
+    assert (config.feast_registry_uri, str(config.gpu_profiles_dir)) == (
+        env["LOOM_FEAST_REGISTRY"], env["LOOM_GPU_PROFILES_DIR"])
 
 
 def test_template_servicemonitor_is_opt_in(helm: Helm) -> None:
@@ -170,6 +303,10 @@ def test_rendered_gpu_profiles_are_what_the_operator_loads(helm: Helm, tmp_path:
         (["--set", "metrics.prot=9090"], "additional properties 'prot' not allowed"),
         (["--set", "serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"],
          "serviceMonitor.enabled needs metrics.service.enabled"),
+        (["--set", "workloadImages.serve.tag=latest"], "at '/workloadImages/serve/tag'"),
+        (["--set", "workloadImages.main.repository=loom-main:0.1.0"], "at '/workloadImages/main/repository'"),
+        (["--set", "image.tag=latest"], "at '/image/tag'"),
+        (["--set", "defaults.prometheusUrl=prometheus:9090"], "at '/defaults/prometheusUrl'"),
     ],
 )
 def test_bad_values_are_refused(helm: Helm, values: list[str], message: str) -> None:
@@ -274,35 +411,40 @@ def can_i(kubectl: Kubectl, release: Release, *args: str) -> bool:
     return proc.stdout.strip() == "yes"
 
 
-# What the operator does in a namespace it watches, and what it must never be able to do there.
-ALLOWED = [
-    ("get", "datalakes.loom.dev"), ("watch", "trainingjobs.loom.dev"), ("patch", "featuresets.loom.dev"),
-    ("patch", "datalakes.loom.dev/status"), ("patch", "inferenceservices.loom.dev/status"),
-    ("update", "trainingjobs.loom.dev/finalizers"),
-    ("create", "events"), ("patch", "events"),
-    ("get", "secrets"),
-    ("create", "configmaps"), ("delete", "configmaps"),
-    ("create", "jobs.batch"), ("watch", "jobs.batch"), ("patch", "cronjobs.batch"),
-    ("get", "pods"), ("list", "pods"),
-    ("create", "pytorchjobs.kubeflow.org"), ("create", "trainjobs.trainer.kubeflow.org"),
-    ("watch", "trainjobs.trainer.kubeflow.org"), ("patch", "seldondeployments.machinelearning.seldon.io"),
-]
-DENIED = [
-    ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("delete", "secrets"), ("update", "secrets"),
-    ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("get", "pods/log"),
+# What the operator does in a namespace it watches (the table), and what it must never be able to do there.
+ALLOWED = grants("namespaced")
+DENIED: list[Grant] = [
+    ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("update", "secrets"), ("patch", "secrets"),
+    ("delete", "secrets"),
+    ("get", "pods"), ("create", "pods"), ("delete", "pods"), ("create", "pods/exec"), ("create", "pods/attach"),
+    ("create", "pods/portforward"), ("get", "pods/log"),
+    ("get", "configmaps"), ("list", "configmaps"), ("update", "jobs.batch"), ("delete", "jobs.batch"),
     ("delete", "datalakes.loom.dev"), ("create", "trainingjobs.loom.dev"), ("update", "featuresets.loom.dev"),
     ("create", "deployments.apps"), ("create", "serviceaccounts/token"),
     ("create", "trainingruntimes.trainer.kubeflow.org"), ("create", "clustertrainingruntimes.trainer.kubeflow.org"),
+    ("create", "serverconfigs.mlops.seldon.io"), ("create", "seldonruntimes.mlops.seldon.io"),
+    ("watch", "servers.mlops.seldon.io"), ("get", "servingruntimes.serving.kserve.io"),
+    ("create", "seldondeployments.machinelearning.seldon.io"),  # Seldon Core v1: Loom serves on Core 2 only
     ("create", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
-    ("delete", "events"),
+    ("patch", "events"), ("delete", "events"),
+]
+CRD = "customresourcedefinitions.apiextensions.k8s.io"
+CLUSTER_DENIED: list[Grant] = [
+    ("create", CRD), ("patch", CRD), ("delete", CRD), ("get", "nodes"), ("impersonate", "users"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"), ("escalate", "clusterroles.rbac.authorization.k8s.io"),
 ]
 
 
-def test_install_cluster_wide(install: Any, kubectl: Kubectl, helm: Helm) -> None:
-    release = install()
+def in_namespaces(checks: list[Grant], *namespaces: str | None) -> list[Check]:
+    return [(verb, resource, namespace) for namespace in namespaces for verb, resource in checks]
+
+
+def test_install_cluster_wide(install: Any, kubectl: Kubectl, helm: Helm, tmp_path: Path) -> None:
+    release = install("--values", settings_file(tmp_path))
     kc = kubectl.in_namespace(release.namespace)
     deployment = kc.get("deployment", release.service_account)
     assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == release.service_account
+    assert container_env(deployment) == SETTINGS_ENV
     assert "--namespace" not in " ".join(deployment["spec"]["template"]["spec"]["containers"][0]["args"])
     kc.get("service", f"{release.service_account}-metrics")
     profiles = kc.get("configmap", f"{release.service_account}-gpu-profiles")["data"]
@@ -314,14 +456,9 @@ def test_install_cluster_wide(install: Any, kubectl: Kubectl, helm: Helm) -> Non
     try:
         namespaces = (release.namespace, elsewhere)
         expected = expect(
-            allowed=[(verb, resource, ns) for ns in namespaces for verb, resource in ALLOWED]
-            + [("list", "datalakes.loom.dev", None), ("watch", "customresourcedefinitions.apiextensions.k8s.io", None)],
-            denied=[(verb, resource, ns) for ns in namespaces for verb, resource in DENIED]
-            + [("create", "customresourcedefinitions.apiextensions.k8s.io", None),
-               ("delete", "customresourcedefinitions.apiextensions.k8s.io", None),
-               ("list", "namespaces", None),  # Kopf reads namespaces only when it watches a subset of them
-               ("get", "nodes", None),
-               ("create", "clusterrolebindings.rbac.authorization.k8s.io", None)],
+            allowed=in_namespaces(ALLOWED, *namespaces) + in_namespaces(grants("cluster", "namespaced"), None),
+            # Kopf reads namespaces only when it watches a subset of them.
+            denied=in_namespaces(DENIED, *namespaces) + in_namespaces(CLUSTER_DENIED + grants("namespacedMode"), None),
         )
         assert permissions(kubectl, release, list(expected)) == expected
         # The same answers through the command an administrator types.
@@ -330,8 +467,10 @@ def test_install_cluster_wide(install: Any, kubectl: Kubectl, helm: Helm) -> Non
         assert can_i(kubectl, release, "create", "events", ns)
         assert can_i(kubectl, release, "get", "secrets", ns)
         assert can_i(kubectl, release, "create", "jobs.batch", ns)
-        assert not can_i(kubectl, release, "delete", "secrets", ns)
+        assert not can_i(kubectl, release, "list", "secrets", ns)
+        assert not can_i(kubectl, release, "create", "secrets", ns)
         assert not can_i(kubectl, release, "create", "pods", "--subresource=exec", ns)
+        assert not can_i(kubectl, release, "delete", "customresourcedefinitions.apiextensions.k8s.io")
     finally:
         kubectl.run("delete", "namespace", elsewhere, "--wait=false", check=False)
     assert release.name in helm.run("list", "--namespace", release.namespace, "--short").stdout
@@ -345,14 +484,109 @@ def test_install_namespaced(install: Any, kubectl: Kubectl) -> None:
             "spec"]["template"]["spec"]["containers"][0]["args"]
         assert f"--namespace={watched}" in args
         expected = expect(
-            allowed=[(verb, resource, watched) for verb, resource in ALLOWED]
-            + [("watch", "namespaces", None), ("list", "customresourcedefinitions.apiextensions.k8s.io", None)],
+            allowed=in_namespaces(ALLOWED, watched) + in_namespaces(grants("cluster", "namespacedMode"), None),
             # Neither an unwatched namespace nor the operator's own grants anything; nor do all namespaces.
-            denied=[(verb, resource, ns) for ns in (unwatched, release.namespace) for verb, resource in ALLOWED]
-            + [(verb, resource, watched) for verb, resource in DENIED]
-            + [("list", "datalakes.loom.dev", None), ("get", "secrets", None), ("get", "namespaces", None)],
+            denied=in_namespaces(ALLOWED, unwatched, release.namespace, None) + in_namespaces(DENIED, watched)
+            + in_namespaces(CLUSTER_DENIED + [("get", "namespaces")], None),
         )
         assert permissions(kubectl, release, list(expected)) == expected
     finally:
         for namespace in (watched, unwatched):
             kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+# --- the operator's own calls, made with the installed ServiceAccount's token ---------------------------
+
+
+def service_account_api(kubectl: Kubectl, cluster: devcluster.Cluster, release: Release) -> KubeHttp:
+    """Loom's client of the cluster, authenticated as the release's ServiceAccount (a bound token)."""
+    token = kubectl.run("create", "token", release.service_account, "--namespace", release.namespace,
+                        "--duration=10m").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    context = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
+    (entry,) = [c for c in admin["clusters"] if c["name"] == context["cluster"]]
+    kubeconfig = cluster.kubeconfig.parent / f"{release.name}.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{**entry, "name": "cluster"}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "cluster", "user": "operator"}}],
+    }))
+    return from_kubeconfig([kubeconfig])
+
+
+def owner_of(kc: Kubectl, kind: str, name: str) -> OwnerRef:
+    obj = kc.get(kind, name)
+    return OwnerRef(obj["apiVersion"], obj["kind"], name, obj["metadata"]["uid"])
+
+
+def serving(namespace: str, owner: OwnerRef, canary: bool) -> Serving:
+    stable = Revision(name="recommender-v3", model_name="recommender", model_version="3",
+                      model_uri="s3://mlflow/m-3/artifacts")
+    new = Revision(name="recommender-v4", model_name="recommender", model_version="4",
+                   model_uri="s3://mlflow/m-4/artifacts") if canary else None
+    split = Split(stable.name, new.name if new else None, 10 if new else 0, 0)
+    return Serving(name="recommender", namespace=namespace, image="registry.example.com/loom/serve:0.1.0",
+                   stable=stable, split=split, canary=new, owner=owner, replicas=1, model_memory="600Mi",
+                   extra={"k": 20})
+
+
+@pytest.mark.usefixtures("serving_crds", "kubeflow_crds", "kubeflow_cleanup")
+def test_the_operators_calls_succeed_as_its_service_account(
+    install: Any, kubectl: Kubectl, cluster: devcluster.Cluster
+) -> None:
+    """What the code does in a watched namespace, through Loom's own drivers and executor with the
+    ServiceAccount's token, in the narrower (namespaced) mode: every call is allowed, or this fails
+    with the API server's Forbidden naming the verb and the resource."""
+    watched = fresh_namespace(kubectl, "watched")
+    try:
+        release = install("--set", f"watchNamespaces={{{watched}}}")
+        kc = kubectl.in_namespace(watched)
+        kc.apply(sample("datalake"))
+        isvc = sample("inferenceservice")
+        isvc["metadata"]["annotations"] = {"loom.dev/promote": "true"}
+        kc.apply(isvc)
+        kc.run("create", "secret", "generic", "lake-credentials", "--from-literal=password=s3cret")
+        api = service_account_api(kubectl, cluster, release)
+        try:
+            # drivers/kube.py: Loom objects, their status and annotations, Secrets by name.
+            kube = KubeClient(api)
+            datalake, inferenceservice = (next(k for k in KINDS if k.kind == kind) for kind in ("DataLake", "InferenceService"))
+            lake_name = sample("datalake")["metadata"]["name"]
+            assert kube.get_loom(datalake, watched, lake_name) is not None
+            kube.patch_status(datalake, watched, lake_name, {"observedGeneration": 1})
+            isvc_name = isvc["metadata"]["name"]
+            kube.remove_annotation(inferenceservice, watched, isvc_name, "loom.dev/promote")
+            assert kube.get_secret(watched, "lake-credentials") == {"password": "s3cret"}
+
+            # Serving: a canary layout, read back, then the promotion that prunes the retired children.
+            backend = ClusterServing(api, MANAGER)
+            isvc_owner = owner_of(kc, "inferenceservices.loom.dev", isvc_name)
+            for target in Target:
+                backend.apply(serving(watched, isvc_owner, canary=True), target)
+                layout = serving(watched, isvc_owner, canary=False)
+                assert backend.observe(watched, layout.name, target, [layout.stable]).missing is None
+                backend.apply(layout, target)
+
+            # Workloads: a Job with its files, a CronJob, a TrainJob and a PyTorchJob; their runs; their removal.
+            executor = KubernetesExecutor({PythonEnv.MAIN: "registry.example.com/loom/main:0.1.0"}, api)
+            lake_owner = owner_of(kc, "datalakes.loom.dev", lake_name)
+            labels = {"loom.dev/datalake": lake_name}
+            workloads = [
+                Workload("lake-ingest-1a2b", watched, "ingest", files={"catalog.json": "{}"}, owner=lake_owner,
+                         labels=labels),
+                Workload("lake-maintain", watched, "maintain", owner=lake_owner, labels=labels, schedule="0 3 * * *"),
+                *(Workload(f"lake-train-{kind.value.lower()}", watched, "train", files={"train.json": "{}"},
+                           owner=lake_owner, labels=labels, training=Training(backend=kind)) for kind in Backend),
+            ]
+            for workload in workloads:
+                executor.submit(workload)
+            assert executor.names(watched, labels) == {w.name for w in workloads}
+            for workload in workloads:
+                executor.runs(watched, workload.name)
+                executor.delete(watched, workload.name)
+            assert executor.names(watched, labels) == set()
+        finally:
+            api.close()
+    finally:
+        kubectl.run("delete", "namespace", watched, "--wait=false", check=False)

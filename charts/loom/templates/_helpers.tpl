@@ -52,6 +52,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
+{{/* A workload image as `repository:tag` (the tag defaults to the appVersion); empty without a repository. Called with (list <workloadImages entry> .Chart.AppVersion). */}}
+{{- define "loom.workloadImage" -}}
+{{- $image := index . 0 }}
+{{- with $image.repository }}
+{{- printf "%s:%s" . (default (index $ 1) $image.tag) }}
+{{- end }}
+{{- end }}
+
 {{/* The GPU profiles ConfigMap data: the shipped files, then values.gpuProfiles.extra (which may replace them). */}}
 {{- define "loom.gpuProfiles" -}}
 {{- $profiles := dict }}
