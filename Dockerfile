@@ -2,7 +2,7 @@
 # (Iceberg catalogs and Feast registries). Workloads (ingest, train, serve, ...) run in their own images.
 #   docker build -t loom-operator:0.1.0 .
 #   docker build --build-arg EXTRAS=lake -t loom-operator:lake-only .
-FROM python:3.11-slim
+FROM python:3.11.13-slim-bookworm
 
 ARG EXTRAS="lake,features"
 
@@ -15,6 +15,8 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg README.md ./
 COPY operator/ operator/
 # pip byte-compiles while installing, so nothing needs writing at run time (read-only root filesystem).
+# The package installed is this checkout, within the dependency ranges of its setup.cfg, not one from PyPI.
+# hadolint ignore=DL3013
 RUN pip install ".${EXTRAS:+[$EXTRAS]}" \
     && rm -rf /src \
     && groupadd --system --gid 10001 loom \
