@@ -9,6 +9,9 @@ PY := $(VENV)/bin/python
 # The model server's environment (MLServer cannot share one with Feast); reinstalled when its lock changes.
 VENV_SERVE ?= .venv-serve
 SERVE_STAMP = $(VENV_SERVE)/.installed-$(shell sha256sum requirements/serve.txt | cut -c1-12)
+# kfp and what the pipeline's components import (kfp would downgrade .venv's protobuf); reinstalled when its lock changes.
+VENV_PIPELINES ?= .venv-pipelines
+PIPELINES_STAMP = $(VENV_PIPELINES)/.installed-$(shell sha256sum requirements/pipelines.txt | cut -c1-12)
 # The stamp changes whenever the dependency declarations do, so `make` reinstalls exactly then.
 STAMP = $(VENV)/.installed-$(shell echo $(EXTRAS) | cat setup.cfg pyproject.toml - | sha256sum | cut -c1-12)
 DEV_DIR ?= $(or $(LOOM_DEV_DIR),$(HOME)/.local/state/loom/dev)
@@ -44,6 +47,18 @@ $(SERVE_STAMP): requirements/serve.txt
 	rm -f $(VENV_SERVE)/.installed-*
 	touch $@
 
+venv-pipelines: $(PIPELINES_STAMP) ## Create .venv-pipelines with kfp and the pipeline components' dependencies (requirements/pipelines.txt).
+
+$(PIPELINES_STAMP): requirements/pipelines.txt
+	test -x $(VENV_PIPELINES)/bin/python || $(PYTHON) -m venv $(VENV_PIPELINES)
+	$(VENV_PIPELINES)/bin/python -m pip install -q --upgrade pip
+	$(VENV_PIPELINES)/bin/python -m pip install -q -r requirements/pipelines.txt
+	rm -f $(VENV_PIPELINES)/.installed-*
+	touch $@
+
+pipelines: venv-pipelines ## Compile pipelines/lake_to_serving.py to its IR YAML, pipelines/lake_to_serving.yaml.
+	$(VENV_PIPELINES)/bin/python pipelines/lake_to_serving.py compile pipelines/lake_to_serving.yaml
+
 manifests: venv ## Generate crds/*.yaml from the API models in operator/loom/api.
 	$(PY) -m loom.cli manifests
 
@@ -76,7 +91,7 @@ run: venv ## Run the operator against the current kubeconfig with the local exec
 system-deps: ## Debian packages the tests and the demo run (PostgreSQL, Redis, Prometheus, a JRE, curl), if missing.
 	hack/install-system-deps.sh
 
-test: venv venv-serve controlplane helm system-deps ## Unit, integration and e2e tests (integration and e2e start their own control planes).
+test: venv venv-serve venv-pipelines controlplane helm system-deps ## Unit, integration and e2e tests (integration and e2e start their own control planes).
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 test-unit: venv ## Unit tests only (no control plane).
@@ -125,4 +140,4 @@ deploy: venv ## Install the operator with Helm into the current cluster.
 undeploy: venv ## Uninstall the operator release (CRDs stay, as Helm leaves them).
 	"$$($(HELM_BIN))" uninstall loom --namespace loom-system
 
-.PHONY: help bench lint helm lint-chart system-deps venv venv-serve manifests controlplane cluster cluster-down run test test-unit fuzz demo demo-down install uninstall deploy undeploy
+.PHONY: help bench lint helm lint-chart system-deps venv venv-serve venv-pipelines pipelines manifests controlplane cluster cluster-down run test test-unit fuzz demo demo-down install uninstall deploy undeploy
