@@ -253,11 +253,9 @@ def test_promote_abort_suspend_and_resume_patch_what_the_operator_honours(
 @pytest.fixture
 def training_operator(namespace: str) -> Iterator[None]:
     """The real operator, reconciling TrainingJobs with the Kubernetes executor (the test plays
-    Kubeflow). The request is read at the object's next reconcile: loom.dev/retrain, unlike
-    loom.dev/promote and loom.dev/abort, is not among the annotations under Loom's prefix whose
-    change wakes the object's loop (handlers/reconcile.py REQUESTS), so a short resync brings it."""
+    Kubeflow), at its default resync: a loom.dev/retrain change wakes the object's loop itself."""
     running = start_operator(namespace, executor=ExecutorKind.KUBERNETES, controllers=["TrainingJob"],
-                             image_main="registry.example.com/loom/main:0.1.0", resync_seconds=1)
+                             image_main="registry.example.com/loom/main:0.1.0")
     with running.runner:
         yield
     assert running.runner.exception is None, running.runner.output

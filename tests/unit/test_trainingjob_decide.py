@@ -17,12 +17,12 @@ from loom.api.featureset import FeatureSetStatus
 from loom.api.kinds import DATALAKE, FEATURESET
 from loom.api.trainingjob import RunRecord, TableSnapshot, TrainingJobSpec, TrainingJobStatus
 from loom.builders.train import Tracking, run_name
-from loom.domain.training import Replicas, TrainerProgress
+from loom.domain.training import RETRAIN_ANNOTATION, Replicas, TrainerProgress
 from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus
 from loom.drivers.mlflow_tracking import RegisteredVersion, TrackedRun
 from loom.gpuprofiles import load_profiles
 from loom.services.references import Reference
-from loom.services.trainingjob.actions import RETRAIN_ANNOTATION, DeleteRun, MoveAlias, RemoveAnnotation, SubmitRun
+from loom.services.trainingjob.actions import DeleteRun, MoveAlias, RemoveAnnotation, SubmitRun
 from loom.services.trainingjob.decide import Settings, decide, requested_run
 from loom.services.trainingjob.observe import FeatureStore, LakeTable, Tracked, TrainingJobObserved, Unavailable
 from tests.conftest import ROOT

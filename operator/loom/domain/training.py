@@ -18,6 +18,10 @@ PET_MASTER_PORT = "PET_MASTER_PORT"
 # Kubeflow Trainer's torch runtime uses 29500 (Training Operator 1.9: 23456); the local executor picks a free one.
 DEFAULT_MASTER_PORT = 29500
 
+# Set by a user (`kubectl loom retrain`) to ask for a new run of the current snapshot; its value tells
+# one request from the next.
+RETRAIN_ANNOTATION = "loom.dev/retrain"
+
 # Kueue's labels on the training child (TrainJob is Kueue's first-class path).
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"

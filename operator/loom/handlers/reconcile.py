@@ -24,6 +24,7 @@ from loom.api.meta import API_VERSION, GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.domain.outcome import READY, Observed, Outcome
 from loom.domain.rollout import ABORT_ANNOTATION, PROMOTE_ANNOTATION
+from loom.domain.training import RETRAIN_ANNOTATION
 from loom.handlers.triggers import OWN, ObjectRef, marker
 from loom.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from loom.services.context import ReconcileContext
@@ -31,7 +32,7 @@ from loom.services.status import Transition, next_status
 
 Service = Callable[[Any, ReconcileContext], Outcome]
 # Annotations under Loom's prefix that a user sets to ask for something (Kopf's bookkeeping shares it).
-REQUESTS = frozenset({PROMOTE_ANNOTATION, ABORT_ANNOTATION})
+REQUESTS = frozenset({PROMOTE_ANNOTATION, ABORT_ANNOTATION, RETRAIN_ANNOTATION})
 # Kopf's finalizer on every object with a deletion handler (set in `lifecycle`).
 FINALIZER = f"{GROUP}/finalizer"
 

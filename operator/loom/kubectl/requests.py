@@ -11,7 +11,7 @@ from typing import Any
 
 from loom.api.kinds import INFERENCESERVICE, TRAININGJOB, Kind
 from loom.domain.rollout import ABORT_ANNOTATION, PROMOTE_ANNOTATION
-from loom.services.trainingjob.actions import RETRAIN_ANNOTATION
+from loom.domain.training import RETRAIN_ANNOTATION
 
 Patch = dict[str, Any]
 

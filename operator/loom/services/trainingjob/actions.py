@@ -12,9 +12,6 @@ from loom.domain.workloads import Workload
 DATA_READY = "DataReady"
 TRAINED = "Trained"
 GATE_PASSED = "GatePassed"
-# Set by a user (`kubectl loom retrain`) to ask for a new run of the current snapshot; its value tells
-# one request from the next.
-RETRAIN_ANNOTATION = "loom.dev/retrain"
 
 
 @dataclass(frozen=True)

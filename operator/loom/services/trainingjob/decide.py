@@ -33,14 +33,13 @@ from loom.api.trainingjob import (
 from loom.builders.train import FeatureInput, TableInput, Tracking, run_name, train_workload
 from loom.builders.training import node_shape
 from loom.domain.outcome import READY, Decision, Event, Observed, Outcome
-from loom.domain.training import Training
+from loom.domain.training import RETRAIN_ANNOTATION, Training
 from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus, digest, dns_name
 from loom.drivers.iceberg_catalog import catalog_properties
 from loom.services.references import reference_condition
 from loom.services.trainingjob.actions import (
     DATA_READY,
     GATE_PASSED,
-    RETRAIN_ANNOTATION,
     TRAINED,
     Action,
     DeleteRun,

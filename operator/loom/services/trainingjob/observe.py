@@ -14,6 +14,7 @@ from loom.api.gpuprofile import GpuProfile
 from loom.api.kinds import DATALAKE, FEATURESET
 from loom.api.trainingjob import TrainingJobSpec, TrainingJobStatus, TrainingPhase
 from loom.domain.feature_views import feast_name
+from loom.domain.training import RETRAIN_ANNOTATION
 from loom.domain.workloads import Phase, WorkloadStatus
 from loom.drivers import mlflow_tracking
 from loom.drivers.mlflow_tracking import RegisteredVersion, TrackedRun
@@ -21,7 +22,6 @@ from loom.gpuprofiles import cached_profiles
 from loom.services.context import ReconcileContext
 from loom.services.featureset.definition import store_settings
 from loom.services.references import Reference, observe_reference, parsed
-from loom.services.trainingjob.actions import RETRAIN_ANNOTATION
 from loom.services.unavailable import Unavailable
 from loom.services.unavailable import read as _read
 
