@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stop what hack/demo.sh started in DEV_DIR: the operator, the workload processes it started (model
-# servers and routers too), Redis, Prometheus and the control plane. The data stays for the next demo; PURGE=1 deletes it (and DEV_DIR once empty).
+# servers and routers too), Redis, Prometheus, the MLflow UI and the control plane. The data stays for the
+# next demo; PURGE=1 deletes it (and DEV_DIR once empty).
 # Safe to run any number of times, and when nothing runs.
 #
 # The demo keeps no pid files of its own: its processes are found by what only they have, so a stale
@@ -10,6 +11,7 @@
 #              environment on to every workload process, and they to theirs
 #   Redis      redis-server working in DEV_DIR/redis (its --dir)
 #   Prometheus prometheus working in DEV_DIR/prometheus
+#   MLflow UI  environment LOOM_DEMO_MLFLOW_UI=DEV_DIR (the server and its workers)
 # hack/demo.sh sources this file for the layout and the stop functions.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +23,7 @@ STATE="$DEV_DIR/operator"     # LOOM_STATE_DIR: the local executor's runs and sc
 REDIS_DIR="$DEV_DIR/redis"    # the online store's dump
 TMP="$DEV_DIR/tmp"            # TMPDIR of everything the demo starts
 PROM_DIR="$DEV_DIR/prometheus" # Prometheus' config, file_sd targets (the operator writes them) and data
-LOGS="$DEV_DIR/logs"          # operator.log, redis.log and prometheus.log, beside the control plane's logs
+LOGS="$DEV_DIR/logs"          # operator.log, redis.log, prometheus.log and mlflow.log, beside the control plane's
 
 die() { echo "demo: $*" >&2; exit 1; }
 
@@ -58,6 +60,13 @@ pids_in() {
 }
 redis_pids() { pids_in "$REDIS_DIR" redis-server; }
 prometheus_pids() { pids_in "$PROM_DIR" prometheus; }
+mlflow_pids() {
+  local pid
+  for pid in $({ grep -lzxF "LOOM_DEMO_MLFLOW_UI=$DEV_DIR" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3); do
+    [[ $pid != "$$" && $pid != "$BASHPID" ]] && alive "$pid" && echo "$pid"
+  done
+  return 0
+}
 
 # stop WHAT FINDER: SIGTERM to what FINDER lists, SIGKILL to what is left after 30 s; returns once
 # FINDER lists nothing. Each pid is signalled only while FINDER still names it.
@@ -88,6 +97,7 @@ stop_workloads() { stop "workload processes" state_pids; }
 
 stop_redis() { stop redis redis_pids; }  # SIGTERM: it saves its dump first
 stop_prometheus() { stop prometheus prometheus_pids; }
+stop_mlflow() { stop "the MLflow UI" mlflow_pids; }
 
 down() {
   if [[ ! -d $DEV_DIR ]]; then
@@ -99,10 +109,11 @@ down() {
   stop_workloads
   stop_redis
   stop_prometheus
+  stop_mlflow
   if [[ ${PURGE:-} == 1 ]]; then
     echo "deleting the demo's data under $DEV_DIR"
     rm -rf "$DATA" "$STATE" "$REDIS_DIR" "$PROM_DIR" "$TMP" "$LOGS/operator.log" "$LOGS/redis.log" \
-      "$LOGS/prometheus.log"
+      "$LOGS/prometheus.log" "$LOGS/mlflow.log"
     "$PY" -m loom.cli dev down --state-dir "$DEV_DIR" --purge   # its own files, then DEV_DIR once empty
     echo "stopped; the demo's data is deleted"
   else

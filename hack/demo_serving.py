@@ -8,6 +8,8 @@
     demo_serving.py bad-version               register a broken copy of @champion under @challenger (its id
                                               map is shifted, so 30% of the known users fail: HTTP 500);
                                               prints the new version
+    demo_serving.py curl    INCOMING          the curl line a client would type for one user's top 10, run,
+                                              and its answer with the movie titles
 
 Every claim is checked (the version answering, the aliases in MLflow, the Events); a failed check exits
 non-zero. Settings come from the operator's LOOM_* variables, as the demo's operator has them."""
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -180,9 +183,11 @@ def rollout(incoming: Path, expect: str, version: str, seconds: float) -> None:
         clients.answers.items(), key=lambda item: (item[0][0], str(item[0][1]))))
     print(f"  clients during the rollout: {answered}")
     events = kubectl("get", "events", "--field-selector", f"involvedObject.name={ISVC}")["items"]
+    revision = f"{ISVC}-v{version} "  # this rollout's, not an earlier one's
     for event in sorted(events, key=lambda e: e.get("lastTimestamp") or ""):
         if event["reason"] in ("CanaryStarted", "CanaryWeight", "AnalysisFailed", "Promoting", "Succeeded",
-                               "RolledBack") and not event["message"].startswith(("Ready=", "CanaryReady=")):
+                               "RolledBack") and revision in event["message"] \
+                and not event["message"].startswith(("Ready=", "CanaryReady=")):
             print(f"  event {event['reason']}: {event['message']}")
     stable, champion = s["stable"]["modelVersion"], alias("champion")
     if champion != stable:
@@ -219,6 +224,25 @@ def bad_version() -> None:
     print(version.version)
 
 
+def curl(incoming: Path) -> None:
+    s = wait_serving(120)
+    user = known_users(incoming)[0]
+    body = json.dumps({"inputs": [{"name": "user", "shape": [1], "datatype": "INT64", "data": [user]},
+                                  {"name": "k", "shape": [1], "datatype": "INT64", "data": [10]}]})
+    command = ["curl", "-sf", f"{s['url']}/v2/models/{ISVC}/infer", "-H", "Content-Type: application/json",
+               "-d", body]
+    print("  $ " + " ".join(shlex.quote(part) for part in command))
+    answer = json.loads(subprocess.run(command, check=True, capture_output=True, text=True, timeout=30).stdout)
+    got = outputs(answer)
+    movies = {r["movieId"]: r["title"] for r in pq.read_table(incoming / "movies.parquet").to_pylist()}
+    print(f"  user {user}'s top 10 from version {answer['parameters']['modelVersion']}:")
+    for rank, (item, score) in enumerate(zip(got["items"], got["scores"], strict=True), 1):
+        print(f"    {rank:2d}. {movies.get(item, item)}  ({score:.3f})")
+    if answer["parameters"]["modelVersion"] != s["stable"]["modelVersion"]:
+        sys.exit(f"demo: version {answer['parameters']['modelVersion']} answered, "
+                 f"the stable one is {s['stable']['modelVersion']}")
+
+
 def main() -> None:
     command = sys.argv[1]
     if command == "serve":
@@ -227,8 +251,11 @@ def main() -> None:
         rollout(Path(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5]))
     elif command == "bad-version":
         bad_version()
+    elif command == "curl":
+        curl(Path(sys.argv[2]))
     else:
-        sys.exit(f"usage: {sys.argv[0]} serve INCOMING | rollout INCOMING Succeeded|Failed VERSION SECONDS | bad-version")
+        sys.exit(f"usage: {sys.argv[0]} serve INCOMING | rollout INCOMING Succeeded|Failed VERSION SECONDS | "
+                 "bad-version | curl INCOMING")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def demo_env(dev_dir: Path) -> dict[str, str]:
         "METRICS_PORT": str(free_port()),
         "HEALTH_PORT": str(free_port()),
         "PROMETHEUS_PORT": str(free_port()),
+        "MLFLOW_PORT": str(free_port()),
     }
 
 
@@ -126,7 +127,7 @@ def test_demo_tells_its_story_and_demo_down_stops_everything(dev_dir: Path) -> N
         assert processes_of(dev_dir), "the demo's processes keep running until demo-down"
 
         incoming = dev_dir / "movielens" / "incoming"
-        assert len(list(incoming.glob("ratings/*.parquet"))) == 2, "the initial load and one later batch"
+        assert len(list(incoming.glob("ratings/*.parquet"))) == 2, "the initial load and the later ratings"
         lake = kubectl_json(dev_dir, "get", "datalake", "movielens")
         tables = {t["name"]: t for t in lake["status"]["tables"]}
         assert {name: t["rowCount"] for name, t in tables.items()} == landed_rows(incoming)
@@ -155,11 +156,11 @@ def test_demo_tells_its_story_and_demo_down_stops_everything(dev_dir: Path) -> N
         assert [r["phase"] for r in runs] == ["Succeeded", "Succeeded"], runs
         assert runs[0]["snapshotId"] == features["status"]["sourceSnapshotId"] != runs[1]["snapshotId"]
         assert [r["modelVersion"] for r in runs] == ["2", "1"] and tj["status"]["modelVersion"] == "2"
-        # Version 2 must beat version 1, the champion served meanwhile, on the same holdout (the gate's
-        # verdict is deterministic for this data and seed; either way the demo checks what follows).
+        # Version 2 must beat version 1, the champion served meanwhile, on the same holdout: trained on the
+        # later 20% too, it does (for this data and seed, recall@10 0.092 vs 0.084), so the loop closes.
         gate = tj["status"]["gate"]
         promoted = gate["passed"]
-        assert promoted or "does not beat the champion (version 1)" in gate["reason"], gate
+        assert promoted and "beats the champion (version 1)" in gate["reason"], gate
         assert condition(tj, "Ready") == "True"
         lineage = tj["status"]["lineage"]
         assert lineage["modelUri"] == "models:/movielens-two-tower/2" and lineage["loggedModelId"].startswith("m-")
@@ -181,6 +182,14 @@ def test_demo_tells_its_story_and_demo_down_stops_everything(dev_dir: Path) -> N
         assert re.search(rf"event RolledBack: rolling back .*version 3.*@champion stays on version {champion}",
                          demo.stdout)
         assert re.search(r"user \d+: .+; .+", demo.stdout), "recommended titles"
+
+        # It ends with a client's curl line and its answer, and the lineage of what is served.
+        assert re.search(r"\$ curl -sf http://127\.0\.0\.1:\d+/v2/models/movie-recommender/infer", demo.stdout)
+        assert re.search(rf"user \d+'s top 10 from version {champion}:\n(\s+\d+\. .+\n){{10}}", demo.stdout)
+        traced = demo.stdout.rsplit("$ kubectl loom lineage isvc/movie-recommender", 1)[-1]
+        assert f"model movielens-two-tower version {champion}" in traced
+        assert all(str(s["snapshotId"]) in traced for s in lineage["snapshots"]), traced
+        assert "MLflow UI:  http://127.0.0.1:" in demo.stdout
     finally:
         down = run("demo-down.sh", env, DOWN_TIMEOUT)
     assert down.returncode == 0, failure("hack/demo-down.sh", down, dev_dir)
