@@ -24,9 +24,11 @@ throwaway redis-server, so the runtime's online read is a real Redis round trip.
 Both answer the same V2 request (`user` [1] INT64, `k` = 100), users drawn at random from all the sample's.
 Both servers run with the same settings (debug and gzip off, BLAS and onnxruntime on one thread),
 for each --workers value (parallel_workers 0: inference in the HTTP process, as Loom's local serving
-runs it; 1: in one inference worker process, MLServer's default), without MLServer's adaptive batching
-(as deployed) unless --max-batch-size sets it for both. Every server is up for the whole run; only the
-one being measured gets requests.
+runs it; 1: in one inference worker process, MLServer's default). Ours batches concurrent requests
+itself (components/serve/batching.py: whatever arrived while the last batch computed); plain runs
+without MLServer's adaptive batching (as deployed by default) unless --max-batch-size sets it for plain
+(ours cannot take it: it splits answers by one input's size, which a request's `k` breaks). Every
+server is up for the whole run; only the one being measured gets requests.
 
 The load is open loop: request i is due at start + i / rate and goes out on an idle keep-alive
 connection of a pool (asyncio, uvloop when present), or, when all are busy, on the next one to free
@@ -480,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1], help="MLServer parallel_workers values")
     parser.add_argument("--pool", type=int, default=64, help="keep-alive connections of the load")
     parser.add_argument("--max-batch-size", type=int, default=0,
-                        help="MLServer adaptive batching's max_batch_size for both servers (0: off, as deployed)")
+                        help="MLServer adaptive batching's max_batch_size for plain (0: off, as deployed)")
     parser.add_argument("--max-batch-ms", type=float, default=1.0, help="its max_batch_time in ms")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 round of 1 s, parallel_workers 0")
     args = parser.parse_args(argv)
@@ -505,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         for w in args.workers:
             sides["ours", w] = stack.enter_context(mlserver(
                 workdir, "recommender", "serve.runtime.Recommender", ROOT / "components", version, w,
-                {"k": K, "onlineFeatures": online}, batching, also=(redis_pid,)))
+                {"k": K, "onlineFeatures": online}, {}, also=(redis_pid,)))
             sides["plain", w] = stack.enter_context(mlserver(
                 workdir, "plain", "_plain_topk.PlainTopK", ROOT / "bench", version, w, {}, batching))
         user = version.users[0]
@@ -520,8 +522,8 @@ def main(argv: list[str] | None = None) -> int:
               f" {version.real_items:,} real + {ITEMS - version.real_items:,} synthetic items = {ITEMS:,}")
         print(f"check: user {user}'s top-{K} from ours and plain share {overlap:.0%} of items (same model; features"
               f" read online vs vectors computed once)")
-        print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; MLServer adaptive batching"
-              f" {batching or 'off'}; open loop over {args.pool} keep-alive connections; {args.rounds} rounds x"
+        print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; ours batches itself; plain's"
+              f" MLServer adaptive batching {batching or 'off'}; open loop over {args.pool} keep-alive connections; {args.rounds} rounds x"
               f" {args.seconds:g} s per server and rate, alternating; p50, p99, req/s, CPU (servers' and Redis') and"
               f" client lag: medians of the rounds\n")
         results = {rate: compare(loop, sides, version.users, rate, args.seconds, args.rounds, args.pool)
