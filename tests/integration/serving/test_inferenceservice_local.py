@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from prometheus_client import REGISTRY
 
 from loom.config import ExecutorKind
 from loom.devcluster.prometheus import prometheus_server, targets_dir
@@ -305,6 +306,11 @@ def test_a_failing_canary_is_rolled_back_while_the_stable_keeps_serving(
     assert rolled and "request-success-rate" in rolled[0] and "@champion stays on version 1" in rolled[0], rolled
     canary_ready = condition(kc.get("inferenceservice", ISVC), "CanaryReady")
     assert canary_ready is not None and canary_ready["reason"] == "RolledBack"
+    # The operator (in this process) exports the same as gauges.
+    gauge = {"namespace": kc.namespace, "name": ISVC}
+    assert REGISTRY.get_sample_value("loom_canary_failed_checks", gauge) == 2
+    assert REGISTRY.get_sample_value("loom_canary_weight", gauge) == 0
+    assert REGISTRY.get_sample_value("loom_canary_check_passed", gauge | {"metric": "request-success-rate"}) == 0
     # The stable revision answered throughout; failures came only from the canary's share.
     stable = [code for code, v in clients.answers if v == "1"]
     assert stable and all(code == 200 for code in stable)

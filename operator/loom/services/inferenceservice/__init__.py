@@ -17,6 +17,7 @@ from loom.drivers.kube import default_api
 from loom.gpuprofiles import cached_profiles
 from loom.services.context import ReconcileContext
 from loom.services.deletion import Cleanup, remove_workloads
+from loom.services.inferenceservice import gauges
 from loom.services.inferenceservice.act import act, analyse
 from loom.services.inferenceservice.backend import ServingBackend
 from loom.services.inferenceservice.cluster_serving import ClusterServing
@@ -25,7 +26,7 @@ from loom.services.inferenceservice.local_serving import LocalServing
 from loom.services.inferenceservice.observe import observe
 from loom.services.unavailable import read
 
-__all__ = ["delete", "reconcile"]
+__all__ = ["delete", "forget", "reconcile"]
 
 LOCAL_IMAGE = "local"
 
@@ -53,12 +54,20 @@ def reconcile(spec: InferenceServiceSpec, ctx: ReconcileContext) -> Outcome:
     query = next((a for a in decision.actions if isinstance(a, QueryMetrics)), None)
     if query is not None:
         decision = decide(spec, observed, how, ctx.now, analyse(query, spec.target, serving, ctx, ctx.now))
-    return act(decision, spec.target, serving, ctx)
+    outcome = act(decision, spec.target, serving, ctx)
+    gauges.export(ctx.namespace, ctx.name, outcome.fields)
+    return outcome
+
+
+def forget(namespace: str, name: str) -> None:
+    """What the operator itself holds of a deleted InferenceService: its canary gauges."""
+    gauges.forget(namespace, name)
 
 
 def delete(ctx: ReconcileContext) -> Cleanup:
     """Local executor: the model servers and the router go (a cluster's children go with their owner
     reference), and the router's scrape target; the registry is never touched."""
+    forget(ctx.namespace, ctx.name)
     cleanup = remove_workloads(ctx.executor, ctx.namespace, owned_by(OWNER_KIND, ctx.name))
     LocalServing(ctx.executor, ctx.config.tracking_uri, ctx.config.models_dir,
                  ctx.config.prometheus_targets_dir).remove(ctx.namespace, ctx.name)
