@@ -196,6 +196,9 @@ features_follow() {  # the last materialization is of the table's current snapsh
   [[ -n $current && $(materialized) == "$current" ]]
 }
 
+# Where every Loom resource stands: phase, Ready and why, progress, canary weight (the kubectl plugin).
+resources() { echo; kubectl loom status | sed 's/^/  /'; }
+
 # until_ok SECONDS WHAT COMMAND...: COMMAND every 2 s until it succeeds; fails the demo at the deadline.
 until_ok() {
   local seconds=$1 what=$2 deadline
@@ -354,6 +357,7 @@ up() {
 
   step "The TrainingJob trains the two-tower recommender on that snapshot (local torchrun, tracked in MLflow)"
   follow_training "$(features_snapshot)" 900
+  resources
 
   step "The InferenceService serves @champion: MLServer with Loom's recommender, behind Loom's router"
   LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py serve "$INCOMING"
@@ -385,9 +389,11 @@ up() {
       LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py serve "$INCOMING"
     fi
 
+    resources
     step "A broken version under @challenger (its user id map shifted: 30% of its requests fail) is rolled back"
     bad=$(LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py bad-version)
     LOOM_STATE_DIR="$STATE" "$PY" hack/demo_serving.py rollout "$INCOMING" Failed "$bad" 300
+    resources
   fi
   kubectl wait datalake/movielens featureset/user-features trainingjob/movielens-two-tower inferenceservice/movie-recommender \
     --for=condition=Ready --timeout=120s >/dev/null
