@@ -40,21 +40,22 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv-serve: $(SERVE_STAMP) ## Create .venv-serve with MLServer and the recommender runtime's dependencies (requirements/serve.txt).
 
-$(SERVE_STAMP): requirements/serve.txt
-	test -x $(VENV_SERVE)/bin/python || $(PYTHON) -m venv $(VENV_SERVE)
-	$(VENV_SERVE)/bin/python -m pip install -q --upgrade pip
-	$(VENV_SERVE)/bin/python -m pip install -q -r requirements/serve.txt
-	rm -f $(VENV_SERVE)/.installed-*
+# locked_venv DIR REQUIREMENTS: a virtualenv of its own installed from a fully pinned requirements file.
+define locked_venv
+	test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q -r $(2)
+	rm -f $(1)/.installed-*
 	touch $@
+endef
+
+$(SERVE_STAMP): requirements/serve.txt
+	$(call locked_venv,$(VENV_SERVE),$<)
 
 venv-pipelines: $(PIPELINES_STAMP) ## Create .venv-pipelines with kfp and the pipeline components' dependencies (requirements/pipelines.txt).
 
 $(PIPELINES_STAMP): requirements/pipelines.txt
-	test -x $(VENV_PIPELINES)/bin/python || $(PYTHON) -m venv $(VENV_PIPELINES)
-	$(VENV_PIPELINES)/bin/python -m pip install -q --upgrade pip
-	$(VENV_PIPELINES)/bin/python -m pip install -q -r requirements/pipelines.txt
-	rm -f $(VENV_PIPELINES)/.installed-*
-	touch $@
+	$(call locked_venv,$(VENV_PIPELINES),$<)
 
 pipelines: venv-pipelines ## Compile pipelines/lake_to_serving.py to its IR YAML, pipelines/lake_to_serving.yaml.
 	$(VENV_PIPELINES)/bin/python pipelines/lake_to_serving.py compile pipelines/lake_to_serving.yaml

@@ -27,15 +27,17 @@ LOGS="$DEV_DIR/logs"          # operator.log, redis.log, prometheus.log and mlfl
 
 die() { echo "demo: $*" >&2; exit 1; }
 
-# Live pids of the operator and of every workload process it started. /proc has the environment a
-# process started with, so a shell that exports the variable later does not match.
-state_pids() {
+# pids_with VAR=VALUE: live processes (not this shell) started with that environment variable. /proc has
+# the environment a process started with, so a shell that exports the variable later does not match.
+pids_with() {
   local pid
-  for pid in $({ grep -lzxF "LOOM_STATE_DIR=$STATE" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3); do
+  for pid in $({ grep -lzxF "$1" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3); do
     [[ $pid != "$$" && $pid != "$BASHPID" ]] && alive "$pid" && echo "$pid"
   done
   return 0
 }
+# The operator and every workload process it started.
+state_pids() { pids_with "LOOM_STATE_DIR=$STATE"; }
 alive() {  # not exited (a zombie has)
   local stat
   { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
@@ -60,13 +62,7 @@ pids_in() {
 }
 redis_pids() { pids_in "$REDIS_DIR" redis-server; }
 prometheus_pids() { pids_in "$PROM_DIR" prometheus; }
-mlflow_pids() {
-  local pid
-  for pid in $({ grep -lzxF "LOOM_DEMO_MLFLOW_UI=$DEV_DIR" /proc/[0-9]*/environ 2>/dev/null || true; } | cut -d/ -f3); do
-    [[ $pid != "$$" && $pid != "$BASHPID" ]] && alive "$pid" && echo "$pid"
-  done
-  return 0
-}
+mlflow_pids() { pids_with "LOOM_DEMO_MLFLOW_UI=$DEV_DIR"; }
 
 # stop WHAT FINDER: SIGTERM to what FINDER lists, SIGKILL to what is left after 30 s; returns once
 # FINDER lists nothing. Each pid is signalled only while FINDER still names it.

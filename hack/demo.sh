@@ -92,48 +92,48 @@ start_redis() {
 # Prometheus scraping the routers the operator announces (file_sd targets in $PROM_DIR/targets), every
 # second, so the canary analysis sees a step's traffic within its 10 s interval.
 start_prometheus() {
-  local pid
-  pid=$(prometheus_pids)
-  if [[ -n $pid ]]; then
-    curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null || die "the prometheus of $DEV_DIR (pid $pid) does not answer $PROMETHEUS_URL; \`make demo-down\` stops it"
-    echo "prometheus running (pid $pid, $PROMETHEUS_URL)"
-    return
-  fi
-  ! curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null 2>&1 || die "$PROMETHEUS_URL already serves another Prometheus; set PROMETHEUS_PORT"
+  ! reused "$(prometheus_pids | head -1)" "$PROMETHEUS_URL" /-/ready prometheus PROMETHEUS_PORT || return 0
   mkdir -p "$PROM_DIR/targets"
   "$PY" -c 'import sys; from pathlib import Path; from loom.devcluster.prometheus import write_config; write_config(Path(sys.argv[1]), "1s")' "$PROM_DIR"
   # In its dir (how demo-down finds it); exec, so no shell lingers holding the demo's output open.
   (cd "$PROM_DIR" && exec setsid prometheus --config.file=prometheus.yml --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
     --storage.tsdb.path=data --storage.tsdb.retention.time=2d) </dev/null >>"$LOGS/prometheus.log" 2>&1 &
+  answers "$PROMETHEUS_URL/-/ready" prometheus "$LOGS/prometheus.log"
+  echo "prometheus running ($PROMETHEUS_URL, data in $PROM_DIR)"
+}
+
+# reused PID URL HEALTH WHAT PORT_VARIABLE: true when WHAT of this DEV_DIR already runs (PID) and
+# URL/HEALTH answers; false when none runs and URL is free to take; fails when URL answers for another.
+reused() {
+  if [[ -n $1 ]]; then
+    curl -sf "$2$3" >/dev/null || die "the $4 of $DEV_DIR (pid $1) does not answer $2; \`make demo-down\` stops it"
+    echo "$4 running (pid $1, $2)"
+    return 0
+  fi
+  ! curl -sf "$2$3" >/dev/null 2>&1 || die "$2 already serves something else; set $5"
+  return 1
+}
+
+# answers URL WHAT LOG: wait up to a minute for URL to answer; else the end of LOG, and fail.
+answers() {
   for _ in $(seq 1 120); do
-    curl -sf "$PROMETHEUS_URL/-/ready" >/dev/null 2>&1 && { echo "prometheus running ($PROMETHEUS_URL, data in $PROM_DIR)"; return; }
+    curl -sf "$1" >/dev/null 2>&1 && return
     sleep 0.5
   done
-  tail -5 "$LOGS/prometheus.log" >&2
-  die "prometheus did not start; see $LOGS/prometheus.log"
+  tail -5 "$3" >&2
+  die "$2 did not start; see $3"
 }
 
 # The MLflow UI over the store the operator and its runs write (OperatorConfig's default under $STATE),
 # without MLflow's job runner (seven worker processes the demo has no use for).
 start_mlflow_ui() {
-  local pid
-  pid=$(mlflow_pids | head -1)
-  if [[ -n $pid ]]; then
-    curl -sf "$MLFLOW_URL/health" >/dev/null || die "the MLflow UI of $DEV_DIR (pid $pid) does not answer $MLFLOW_URL; \`make demo-down\` stops it"
-    echo "MLflow UI running (pid $pid, $MLFLOW_URL)"
-    return
-  fi
-  ! curl -sf "$MLFLOW_URL/health" >/dev/null 2>&1 || die "$MLFLOW_URL already serves something else; set MLFLOW_PORT"
+  ! reused "$(mlflow_pids | head -1)" "$MLFLOW_URL" /health "MLflow UI" MLFLOW_PORT || return 0
   mkdir -p "$STATE/mlflow"
   LOOM_DEMO_MLFLOW_UI="$DEV_DIR" MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false setsid "$(dirname "$PY")/mlflow" server \
     --backend-store-uri "sqlite:///$STATE/mlflow/mlflow.db" --default-artifact-root "file://$STATE/mlflow/artifacts" \
     --host 127.0.0.1 --port "$MLFLOW_PORT" --workers 1 </dev/null >>"$LOGS/mlflow.log" 2>&1 &
-  for _ in $(seq 1 120); do
-    curl -sf "$MLFLOW_URL/health" >/dev/null 2>&1 && { echo "MLflow UI running ($MLFLOW_URL)"; return; }
-    sleep 0.5
-  done
-  tail -5 "$LOGS/mlflow.log" >&2
-  die "the MLflow UI did not start; see $LOGS/mlflow.log"
+  answers "$MLFLOW_URL/health" "the MLflow UI" "$LOGS/mlflow.log"
+  echo "MLflow UI running ($MLFLOW_URL)"
 }
 
 start_operator() {
