@@ -150,6 +150,20 @@ def test_kserve_children_follow_the_layout_from_stable_to_canary_to_promotion(
     assert spec["predictor"]["name"] == V4.name and "canary" not in spec
 
 
+def test_switching_the_target_removes_the_other_targets_children(
+    kube_api: KubeHttp, backend: ClusterServing, namespace: str, owner: OwnerRef
+) -> None:
+    on_seldon = layout(namespace, owner, V3, V4, weight=20)
+    backend.apply(on_seldon, Target.SELDON)
+    assert_exactly(kube_api, on_seldon, Target.SELDON)
+    backend.apply(on_seldon, Target.KSERVE)
+    found = assert_exactly(kube_api, on_seldon, Target.KSERVE)
+    assert not found["Model"] and not found["Server"] and not found["Experiment"]
+    backend.apply(on_seldon, Target.SELDON)
+    found = assert_exactly(kube_api, on_seldon, Target.SELDON)
+    assert not found["InferenceService"] and not found["ServingRuntime"]
+
+
 def test_seldon_readiness_is_the_models_and_for_the_canary_the_experiments(
     kube_api: KubeHttp, backend: ClusterServing, namespace: str, owner: OwnerRef
 ) -> None:

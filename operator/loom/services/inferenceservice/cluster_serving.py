@@ -1,7 +1,8 @@
 """The serving backend of a cluster: an InferenceService's revisions as Seldon Core 2 or KServe objects
 (`builders.serving` lays them out), server-side applied under the operator's field manager; children
 of revisions the layout no longer has (the old stable after a promotion, the Experiment once there is
-no canary) are found by the owner label and deleted.
+no canary), and those of the other target after spec.target changed, are found by the owner label
+and deleted.
 
 Readiness is what Seldon's and KServe's controllers write in status, counted only for the object's
 current generation. Seldon: a revision's Model has ModelReady; with a canary on record, the canary
@@ -149,6 +150,11 @@ class ClusterServing:
         applied = self._children.apply(built.manifests, layout.kinds)
         selector = label_selector(owned_by(builder.OWNER_KIND, serving.name))
         self._children.prune(serving.namespace, selector, layout.kinds, built.manifests)
+        for other, retired in LAYOUTS.items():  # what a previous spec.target left, where installed
+            if other != target:
+                installed = self._children.unserved(retired.kinds)
+                self._children.prune(serving.namespace, selector,
+                                     [k for k in retired.kinds if k not in installed], ())
         url: str | None
         if target == Target.SELDON:
             url = seldon_url(serving.namespace)
