@@ -100,14 +100,15 @@ def test_seldon_children_follow_the_layout_from_stable_to_canary_to_promotion(
     applied = backend.apply(stable, Target.SELDON)
     assert applied.url == f"http://seldon-mesh.{namespace}" and applied.warnings == ()
     found = assert_exactly(kube_api, stable, Target.SELDON)
-    assert set(found["Model"]) == {V3.name} and set(found["Server"]) == {NAME} and not found["Experiment"]
+    assert set(found["Model"]) == {V3.name} and set(found["Server"]) == {NAME}
+    assert found["Experiment"][NAME]["spec"] == {"candidates": [{"name": V3.name, "weight": 100}]}
     assert found["Model"][V3.name]["metadata"]["ownerReferences"][0]["uid"] == owner.uid
 
     canary = layout(namespace, owner, V3, V4, weight=20)
     assert backend.apply(canary, Target.SELDON).warnings == ()
     found = assert_exactly(kube_api, canary, Target.SELDON)
     assert found["Experiment"][NAME]["spec"] == {
-        "default": V3.name, "candidates": [{"name": V3.name, "weight": 80}, {"name": V4.name, "weight": 20}]}
+        "candidates": [{"name": V3.name, "weight": 80}, {"name": V4.name, "weight": 20}]}
 
     shadow = layout(namespace, owner, V3, V4, weight=0, mirror=50)
     backend.apply(shadow, Target.SELDON)
@@ -123,7 +124,8 @@ def test_seldon_children_follow_the_layout_from_stable_to_canary_to_promotion(
     promoted = layout(namespace, owner, V4)
     backend.apply(promoted, Target.SELDON)
     found = assert_exactly(kube_api, promoted, Target.SELDON)
-    assert set(found["Model"]) == {V4.name} and set(found["Server"]) == {NAME} and not found["Experiment"]
+    assert set(found["Model"]) == {V4.name} and set(found["Server"]) == {NAME}
+    assert found["Experiment"][NAME]["spec"] == {"candidates": [{"name": V4.name, "weight": 100}]}, "the same endpoint"
 
 
 def test_kserve_children_follow_the_layout_from_stable_to_canary_to_promotion(
@@ -164,7 +166,7 @@ def test_switching_the_target_removes_the_other_targets_children(
     assert not found["InferenceService"] and not found["ServingRuntime"]
 
 
-def test_seldon_readiness_is_the_models_and_for_the_canary_the_experiments(
+def test_seldon_readiness_is_the_experiments_then_the_models(
     kube_api: KubeHttp, backend: ClusterServing, namespace: str, owner: OwnerRef
 ) -> None:
     assert backend.metric_source(Target.SELDON) == MetricSource.SELDON
@@ -179,11 +181,12 @@ def test_seldon_readiness_is_the_models_and_for_the_canary_the_experiments(
     assert ready(V3, V4) == frozenset()
     write_status(kube_api, models, V3.name, {"ModelReady": "True", "Ready": "True"})
     write_status(kube_api, models, V4.name, {"ModelReady": "True", "Ready": "True"})
-    assert ready(V3, V4) == {V3.name}, "the canary takes traffic only through a ready Experiment"
-    assert ready(V3) == {V3.name}
+    assert ready(V3, V4) == frozenset(), "clients call the Experiment: nothing serves before it is ready"
+    assert ready(V3) == frozenset()
 
     write_status(kube_api, experiments, NAME, {"ExperimentReady": "True", "CandidatesReady": "False"})
     assert ready(V3, V4) == {V3.name}
+    assert ready(V3) == {V3.name}
     write_status(kube_api, experiments, NAME, {"ExperimentReady": "True", "CandidatesReady": "True"})
     assert ready(V3, V4) == {V3.name, V4.name}
 
@@ -195,6 +198,8 @@ def test_seldon_readiness_is_the_models_and_for_the_canary_the_experiments(
 
     write_status(kube_api, models, V4.name, {"ModelReady": "False", "Ready": "False"})
     assert ready(V3, V4) == {V3.name}
+    write_status(kube_api, experiments, NAME, {"ExperimentReady": "False"})
+    assert ready(V3, V4) == frozenset()
 
 
 def test_kserve_readiness_is_the_predictor_and_canary_conditions_of_the_spec_names(

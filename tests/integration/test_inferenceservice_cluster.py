@@ -203,21 +203,25 @@ def test_seldon_serves_the_champion_and_promotes_the_challenger(
     assert server["spec"]["podSpec"]["containers"][0]["image"] == IMAGE
     assert owned_by_isvc(model, uid) and owned_by_isvc(server, uid)
 
-    # Not ready until Seldon says the Model is loaded.
+    # The Experiment clients call, named after the InferenceService: the same endpoint for every version.
+    experiment = appears(kube_api, EXPERIMENT, namespace, ISVC, "the Experiment")
+    assert experiment["spec"] == {"candidates": [{"name": V1, "weight": 100}]} and owned_by_isvc(experiment, uid)
+
+    # Not ready until Seldon says the Model is loaded and the Experiment routes to it.
     condition_reaches(kc, "PredictorReady", status="False", reason="RevisionNotReady")
     assert conditions(kc, "Ready")[0]["status"] == "False" and status(kc)["phase"] == "Initializing"
     seldon_reports_ready(kube_api, MODEL, namespace, V1, MODEL_READY)
+    condition_reaches(kc, "PredictorReady", status="False", reason="RevisionNotReady")
+    seldon_reports_ready(kube_api, EXPERIMENT, namespace, ISVC, EXPERIMENT_READY)
     first = serving_stable(kc, "Initialized")
     assert first["url"] == f"http://seldon-mesh.{namespace}" and first["stable"]["modelVersion"] == "1"
     assert conditions(kc, "PredictorReady")[0]["reason"] == "RevisionReady"
 
-    # The challenger: its Model, and an Experiment that keeps all traffic on the stable while it loads.
+    # The challenger: its Model, while the Experiment keeps all traffic on the stable as it loads.
     assert registry.register("challenger") == "2"
     canary = appears(kube_api, MODEL, namespace, V2, "the Model of version 2")
     assert canary["spec"]["storageUri"] == registry.download_uri("2") and owned_by_isvc(canary, uid)
-    experiment = appears(kube_api, EXPERIMENT, namespace, ISVC, "the Experiment")
-    assert experiment["spec"] == {"default": V1, "candidates": [{"name": V1, "weight": 100}]}
-    assert owned_by_isvc(experiment, uid)
+    assert child(kube_api, EXPERIMENT, namespace, ISVC)["spec"] == {"candidates": [{"name": V1, "weight": 100}]}
     progressing = phase_reaches(kc, "Progressing")
     assert progressing["canary"]["modelVersion"] == "2" and progressing["canaryWeight"] == 0, progressing
     assert conditions(kc, "CanaryReady")[0]["reason"] == "CanaryNotReady"
@@ -241,7 +245,8 @@ def test_seldon_serves_the_champion_and_promotes_the_challenger(
     assert done["stable"]["modelVersion"] == "2" and done.get("canary") is None
     assert registry.alias("champion") == "2"
     eventually(lambda: names(kube_api, MODEL, namespace) == {V2}, what="the Model of version 1 deleted")
-    eventually(lambda: not names(kube_api, EXPERIMENT, namespace), what="the Experiment deleted")
+    eventually(lambda: child(kube_api, EXPERIMENT, namespace, ISVC)["spec"] == {
+        "candidates": [{"name": V2, "weight": 100}]}, what="the Experiment routing all to version 2")
     assert names(kube_api, SERVER, namespace) == {ISVC}
     serving_stable(kc, "Succeeded")
     reasons = events(kc)
@@ -271,7 +276,8 @@ def test_a_deleted_model_of_the_stable_revision_is_applied_again(
     registry.register("champion")
     kc.apply(inferenceservice(uri=f"models:/{MODEL_NAME}/1"))
     model = appears(kube_api, MODEL, namespace, V1, "the Model of version 1")
-    seldon_reports_ready(kube_api, MODEL, namespace, V1, MODEL_READY)
+    appears(kube_api, EXPERIMENT, namespace, ISVC, "the Experiment")
+    seldon_keeps_up(kube_api, namespace)
     serving_stable(kc, "Initialized")
 
     kube_api.delete(MODEL.path(namespace, V1))
@@ -294,6 +300,8 @@ def test_a_model_reported_ready_wakes_its_inferenceservice(
     with running.runner:
         kc.apply(inferenceservice(uri=f"models:/{MODEL_NAME}/1"))
         appears(kube_api, MODEL, namespace, V1, "the Model of version 1")
+        appears(kube_api, EXPERIMENT, namespace, ISVC, "the Experiment")
+        seldon_reports_ready(kube_api, EXPERIMENT, namespace, ISVC, EXPERIMENT_READY)
         condition_reaches(kc, "PredictorReady", status="False", reason="RevisionNotReady")
         seldon_reports_ready(kube_api, MODEL, namespace, V1, MODEL_READY)
         serving_stable(kc, "Initialized", timeout=20)

@@ -84,8 +84,12 @@ def _kinds(manifests: ServingManifests) -> list[tuple[str, str]]:
     return [(m["kind"], m["metadata"]["name"]) for m in manifests.manifests]
 
 
-def test_seldon_has_an_experiment_only_with_a_canary() -> None:
-    assert _kinds(builder.seldon(CASES["stable"])) == [("Server", "recommender"), ("Model", "recommender-v3")]
+def test_seldon_has_an_experiment_named_after_the_service_with_or_without_a_canary() -> None:
+    """The Experiment is the endpoint clients call (`recommender.experiment`), across promotions."""
+    assert _kinds(builder.seldon(CASES["stable"])) == [
+        ("Server", "recommender"), ("Model", "recommender-v3"), ("Experiment", "recommender")]
+    assert builder.seldon(CASES["stable"]).manifests[-1]["spec"] == {
+        "candidates": [{"name": "recommender-v3", "weight": 100}]}
     assert _kinds(builder.seldon(CASES["canary"])) == [
         ("Server", "recommender"), ("Model", "recommender-v3"), ("Model", "recommender-v4"),
         ("Experiment", "recommender")]
@@ -99,17 +103,15 @@ def _experiment(split: Split) -> dict[str, Any]:
 
 def test_seldon_candidates_carry_the_split() -> None:
     assert _experiment(Split(STABLE.name, CANARY.name, canary_weight=20)) == {
-        "default": "recommender-v3",
         "candidates": [{"name": "recommender-v3", "weight": 80}, {"name": "recommender-v4", "weight": 20}],
     }
-    # the default stays a candidate, as Seldon requires, even with no traffic left
+    # the stable stays a candidate, as Seldon requires one, even with no traffic left
     assert _experiment(Split(STABLE.name, CANARY.name, canary_weight=100))["candidates"] == [
         {"name": "recommender-v3", "weight": 0}, {"name": "recommender-v4", "weight": 100}]
 
 
 def test_seldon_mirrors_only_to_a_canary_that_is_no_candidate() -> None:
     assert _experiment(Split(STABLE.name, CANARY.name, canary_weight=0, mirror=50)) == {
-        "default": "recommender-v3",
         "candidates": [{"name": "recommender-v3", "weight": 100}],
         "mirror": {"name": "recommender-v4", "percent": 50},
     }

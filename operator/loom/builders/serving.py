@@ -5,8 +5,9 @@ its model settings' `parameters.extra` says where the online features are.
 Seldon Core 2 (`mlops.seldon.io/v1alpha1`): a `Server` on Seldon's stock `mlserver` ServerConfig with
 the serve image and the capability `loom-recommender` (Seldon's documented way to a custom MLServer
 image: no ServerConfig of our own), one `Model` per revision requiring that capability and pinned to
-that Server, and, while there is a canary, one `Experiment` whose `default` is the stable Model:
-`candidates` weighted by the split (a candidate's share is its weight over the sum) and `mirror`,
+that Server, and one `Experiment` named after the InferenceService, the endpoint clients call
+(`<name>.experiment`) whichever revisions serve: `candidates` weighted by the split (the stable
+always; a candidate's share is its weight over the sum) and `mirror`,
 which Seldon allows only to a model that is not a candidate: the canary of a shadow phase (weight 0).
 Seldon's agent reads the model settings from the artifact's `model-settings.json` and sets each
 `Model.spec.parameters` entry as a string in `parameters.extra`, so structured values travel as JSON.
@@ -136,16 +137,16 @@ def _seldon_mirrors(split: Split) -> bool:
 
 
 def seldon_experiment(serving: Serving) -> dict[str, Any]:
-    """The split between the stable Model (the default, whose endpoint the Experiment takes over,
-    always a candidate as Seldon requires) and the canary, a candidate only while it takes traffic."""
+    """The InferenceService's endpoint: an Experiment named after it, without a `default`, so clients
+    call `<name>.experiment` (header `Seldon-Model`) and keep calling it across promotions, when the
+    revisions' Models come and go. Its candidates are the stable Model (always, as Seldon requires) and
+    the canary while it takes traffic."""
     split = serving.split
-    if split.canary is None:
-        raise ValueError(f"InferenceService {serving.name} has no canary to experiment with")
     candidates = [{"name": split.stable, "weight": split.stable_weight}]
-    if split.canary_weight > 0:
+    if split.canary is not None and split.canary_weight > 0:
         candidates.append({"name": split.canary, "weight": split.canary_weight})
-    spec: dict[str, Any] = {"default": split.stable, "candidates": candidates}
-    if _seldon_mirrors(split):
+    spec: dict[str, Any] = {"candidates": candidates}
+    if split.canary is not None and _seldon_mirrors(split):
         spec["mirror"] = {"name": split.canary, "percent": split.mirror}
     return {
         "apiVersion": SELDON_API_VERSION,
@@ -156,16 +157,15 @@ def seldon_experiment(serving: Serving) -> dict[str, Any]:
 
 
 def seldon(serving: Serving) -> ServingManifests:
-    """Server, one Model per revision, and the Experiment while there is a canary; a mirror Seldon
-    cannot carry (to a canary that also takes traffic) becomes a warning."""
-    manifests = [seldon_server(serving), *(seldon_model(serving, r) for r in _revisions(serving))]
+    """Server, one Model per revision, and the Experiment that is the endpoint; a mirror Seldon cannot
+    carry (to a canary that also takes traffic) becomes a warning."""
+    manifests = [seldon_server(serving), *(seldon_model(serving, r) for r in _revisions(serving)),
+                 seldon_experiment(serving)]
     warnings: list[str] = []
-    if serving.canary is not None:
-        manifests.append(seldon_experiment(serving))
-        split = serving.split
-        if split.mirror > 0 and not _seldon_mirrors(split):
-            warnings.append(f"Seldon cannot mirror to a candidate: the {split.mirror}% mirror to {split.canary} "
-                            f"is not applied while it takes {split.canary_weight}% of the traffic")
+    split = serving.split
+    if serving.canary is not None and split.mirror > 0 and not _seldon_mirrors(split):
+        warnings.append(f"Seldon cannot mirror to a candidate: the {split.mirror}% mirror to {split.canary} "
+                        f"is not applied while it takes {split.canary_weight}% of the traffic")
     return ServingManifests(tuple(manifests), tuple(warnings))
 
 

@@ -5,15 +5,16 @@ no canary), and those of the other target after spec.target changed, are found b
 and deleted.
 
 Readiness is what Seldon's and KServe's controllers write in status, counted only for the object's
-current generation. Seldon: a revision's Model has ModelReady; with a canary on record, the canary
-takes traffic only through the Experiment, so it counts ready only while the Experiment (whose
-default is the stable) has ExperimentReady, and CandidatesReady and MirrorReady where reported.
+current generation. Seldon: clients call the Experiment, so nothing is ready before it is
+ExperimentReady; then the stable is ready with its Model's ModelReady, and a canary with its Model's
+and the Experiment's current spec ready (CandidatesReady and MirrorReady too where reported).
 KServe: the InferenceService's PredictorReady makes the predictor named in its spec ready, CanaryReady
 the canary named in `canary[]`.
 
 Where clients send requests: KServe's `status.url`; for Seldon, the namespace's Seldon mesh
-(`http://seldon-mesh.<namespace>`, /v2/models/<model>/infer), where the Experiment splits the
-requests for the stable Model's name.
+(`http://seldon-mesh.<namespace>`, /v2/models/<name>/infer with the header `Seldon-Model:
+<name>.experiment`), where the Experiment named after the InferenceService splits them; that
+endpoint outlives every promotion.
 
 An observe reads discovery (one GET per group version: a target whose CRDs are not installed is
 `missing`, naming the fix) and one LIST per kind it needs by the owner label, never a GET per child."""
@@ -81,16 +82,14 @@ def seldon_url(namespace: str) -> str:
 
 def seldon_ready(revisions: Sequence[str], models: Sequence[Mapping[str, Any]],
                  experiment: Mapping[str, Any] | None) -> frozenset[str]:
-    """The first of `revisions` is the stable: ready with its Model. Any other is a canary: ready with
-    its Model and an Experiment that splits the stable's requests and is ready itself."""
-    if not revisions:
+    """None while the Experiment clients call is not ExperimentReady. Then the stable (the first of
+    `revisions`) is ready with its Model, also while Seldon applies a newer spec of the Experiment (the
+    split in force keeps routing); a canary only once the Experiment's current spec is ready."""
+    if not revisions or experiment is None or condition_status(experiment, EXPERIMENT_READY) is not True:
         return frozenset()
     with_model = {m["metadata"]["name"] for m in models if holds(m, (MODEL_READY,))}
-    stable = revisions[0]
-    ready = {stable} & with_model
-    routed = (experiment is not None and (experiment.get("spec") or {}).get("default") == stable
-              and holds(experiment, (EXPERIMENT_READY,), EXPERIMENT_PARTS))
-    if routed:
+    ready = {revisions[0]} & with_model
+    if holds(experiment, (EXPERIMENT_READY,), EXPERIMENT_PARTS):
         ready |= set(revisions[1:]) & with_model
     return frozenset(ready)
 
@@ -135,9 +134,7 @@ class ClusterServing:
         names = list(dict.fromkeys(r.name for r in revisions))
         if target == Target.SELDON:
             models = self._children.listed(MODEL, namespace, selector)
-            experiment = None
-            if len(names) > 1:
-                experiment = _named(self._children.listed(EXPERIMENT, namespace, selector), name)
+            experiment = _named(self._children.listed(EXPERIMENT, namespace, selector), name)
             return Served(seldon_ready(names, models, experiment), seldon_url(namespace))
         service = _named(self._children.listed(KSERVE_SERVICE, namespace, selector), name)
         if service is None:
