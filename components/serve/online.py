@@ -8,6 +8,7 @@ features on every request, so keys' fixed parts and hash fields are computed onc
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,9 @@ from .feast_layout import EntityKeys, decode_value, feature_field
 @dataclass(frozen=True)
 class OnlineSource:
     """Where a FeatureSet's view lives online, as the serving runtime is told (model settings):
-    Feast's Redis `connection_string`, the Feast project, the view, its join keys with their feast
-    value types (e.g. {"userId": "INT64"}) and the features to read."""
+    Feast's Redis `connection_string` (or `connectionEnv`, the variable that holds it when it comes
+    from a Secret), the Feast project, the view, its join keys with their feast value types (e.g.
+    {"userId": "INT64"}) and the features to read."""
 
     connection: str
     project: str
@@ -31,7 +33,11 @@ class OnlineSource:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> OnlineSource:
-        return cls(data["connection"], data["project"], data["view"], dict(data["joinKeys"]),
+        if "connection" in data:
+            connection = data["connection"]
+        elif (connection := os.environ.get(data["connectionEnv"])) is None:
+            raise ValueError(f"onlineFeatures.connectionEnv: the variable {data['connectionEnv']} is not set")
+        return cls(connection, data["project"], data["view"], dict(data["joinKeys"]),
                    list(data.get("features", [])))
 
 

@@ -13,9 +13,10 @@ import pytest
 from loom.api.inferenceservice import InferenceServiceSpec, InferenceServiceStatus, Revision, RolloutPhase
 from loom.api.kinds import FEATURESET
 from loom.api.trainingjob import Lineage
+from loom.domain.materialization import ONLINE_CONNECTION_ENV
 from loom.domain.outcome import Observed
 from loom.domain.rollout import MetricResult, QueryMetrics, Split
-from loom.domain.workloads import OwnerRef
+from loom.domain.workloads import OwnerRef, SecretEnv
 from loom.services.inferenceservice.actions import MoveAlias, Serve
 from loom.services.inferenceservice.backend import Served
 from loom.services.inferenceservice.decide import FEATURES_READY, MODEL_READY, Settings, decide
@@ -94,6 +95,18 @@ def test_nothing_is_laid_out_until_the_source_names_a_version(changes: dict[str,
     assert (model.status, model.reason) == (False, reason)
     assert serve(decision.actions) is None
     assert decision.outcome.retry_after == retry
+
+
+def test_an_online_connection_held_in_a_secret_reaches_the_servers_as_a_secret_reference_only() -> None:
+    secret = SecretEnv(ONLINE_CONNECTION_ENV, "redis-credentials", "connection")
+    held = OnlineFeatures("", "loom_ml", "user_features", {"userId": "INT64"}, secret)
+    laid = serve(decide(spec(), observed(online=held), SETTINGS, NOW).actions)
+    assert laid is not None and laid.serving.secret_env == (secret,)
+    assert laid.serving.extra["onlineFeatures"] == {
+        "connectionEnv": ONLINE_CONNECTION_ENV, "project": "loom_ml", "view": "user_features",
+        "joinKeys": {"userId": "INT64"}}
+    plain = serve(decide(spec(), observed(), SETTINGS, NOW).actions)
+    assert plain is not None and plain.serving.secret_env == ()
 
 
 def test_the_first_version_is_laid_out_alone_and_initialized_once_ready() -> None:

@@ -16,9 +16,10 @@ import yaml
 from loom.api.inferenceservice import Revision
 from loom.builders import serving as builder
 from loom.builders.training import node_shape
+from loom.domain.materialization import ONLINE_CONNECTION_ENV
 from loom.domain.rollout import Split
 from loom.domain.serving import Serving, ServingManifests
-from loom.domain.workloads import OwnerRef
+from loom.domain.workloads import OwnerRef, SecretEnv
 from loom.gpuprofiles import load_profiles
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,6 +55,10 @@ CASES: dict[str, Serving] = {
     "gpu-profile": service(Split(STABLE.name, CANARY.name, canary_weight=30), canary=CANARY,
                            node=node_shape(PROFILES["nvidia-l4"], None, None), min_replicas=None,
                            max_replicas=None, model_memory=None),
+    # the FeatureSet's online connection held in a Secret: a secretKeyRef on the server, never the value
+    "online-secret": service(Split(STABLE.name), secret_env=(SecretEnv(ONLINE_CONNECTION_ENV, "redis", "url"),),
+                             extra={"k": 20, "onlineFeatures": {**{k: v for k, v in ONLINE.items() if k != "connection"},
+                                                                "connectionEnv": ONLINE_CONNECTION_ENV}}),
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from loom.builders import pods
 from loom.builders.labels import workload_labels
 from loom.domain.workloads import EXIT_INPUT_ERROR, FILES_ENV, Workload
 
@@ -47,11 +48,7 @@ def config_map(workload: Workload) -> dict[str, Any]:
 def _env(workload: Workload) -> list[dict[str, Any]]:
     values = {**workload.env, FILES_ENV: FILES_DIR} if workload.files else workload.env
     plain = [{"name": k, "value": v} for k, v in sorted(values.items())]
-    secret = [
-        {"name": s.name, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
-        for s in workload.secret_env
-    ]
-    return plain + secret
+    return plain + pods.secret_env(workload.secret_env)
 
 
 def _job_spec(workload: Workload, image: str, components_dir: str) -> dict[str, Any]:

@@ -75,6 +75,7 @@ def revision_workload(serving: Serving, revision: Revision, files: Path) -> Work
         # One process serving in its event loop: no inference worker to hand requests to (lower latency
         # on two cores; BLAS and onnxruntime use one thread either way).
         env={"MLSERVER_HOST": "127.0.0.1", "MLSERVER_PARALLEL_WORKERS": "0", "OMP_NUM_THREADS": "1"},
+        secret_env=serving.secret_env,
         files={SETTINGS_FILE: settings},
         service=Service(ports={HTTP_PORT: 0, GRPC_PORT: 0, METRICS_PORT: 0}, ready_port=HTTP_PORT,
                         ready_path=READY_PATH, **BACKOFF),

@@ -3,9 +3,11 @@ training (TrainJob, PyTorchJob) and serving (Seldon Server, KServe predictor) al
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from loom.domain.training import NodeShape
+from loom.domain.workloads import SecretEnv
 
 
 def resources(node: NodeShape) -> dict[str, dict[str, str]]:
@@ -26,3 +28,8 @@ def placement(node: NodeShape) -> dict[str, Any]:
     if node.tolerations:
         found["tolerations"] = [t.to_wire() for t in node.tolerations]
     return found
+
+
+def secret_env(variables: Iterable[SecretEnv]) -> list[dict[str, Any]]:
+    """Container env entries whose values stay in their Secrets (secretKeyRef)."""
+    return [{"name": s.name, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}} for s in variables]

@@ -92,6 +92,8 @@ def seldon_server(serving: Serving) -> dict[str, Any]:
         resources.setdefault("limits", {})["memory"] = memory
     if resources:
         container["resources"] = resources
+    if serving.secret_env:
+        container["env"] = pods.secret_env(serving.secret_env)
     return {
         "apiVersion": SELDON_API_VERSION,
         "kind": "Server",
@@ -192,7 +194,8 @@ def kserve_runtime(serving: Serving) -> dict[str, Any]:
                 "name": KSERVE_CONTAINER,
                 "image": serving.image,
                 "command": ["mlserver", "start", KSERVE_REPOSITORY],
-                "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
+                "env": [{"name": k, "value": v} for k, v in sorted(env.items())]
+                       + pods.secret_env(serving.secret_env),
             }],
         },
     }

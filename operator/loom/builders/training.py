@@ -127,11 +127,7 @@ def _env(workload: Workload, node: NodeShape) -> list[dict[str, Any]]:
     if reserved:
         raise ValueError(f"workload {workload.name} sets {', '.join(reserved)}, which Kubeflow sets for torchrun")
     plain: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(values.items())]
-    secret = [
-        {"name": s.name, "valueFrom": {"secretKeyRef": {"name": s.secret, "key": s.key}}}
-        for s in workload.secret_env
-    ]
-    return plain + secret
+    return plain + pods.secret_env(workload.secret_env)
 
 
 def _volumes(workload: Workload, node: NodeShape) -> list[dict[str, Any]]:

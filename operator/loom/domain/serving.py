@@ -12,7 +12,7 @@ from typing import Any
 from loom.api.inferenceservice import Revision
 from loom.domain.rollout import Split
 from loom.domain.training import NodeShape
-from loom.domain.workloads import OwnerRef
+from loom.domain.workloads import OwnerRef, SecretEnv
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class Serving:
     node: NodeShape = field(default_factory=NodeShape)
     model_memory: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Every serving process's variables whose values stay in Secrets (the online store's connection).
+    secret_env: tuple[SecretEnv, ...] = ()
 
     def __post_init__(self) -> None:
         if self.split.stable != self.stable.name:

@@ -17,9 +17,9 @@ from loom.builders.training import node_shape
 from loom.domain.outcome import READY, Decision, Observed, Outcome
 from loom.domain.rollout import MetricResult, Promote, QueryMetrics, RemoveAnnotation, Split
 from loom.domain.serving import Serving
-from loom.domain.workloads import OwnerRef
+from loom.domain.workloads import OwnerRef, SecretEnv
 from loom.services.inferenceservice.actions import Action, MoveAlias, Serve
-from loom.services.inferenceservice.observe import InferenceServiceObserved, Source
+from loom.services.inferenceservice.observe import InferenceServiceObserved, OnlineFeatures, Source
 from loom.services.inferenceservice.rollout import (
     CANARY_READY,
     PREDICTOR_READY,
@@ -81,7 +81,13 @@ def _extra(spec: InferenceServiceSpec, o: InferenceServiceObserved) -> dict[str,
     return {**extra, "onlineFeatures": online.to_json()}
 
 
-def layout(spec: InferenceServiceSpec, settings: Settings, state: RolloutState, extra: Mapping[str, Any]) -> Serving:
+def _secret_env(o: InferenceServiceObserved) -> tuple[SecretEnv, ...]:
+    """What the serving processes read from Secrets: the online store's connection, when held there."""
+    return (o.online.secret,) if isinstance(o.online, OnlineFeatures) and o.online.secret else ()
+
+
+def layout(spec: InferenceServiceSpec, settings: Settings, state: RolloutState, extra: Mapping[str, Any],
+           secret_env: tuple[SecretEnv, ...] = ()) -> Serving:
     """What the serving target runs for a rollout state: the stable revision, the canary while it is
     under analysis or being promoted, and the split between them (mirroring only under analysis)."""
     assert state.stable is not None
@@ -100,7 +106,7 @@ def layout(spec: InferenceServiceSpec, settings: Settings, state: RolloutState, 
         stable=state.stable, split=split, canary=canary, owner=settings.owner, replicas=predictor.replicas,
         min_replicas=predictor.min_replicas, max_replicas=predictor.max_replicas,
         node=node_shape(profile, resources.cpu if resources else None, resources.memory if resources else None),
-        extra=dict(extra),
+        extra=dict(extra), secret_env=secret_env,
     )
 
 
@@ -152,7 +158,7 @@ def decide(spec: InferenceServiceSpec, o: InferenceServiceObserved, settings: Se
                                    f'online features of FeatureSet "{spec.predictor.feature_set_ref.name}"'))
     assert not isinstance(extra, Observed)
     new = rollout.state
-    serve = layout(spec, settings, new, extra) if new.stable is not None else None
+    serve = layout(spec, settings, new, extra, _secret_env(o)) if new.stable is not None else None
     conditions.extend(rollout.conditions)
     conditions.append(_ready(conditions, new))
     fields = {**new.fields(), "url": None if isinstance(served, Unavailable) else served.url,

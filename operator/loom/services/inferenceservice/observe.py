@@ -14,8 +14,9 @@ from loom.api.inferenceservice import InferenceServiceSpec, InferenceServiceStat
 from loom.api.kinds import FEATURESET, TRAININGJOB
 from loom.api.trainingjob import Lineage, TrainingJobSpec, TrainingJobStatus
 from loom.domain.feature_views import feast_name
+from loom.domain.materialization import ONLINE_CONNECTION_ENV
 from loom.domain.rollout import ABORT_ANNOTATION, PROMOTE_ANNOTATION
-from loom.domain.workloads import MAX_NAME, dns_name
+from loom.domain.workloads import MAX_NAME, SecretEnv, dns_name
 from loom.drivers import mlflow_tracking
 from loom.drivers.mlflow_tracking import ResolvedModel
 from loom.services.context import ReconcileContext
@@ -30,16 +31,18 @@ DEFAULT_CONNECTION_KEY = "connection"
 @dataclass(frozen=True)
 class OnlineFeatures:
     """The runtime's `onlineFeatures` (components/serve/online.py OnlineSource): Feast's Redis
-    connection, project, view and the entity's join key with its Feast value type."""
+    connection, project, view and the entity's join key with its Feast value type. A connection held
+    in a Secret is never copied: `secret` names it, the serving processes get it as that variable."""
 
     connection: str
     project: str
     view: str
     join_keys: Mapping[str, str]
+    secret: SecretEnv | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"connection": self.connection, "project": self.project, "view": self.view,
-                "joinKeys": dict(self.join_keys)}
+        where = {"connectionEnv": self.secret.name} if self.secret else {"connection": self.connection}
+        return {**where, "project": self.project, "view": self.view, "joinKeys": dict(self.join_keys)}
 
 
 @dataclass(frozen=True)
@@ -115,18 +118,17 @@ def _online(features: Reference, ctx: ReconcileContext) -> OnlineFeatures | str 
     if OnlineStoreType(spec.online.store) != OnlineStoreType.REDIS or not spec.online.enabled:
         return (f'FeatureSet "{features.name}" has no Redis online store: the serving runtime reads '
                 "online features from Redis")
-    connection = None
-    secret = spec.online.connection_secret_ref
-    if secret is not None:
-        values = ctx.kube.get_secret(ctx.namespace, secret.name)
-        key = secret.key or DEFAULT_CONNECTION_KEY
-        if key not in values:
-            return f"Secret {ctx.namespace}/{secret.name} has no key {key!r}"
-        connection = values[key]
-    settings = store_settings(spec, ctx.namespace, ctx.config, connection)
+    secret = None
+    ref = spec.online.connection_secret_ref
+    if ref is not None:  # checked here, so a missing key is a condition, not a crashing model server
+        key = ref.key or DEFAULT_CONNECTION_KEY
+        if key not in ctx.kube.get_secret(ctx.namespace, ref.name):
+            return f"Secret {ctx.namespace}/{ref.name} has no key {key!r}"
+        secret = SecretEnv(ONLINE_CONNECTION_ENV, ref.name, key)
+    settings = store_settings(spec, ctx.namespace, ctx.config)
     entity = spec.entities[0]
     return OnlineFeatures(settings.online_connection, settings.project, feast_name(features.name),
-                          {entity.join_keys[0]: ValueType(entity.value_type).value})
+                          {entity.join_keys[0]: ValueType(entity.value_type).value}, secret)
 
 
 def _served(spec: InferenceServiceSpec, ctx: ReconcileContext, backend: ServingBackend,
