@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from tests.conftest import eventually
 from tests.integration.conftest import Kubectl, Operator, condition, start_operator
 from tests.integration.test_cluster_serving import uninstalled, write_status
 from tests.integration.test_serving_manifests import serving_crds
+from tests.support.registry import Registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("serving_crds")]
 __all__ = ["serving_crds", "uninstalled"]  # fixtures used by name
@@ -37,47 +37,18 @@ EXPERIMENT_READY = ("ExperimentReady", "CandidatesReady")
 KSERVE_CRDS = ["kserve/serving.kserve.io_inferenceservices.yaml", "kserve/serving.kserve.io_servingruntimes.yaml"]
 
 
-@dataclass
-class Registry:
-    """A SQLite MLflow registry; every version is the same small file, logged as a run's artifacts."""
-
-    uri: str
-    artifacts: Path
-    files: Path
-
-    def client(self) -> Any:
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-
-    def register(self, alias: str) -> str:
-        """Register a new version of the model and set `alias` on it."""
-        client = self.client()
-        experiment = client.get_experiment_by_name("serving")
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            "serving", artifact_location=self.artifacts.as_uri())
-        run = client.create_run(experiment_id)
-        client.log_artifacts(run.info.run_id, str(self.files), "model")
-        client.set_terminated(run.info.run_id)
-        if not client.search_registered_models(f"name = '{MODEL_NAME}'"):
-            client.create_registered_model(MODEL_NAME)
-        version = client.create_model_version(MODEL_NAME, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-        client.set_registered_model_alias(MODEL_NAME, alias, version.version)
-        return str(version.version)
-
-    def alias(self, alias: str) -> str:
-        return str(self.client().get_model_version_by_alias(MODEL_NAME, alias).version)
-
-    def download_uri(self, version: str) -> str:
-        return str(self.client().get_model_version_download_uri(MODEL_NAME, version))
+@pytest.fixture
+def registry(tmp_path: Path) -> Registry:
+    return Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts", MODEL_NAME)
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
+def files(tmp_path: Path) -> Path:
+    """What every version registers: one small file (no model server loads it here)."""
     files = tmp_path / "version"
     files.mkdir()
     (files / "model.json").write_text('{"kind": "two-tower"}')
-    return Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts", files)
+    return files
 
 
 def cluster_operator(namespace: str, registry: Registry, resync_seconds: float) -> Operator:
@@ -193,8 +164,8 @@ def serving_stable(kc: Kubectl, phase: str, timeout: float = 60) -> dict[str, An
 
 
 def test_seldon_serves_the_champion_and_promotes_the_challenger(
-        kube_api: KubeHttp, kc: Kubectl, namespace: str, op: Operator, registry: Registry) -> None:
-    assert registry.register("champion") == "1"
+        kube_api: KubeHttp, kc: Kubectl, namespace: str, op: Operator, registry: Registry, files: Path) -> None:
+    assert registry.register(files, "champion") == "1"
     kc.apply(tracking_challenger())
     model = appears(kube_api, MODEL, namespace, V1, "the Model of version 1")
     server = appears(kube_api, SERVER, namespace, ISVC, "the Server")
@@ -218,7 +189,7 @@ def test_seldon_serves_the_champion_and_promotes_the_challenger(
     assert conditions(kc, "PredictorReady")[0]["reason"] == "RevisionReady"
 
     # The challenger: its Model, while the Experiment keeps all traffic on the stable as it loads.
-    assert registry.register("challenger") == "2"
+    assert registry.register(files, "challenger") == "2"
     canary = appears(kube_api, MODEL, namespace, V2, "the Model of version 2")
     assert canary["spec"]["storageUri"] == registry.download_uri("2") and owned_by_isvc(canary, uid)
     assert child(kube_api, EXPERIMENT, namespace, ISVC)["spec"] == {"candidates": [{"name": V1, "weight": 100}]}
@@ -257,8 +228,8 @@ def test_seldon_serves_the_champion_and_promotes_the_challenger(
 @pytest.mark.parametrize("uninstalled", [KSERVE_CRDS], indirect=True, ids=["kserve"])
 def test_a_kserve_target_without_kserve_names_the_fix_and_applies_nothing(
         kube_api: KubeHttp, kc: Kubectl, namespace: str, uninstalled: None, op: Operator,
-        registry: Registry) -> None:
-    registry.register("champion")
+        registry: Registry, files: Path) -> None:
+    registry.register(files, "champion")
     kc.apply(inferenceservice(target="kserve"))
     predictor = condition_reaches(kc, "PredictorReady", status="False", reason="BackendNotInstalled")
     assert "install KServe" in predictor["message"] and "spec.target: seldon" in predictor["message"], predictor
@@ -271,9 +242,9 @@ def test_a_kserve_target_without_kserve_names_the_fix_and_applies_nothing(
 
 
 def test_a_deleted_model_of_the_stable_revision_is_applied_again(
-        kube_api: KubeHttp, kc: Kubectl, namespace: str, op: Operator, registry: Registry) -> None:
+        kube_api: KubeHttp, kc: Kubectl, namespace: str, op: Operator, registry: Registry, files: Path) -> None:
     """A pinned version: no alias to poll, so the periodic resync is what repairs the drift."""
-    registry.register("champion")
+    registry.register(files, "champion")
     kc.apply(inferenceservice(uri=f"models:/{MODEL_NAME}/1"))
     model = appears(kube_api, MODEL, namespace, V1, "the Model of version 1")
     appears(kube_api, EXPERIMENT, namespace, ISVC, "the Experiment")
@@ -292,10 +263,10 @@ def test_a_deleted_model_of_the_stable_revision_is_applied_again(
 
 
 def test_a_model_reported_ready_wakes_its_inferenceservice(
-        kube_api: KubeHttp, kc: Kubectl, namespace: str, registry: Registry) -> None:
+        kube_api: KubeHttp, kc: Kubectl, namespace: str, registry: Registry, files: Path) -> None:
     """Readiness is what a new revision waits for, so Seldon's report of it should bring the
     InferenceService back at once: here with no resync and no alias to poll (a pinned version)."""
-    registry.register("champion")
+    registry.register(files, "champion")
     running = cluster_operator(namespace, registry, resync_seconds=0)
     with running.runner:
         kc.apply(inferenceservice(uri=f"models:/{MODEL_NAME}/1"))

@@ -32,6 +32,7 @@ from tests.conftest import eventually
 from tests.integration.conftest import Kubectl, Operator, condition, start_operator
 from tests.integration.features.conftest import USER_FEATURE_SPEC, Lake, definition_for, request_for
 from tests.integration.serving.conftest import TRAINED_USERS, Trained, request
+from tests.support.registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -39,38 +40,9 @@ MODEL = "movielens-two-tower"
 ISVC = "recommender"
 
 
-@dataclass
-class Registry:
-    uri: str
-    artifacts: Path
-
-    def client(self) -> Any:
-        from mlflow.tracking import MlflowClient
-
-        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
-
-    def register(self, files: Path, alias: str) -> str:
-        """Log `files` as a run's artifacts, register them as a version, set `alias`."""
-        client = self.client()
-        experiment = client.get_experiment_by_name("serving")
-        experiment_id = experiment.experiment_id if experiment else client.create_experiment(
-            "serving", artifact_location=self.artifacts.as_uri())
-        run = client.create_run(experiment_id)
-        client.log_artifacts(run.info.run_id, str(files), "model")
-        client.set_terminated(run.info.run_id)
-        if not client.search_registered_models(f"name = '{MODEL}'"):
-            client.create_registered_model(MODEL)
-        version = client.create_model_version(MODEL, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-        client.set_registered_model_alias(MODEL, alias, version.version)
-        return str(version.version)
-
-    def alias(self, alias: str) -> str:
-        return str(self.client().get_model_version_by_alias(MODEL, alias).version)
-
-
 @pytest.fixture
 def registry(tmp_path: Path) -> Registry:
-    return Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts")
+    return Registry(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "artifacts", MODEL)
 
 
 @pytest.fixture
