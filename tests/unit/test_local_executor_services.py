@@ -129,7 +129,8 @@ def test_a_killed_service_is_restarted_after_a_backoff_with_the_reason_kept(
     tmp_path: Path, started: list[LocalExecutor]
 ) -> None:
     ex = start(executor(tmp_path), started)
-    ex.submit(server(tmp_path, free_port()))
+    # A 3 s backoff: the failed state lasts long enough to be seen also on a loaded machine.
+    ex.submit(server(tmp_path, free_port(), backoff=(3.0, 6.0)))
     running(ex)
     first = pids(tmp_path)[0]
     os.kill(first, signal.SIGKILL)
@@ -137,7 +138,7 @@ def test_a_killed_service_is_restarted_after_a_backoff_with_the_reason_kept(
                          what="the exit to be reported")
     assert crashed.exit_code == 137 and crashed.message.startswith("exited with code 137 (0 restarts so far), restarting at ")
     retry_at = datetime.fromisoformat(crashed.message.split("restarting at ")[1].split(": ")[0])
-    assert crashed.finished_at is not None and retry_at - crashed.finished_at >= timedelta(seconds=0.9)
+    assert crashed.finished_at is not None and retry_at - crashed.finished_at >= timedelta(seconds=2.9)
 
     up = running(ex)
     assert up.message == "ready (1 restarts)"
