@@ -84,7 +84,7 @@ cluster: controlplane ## Start the local control plane and install the CRDs; pri
 cluster-down: venv ## Stop the local control plane (its etcd data is kept; PURGE=1 deletes it).
 	$(PY) -m loom.cli dev down --state-dir $(DEV_DIR) $(if $(PURGE),--purge,)
 
-run: venv ## Run the operator against the current kubeconfig with the local executor.
+run: venv venv-serve ## Run the operator against the current kubeconfig with the local executor (it serves from .venv-serve).
 	$(PY) -m loom.cli run --executor local --verbose
 
 ##@ Testing
@@ -108,7 +108,7 @@ lint: venv ## ruff, import-linter (the layers of docs/architecture.md) and mypy 
 	cd operator && ../$(VENV)/bin/lint-imports --no-cache ../.importlinter
 	$(VENV)/bin/mypy
 
-bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline side by side (not tests).
+bench: venv venv-serve controlplane system-deps ## Benchmarks, each ours vs its baseline side by side (not tests).
 	$(PY) bench/ingest.py
 	$(PY) bench/datalake_reconcile.py
 	$(PY) bench/feature_online.py
@@ -120,11 +120,12 @@ bench: venv controlplane system-deps ## Benchmarks, each ours vs its baseline si
 	$(PY) bench/recommend_e2e.py
 
 # system-deps first: a machine without Redis fails at once, not after building the control plane.
-# The demo starts the control plane and installs the CRDs itself, as `make cluster` does.
-demo: system-deps controlplane ## The lifecycle on the local control plane, each step checked; it keeps running, data in DEV_DIR.
+# The demo starts the control plane and installs the CRDs itself, as `make cluster` does; its model
+# servers run in .venv-serve.
+demo: system-deps venv-serve controlplane ## The lifecycle on the local control plane, each step checked; it keeps running, data in DEV_DIR.
 	DEV_DIR=$(DEV_DIR) PY=$(PY) hack/demo.sh
 
-demo-down: ## Stop what `make demo` started (operator, workloads, Redis, control plane); PURGE=1 deletes its data.
+demo-down: ## Stop what `make demo` started (operator, model servers, Redis, Prometheus, MLflow UI, control plane); PURGE=1 deletes its data.
 	DEV_DIR=$(DEV_DIR) PY=$(PY) PURGE=$(PURGE) hack/demo-down.sh
 
 ##@ Deployment
