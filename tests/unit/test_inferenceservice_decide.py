@@ -26,6 +26,7 @@ from loom.services.inferenceservice.observe import (
     Source,
     revision_name,
 )
+from loom.services.inferenceservice.rollout import PREDICTOR_READY
 from loom.services.references import Reference
 from loom.services.unavailable import Unavailable
 
@@ -95,6 +96,18 @@ def test_nothing_is_laid_out_until_the_source_names_a_version(changes: dict[str,
     assert (model.status, model.reason) == (False, reason)
     assert serve(decision.actions) is None
     assert decision.outcome.retry_after == retry
+
+
+def test_a_stable_revision_that_is_not_ready_says_what_its_server_said() -> None:
+    status = InferenceServiceStatus(phase=RolloutPhase.INITIALIZING, stable=V1, canary_weight=0, last_transition_time=NOW)
+    said = "cannot start /srv/.venv-serve/bin/python: [Errno 2] No such file or directory"
+    served = Served(frozenset(), "http://127.0.0.1:9000", why={V1.name: said})
+    predictor = condition(decide(spec(), observed(status=status, served=served), SETTINGS, NOW).outcome.conditions,
+                          PREDICTOR_READY)
+    assert (predictor.status, predictor.reason) == (False, "RevisionNotReady")
+    assert predictor.message.endswith(f"is not ready: {said}"), predictor.message
+    quiet = condition(decide(spec(), observed(status=status), SETTINGS, NOW).outcome.conditions, PREDICTOR_READY)
+    assert quiet.message.endswith("is not ready"), quiet.message
 
 
 def test_an_online_connection_held_in_a_secret_reaches_the_servers_as_a_secret_reference_only() -> None:

@@ -10,8 +10,8 @@ revisions are ready to take traffic and where clients send requests."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from loom.api.inferenceservice import Revision, Target
@@ -24,11 +24,13 @@ class Served:
     """What the target shows of one InferenceService. `ready`: names of the revisions whose servers
     answer and that the traffic split can reach; `url`: where clients send V2 requests (None until
     known); `missing`: why this target cannot serve at all (e.g. Seldon Core 2's CRDs are not
-    installed), naming the fix."""
+    installed), naming the fix; `why`: what a revision's server that is not ready says (its exit,
+    the command that could not start), by revision name."""
 
     ready: frozenset[str] = frozenset()
     url: str | None = None
     missing: str | None = None
+    why: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -132,9 +132,10 @@ def decide(spec: InferenceServiceSpec, o: InferenceServiceObserved, settings: Se
     candidate = o.candidate if not isinstance(o.candidate, Unavailable) else None
     served = o.served
     ready = frozenset() if isinstance(served, Unavailable) else served.ready
+    why = {} if isinstance(served, Unavailable) else served.why
     state = RolloutState.from_status(o.status)
     rollout = decide_rollout(spec, settings.namespace, state,
-                             RolloutObserved(serving, candidate, ready, o.promote, o.abort, analysis), now)
+                             RolloutObserved(serving, candidate, ready, o.promote, o.abort, analysis, why), now)
     extra = _extra(spec, o)
     conditions = [model]
     retry = None

@@ -59,10 +59,16 @@ class LocalServing:
         if router is not None and ROUTER_PORT in router.ports:
             url = f"http://127.0.0.1:{router.ports[ROUTER_PORT]}"
         if router is None or router.phase != Phase.RUNNING:
-            return Served(frozenset(), url)
-        ready = {r.name for r in revisions
-                 if (run := _newest(self.executor.runs(namespace, r.name))) is not None and run.phase == Phase.RUNNING}
-        return Served(frozenset(ready), url)
+            said = f"the router is not running: {router.message}" if router is not None and router.message else ""
+            return Served(frozenset(), url, why={r.name: said for r in revisions} if said else {})
+        ready, why = set(), {}
+        for revision in revisions:
+            run = _newest(self.executor.runs(namespace, revision.name))
+            if run is not None and run.phase == Phase.RUNNING:
+                ready.add(revision.name)
+            elif run is not None and run.message:
+                why[revision.name] = run.message
+        return Served(frozenset(ready), url, why=why)
 
     def apply(self, serving: Serving, target: Target) -> Applied:
         """Each revision's server (its files first), the router with the split, the scrape target; then

@@ -101,8 +101,9 @@ class RolloutObserved:
 
     `serving` is the version the model source resolves to (model.uri's alias or version, or the
     TrainingJob's); `candidate` the version under canary.fromAlias (None without it or while the alias
-    is unset); `ready` the names of revisions whose servers are ready; `promote`/`abort` whether the
-    annotations are set; `analysis` this interval's results, when the caller ran QueryMetrics."""
+    is unset); `ready` the names of revisions whose servers are ready, `why` what the others' servers
+    say; `promote`/`abort` whether the annotations are set; `analysis` this interval's results, when
+    the caller ran QueryMetrics."""
 
     serving: Revision | None
     candidate: Revision | None = None
@@ -110,6 +111,7 @@ class RolloutObserved:
     promote: bool = False
     abort: bool = False
     analysis: tuple[MetricResult, ...] | None = None
+    why: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -474,7 +476,8 @@ def _conditions(step: _Step) -> tuple[Observed, ...]:
         return (Observed(PREDICTOR_READY, None, "NoRevision", "no model version to serve yet"),)
     stable = (Observed(PREDICTOR_READY, True, "RevisionReady", f"{_label(s.stable)} is ready")
               if step.ready(s.stable) else
-              Observed(PREDICTOR_READY, False, "RevisionNotReady", f"{_label(s.stable)} is not ready"))
+              Observed(PREDICTOR_READY, False, "RevisionNotReady", f"{_label(s.stable)} is not ready"
+                       + (f": {why}" if (why := step.seen.why.get(s.stable.name)) else "")))
     return stable, _canary_condition(step)
 
 
