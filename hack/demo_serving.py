@@ -94,7 +94,9 @@ def wait_serving(seconds: float) -> dict[str, Any]:
         if ready.get("status") == "True" and s.get("url"):
             return s
         if time.monotonic() > deadline:
-            sys.exit(f"demo: the InferenceService is not serving after {seconds:.0f}s: {ready.get('message')}")
+            blockers = "; ".join(f"{c['type']}: {c.get('message')}" for c in s.get("conditions", [])
+                                 if c.get("status") != "True")
+            sys.exit(f"demo: the InferenceService is not serving after {seconds:.0f}s: {blockers}")
         time.sleep(2)
 
 
