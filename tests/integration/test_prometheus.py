@@ -70,7 +70,13 @@ def test_builtin_checks_tell_a_failing_canary_from_a_good_stable_revision(
         assert result is not None, query
         return result
 
-    assert 65 <= value(request_success_rate(MetricSource.ROUTER, "v2", NAMESPACE, INTERVAL)) <= 75
+    # rate() estimates what a series counted before its first scrape (it extrapolates, clamped at zero,
+    # per series), so the success and the total series of the canary are estimated a little apart: the
+    # measured rate is near what the clients saw, not equal to it.
+    canary = [code for code, revision, _ in answers if revision == "v2"]
+    seen = 100 * sum(code == 200 for code in canary) / len(canary)
+    assert abs(value(request_success_rate(MetricSource.ROUTER, "v2", NAMESPACE, INTERVAL)) - seen) <= 10, seen
+    assert 60 <= seen <= 80
     assert value(request_success_rate(MetricSource.ROUTER, "v1", NAMESPACE, INTERVAL)) == 100
     assert value(request_success_rate(MetricSource.ROUTER, "v3", NAMESPACE, INTERVAL)) == 0
     # The canary sleeps 20 ms per request: its p99 lies in the 20-30 ms bucket, or later under load.
