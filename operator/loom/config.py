@@ -54,6 +54,10 @@ class OperatorConfig(BaseSettings):
         description="the kinds this operator reconciles (JSON list); e.g. run serving apart from the data kinds")
     reconcile_workers: int = Field(16, ge=1, le=256, description="reconciles running at once (each in a thread)")
     resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
+    driver_helper: bool = Field(True, description="call Feast, the Iceberg catalog of a FeatureSet's lake and the "
+                                "MLflow library (a tracking URI no server answers) in a helper process, which exits "
+                                "when idle and takes their memory with it; false: in the operator process")
+    driver_helper_idle_seconds: float = Field(60.0, gt=0, description="the helper exits after this long without a call")
 
     # Kubernetes executor: one workload image per Python environment (main, serve).
     image_main: str | None = None

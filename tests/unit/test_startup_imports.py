@@ -4,8 +4,8 @@ registry for each executor, both executors' modules and the services' runtime, w
 theirs only because they are installed. The libraries of the driven systems (Iceberg,
 Arrow, Feast, MLflow, torch) arrive with the first object that needs them, so an operator with only
 TrainingJobs and InferenceServices never holds them; a DataLake on a local warehouse brings
-pyiceberg and its SQL catalog but no Arrow; and Feast, once a FeatureSet needs it, comes without
-torch. A fresh interpreter each, so nothing imported by other tests counts."""
+pyiceberg and its SQL catalog but no Arrow; and Feast and the MLflow library load in the driver
+helper, never in the operator, Feast without torch. A fresh interpreter each, so nothing imported by other tests counts."""
 
 from __future__ import annotations
 
@@ -45,13 +45,26 @@ for executor in ExecutorKind:
     build_registry(OperatorConfig(executor=executor))
 KubernetesExecutor({}, KubeHttp("https://127.0.0.1:6443", StaticCredential(Credential("token"))))
 """ + REPORT
-# What the operator process loads once a FeatureSet first reads the Feast registry.
-FEAST_IN_OPERATOR = """
-import json, sys
+# A FeatureSet's first read of the Feast registry and a TrainingJob's of a SQLite MLflow store, with the
+# driver helper started as the operator starts it: the libraries load in the helper, which reports
+# what it holds.
+HELPER_CALLS = """
+import json, sys, tempfile
+from pathlib import Path
+
 from loom.cli import lean_process
 
 lean_process()
-import feast
+from loom.drivers import feast_registry, host, mlflow_tracking
+from loom.drivers.feast_store import OnlineKind, StoreSettings
+from tests.support import hosted
+
+host.start(idle_seconds=60)
+d = Path(tempfile.mkdtemp())
+settings = StoreSettings("p", f"sqlite:///{d}/registry.db", OnlineKind.SQLITE, str(d / "online.db"))
+assert feast_registry.registered_view(settings, "v") is None
+mlflow_tracking.open_store(f"sqlite:///{d}/mlflow.db")
+print(json.dumps(hosted.packages()))
 """ + REPORT
 
 # A DataLake's first reconcile: its two tables created in a local warehouse, then changed.
@@ -104,9 +117,15 @@ def test_a_datalake_on_a_local_warehouse_loads_no_arrow() -> None:
     assert not packages & {"pyarrow", "numpy", "pandas"}
 
 
-def test_feast_comes_without_torch_in_the_operator() -> None:
+def test_feast_and_mlflow_load_in_the_helper_not_the_operator_and_feast_without_torch() -> None:
     """Feast imports torch whenever it can (`feast.torch_wrapper`): 740 MiB instead of 210 MiB."""
-    packages, hwm_mib = loads(FEAST_IN_OPERATOR)
-    print(f"operator with Feast peak RSS {hwm_mib:.1f} MiB")
-    assert "feast" in packages
-    assert "torch" not in packages
+    done = subprocess.run([sys.executable, "-c", HELPER_CALLS], capture_output=True, text=True, cwd=ROOT,
+                          timeout=180, check=False)
+    assert done.returncode == 0, done.stderr
+    *_, helper_line, operator_line = done.stdout.splitlines()
+    helper, operator = set(json.loads(helper_line)), json.loads(operator_line)
+    packages = {name.split(".")[0] for name in operator["modules"]}
+    print(f"operator after the helper's calls: peak RSS {operator['hwm_kib'] / 1024:.1f} MiB")
+    assert not packages & {"feast", "mlflow", "pandas", "pyarrow", "numpy", "torch", "duckdb"}
+    assert {"feast", "mlflow"} <= helper
+    assert "torch" not in helper

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from loom.domain.feature_views import PIN_CATALOG, PinRef
+from loom.drivers.host import out_of_process
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -78,6 +79,7 @@ def move(pin: PinRef, metadata_location: str) -> None:
     catalog.register_table(pin.identifier, metadata_location)
 
 
+@out_of_process()
 def drop(pin: PinRef) -> bool:
     """Remove the pin's catalog row (the SQL catalog's drop never deletes files)."""
     from pyiceberg.exceptions import NoSuchTableError
@@ -107,6 +109,7 @@ def write_record(pin: PinRef, kind: str, record: Mapping[str, Any]) -> None:
     catalog.update_namespace_properties(pin.namespace, updates={_record_key(pin, kind): text})
 
 
+@out_of_process()
 def read_records(pin: PinRef) -> dict[str, dict[str, Any]]:
     """Every record kept for this pin, by kind (empty before the first materialization)."""
     from pyiceberg.exceptions import NoSuchNamespaceError
@@ -119,6 +122,7 @@ def read_records(pin: PinRef) -> dict[str, dict[str, Any]]:
     return {key[len(prefix) :]: json.loads(value) for key, value in props.items() if key.startswith(prefix)}
 
 
+@out_of_process()
 def remove_records(pin: PinRef, kinds: Iterable[str]) -> None:
     from pyiceberg.exceptions import NoSuchNamespaceError
 

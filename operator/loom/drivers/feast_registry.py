@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from loom.domain.feature_views import TAG_OWNER, TAG_VERSION
 from loom.drivers.feast_store import StoreSettings, get_view, open_store
+from loom.drivers.host import out_of_process
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class RegisteredView:
     version: str | None
 
 
+@out_of_process()
 def registered_view(settings: StoreSettings, name: str) -> RegisteredView | None:
     """The view of that name in the settings' project, or None when the registry has none."""
     view = get_view(open_store(settings), name)

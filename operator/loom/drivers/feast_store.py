@@ -19,6 +19,7 @@ from loom.domain.feature_views import (
     FeatureViewDefinition,
 )
 from loom.drivers import feast_internals
+from loom.drivers.host import out_of_process
 
 if TYPE_CHECKING:
     from feast import Entity, FeatureStore, FeatureView
@@ -178,6 +179,7 @@ def applied_version(settings: StoreSettings, definition: FeatureViewDefinition) 
     return view.tags.get(TAG_VERSION)
 
 
+@out_of_process()
 def apply(settings: StoreSettings, definition: FeatureViewDefinition) -> bool:
     """Make the registry hold exactly this definition; True when something was written."""
     store = open_store(settings)
@@ -192,6 +194,7 @@ def apply(settings: StoreSettings, definition: FeatureViewDefinition) -> bool:
     return True
 
 
+@out_of_process()
 def remove(settings: StoreSettings, view_name: str, owner: str) -> bool:
     """Tear down the view's online data, then delete the view, its source and the entities no other
     view uses; False when there was no such view. A view of another owner is refused."""
@@ -233,6 +236,13 @@ def online_row_count(settings: StoreSettings, definition: FeatureViewDefinition)
             count += _count_with_field(client, batch, ts_field)
             batch = []
     return count + _count_with_field(client, batch, ts_field)
+
+
+@out_of_process()
+def ping_online(settings: StoreSettings) -> None:
+    """Raise unless a Redis online store answers (a SQLite one is a local file)."""
+    if settings.online_kind is OnlineKind.REDIS:
+        redis_client(settings).ping()
 
 
 def redis_client(settings: StoreSettings) -> Any:

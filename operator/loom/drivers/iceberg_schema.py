@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from loom.drivers.host import out_of_process
 from loom.drivers.iceberg_catalog import open_catalog
 from loom.drivers.iceberg_tables import load_table
 
@@ -24,6 +25,7 @@ class LakeTable:
     columns: Mapping[str, str] = field(default_factory=dict)
 
 
+@out_of_process()
 def read_table(catalog_name: str, properties: Mapping[str, str], namespace: str, name: str,
                snapshot_id: int | None = None) -> LakeTable | None:
     """The table as a reader of `snapshot_id` (or of the current snapshot) sees it; None when the

@@ -26,6 +26,8 @@ from urllib.parse import quote, unquote, urlparse
 
 import urllib3
 
+from loom.drivers.host import out_of_process
+
 RUN_TAG = "loom.dev/run"
 EPOCH_METRIC = "epoch"
 TIMEOUT_SECONDS = 10.0
@@ -276,12 +278,23 @@ _stores: dict[str, Store] = {}
 _lock = threading.Lock()
 
 
+def served(uri: str, *args: object, **kwargs: object) -> bool:
+    """A tracking server's URI: spoken to over REST, in any process (the MLflow library is for the rest)."""
+    return uri.startswith(("http://", "https://"))
+
+
 def store(uri: str) -> Store:
     """One store per tracking URI (a SQLite store migrates its schema when first opened)."""
     with _lock:
         if uri not in _stores:
-            _stores[uri] = RestStore(uri) if uri.startswith(("http://", "https://")) else LibraryStore(uri)
+            _stores[uri] = RestStore(uri) if served(uri) else LibraryStore(uri)
         return _stores[uri]
+
+
+@out_of_process(inline_if=served)
+def open_store(uri: str) -> None:
+    """Open the store ahead of its first use (a SQLite store imports the MLflow library, then migrates)."""
+    store(uri)
 
 
 def _time(ms: int | None) -> datetime | None:
@@ -293,6 +306,7 @@ def _quoted(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
 
+@out_of_process(inline_if=served)
 def find_run(uri: str, experiment: str, run_name: str) -> TrackedRun | None:
     """The run tagged with this Loom run name in the experiment; None while the trainer has not
     created it yet (or the experiment does not exist)."""
@@ -324,22 +338,26 @@ def _version(v: Mapping[str, Any]) -> RegisteredVersion:
                              model_id=v.get("model_id") or logged, source=source)
 
 
+@out_of_process(inline_if=served)
 def run_version(uri: str, model: str, run_id: str) -> RegisteredVersion | None:
     """The version of `model` registered from this run, if any."""
     versions = store(uri).versions(f"name = '{_quoted(model)}' and run_id = '{_quoted(run_id)}'")
     return _version(max(versions, key=lambda v: int(v["version"]))) if versions else None
 
 
+@out_of_process(inline_if=served)
 def alias_version(uri: str, model: str, alias: str) -> str | None:
     """The version an alias points at; None when the model or the alias does not exist."""
     found = store(uri).alias(model, alias)
     return str(found["version"]) if found else None
 
 
+@out_of_process(inline_if=served)
 def set_alias(uri: str, model: str, alias: str, version: str) -> None:
     store(uri).set_alias(model, alias, version)
 
 
+@out_of_process(inline_if=served)
 def resolve(uri: str, model_uri: str) -> ResolvedModel | None:
     """The version a `models:/<name>/<version>` or `models:/<name>@<alias>` URI names, with where its
     files are; None when the model, the version or the alias does not exist. Any other URI is a
@@ -362,6 +380,7 @@ def resolve(uri: str, model_uri: str) -> ResolvedModel | None:
 _downloading = threading.Lock()
 
 
+@out_of_process(inline_if=served)
 def download(uri: str, resolved: ResolvedModel, destination: Path) -> Path:
     """The version's files in `destination/<name>/<version>`, returned. A version's files never change,
     so a directory already there is a complete earlier download and is reused; the files are written

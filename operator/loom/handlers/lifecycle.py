@@ -17,7 +17,7 @@ from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressS
 from loom.handlers.loops import Loops
 from loom.handlers.reconcile import FINALIZER
 from loom.handlers.triggers import Scheduler, Wakeups
-from loom.services.runtime import connect
+from loom.services.runtime import connect, start_driver_helper, stop_driver_helper
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         memo.scheduler = Scheduler(memo.wakeups)
         memo.scheduler.start()
         memo.executor.start()
+        memo.driver_helper = start_driver_helper(config)
         if config.metrics_port:
             prometheus_client.start_http_server(config.metrics_port, config.metrics_address)
             log.info("metrics on %s:%d/metrics", config.metrics_address, config.metrics_port)
@@ -67,3 +68,5 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             memo.scheduler.stop()
         if hasattr(memo, "reconcilers"):
             memo.reconcilers.shutdown(wait=False, cancel_futures=True)
+        if getattr(memo, "driver_helper", False):
+            stop_driver_helper()

@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from loom.domain.errors import error_name
 from loom.executors.base import Executor
 
 # Longest delay between two attempts, as a multiple of the first one.
@@ -86,7 +87,7 @@ def remove_workloads(executor: Executor, namespace: str, selector: Mapping[str, 
 def describe(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
     """The error's type and text, with passwords and the given secret values redacted, unprintable
     characters escaped and the length bounded (it goes into an Event)."""
-    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    text = f"{error_name(error)}: {error}" if str(error) else error_name(error)
     text = redact(text, secrets)
     return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS - 3] + "..."
 

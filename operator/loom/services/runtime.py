@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from loom.config import OperatorConfig
 from loom.domain.workloads import WORKLOAD_LABEL, RunChange
+from loom.drivers import host
 from loom.drivers.informer import Informer
 from loom.drivers.kube import Kube, KubeClient, load_config
 from loom.executors.base import Executor
@@ -30,3 +31,14 @@ def connect(config: OperatorConfig, on_run_change: Callable[[RunChange], None]) 
     # Indexed by the workload label: the children of one workload are found without a LIST.
     informer = Informer(index_label=WORKLOAD_LABEL)
     return Runtime(CachedReads(kube, informer), build_executor(config, kube, on_run_change, informer), informer)
+
+
+def start_driver_helper(config: OperatorConfig) -> bool:
+    """The heavy driven-system libraries in their own process (drivers/host.py), if configured."""
+    if config.driver_helper:
+        host.start(config.driver_helper_idle_seconds)
+    return config.driver_helper
+
+
+def stop_driver_helper() -> None:
+    host.stop()

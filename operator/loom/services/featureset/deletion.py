@@ -12,7 +12,7 @@ from loom.api.featureset import FeatureSetSpec
 from loom.builders.materialize import CONNECTION_KEY, featureset_label
 from loom.domain.feature_views import feast_name
 from loom.drivers import feast_store
-from loom.drivers.feast_store import OnlineKind, StoreSettings
+from loom.drivers.feast_store import OnlineKind
 from loom.services.context import ReconcileContext
 from loom.services.deletion import Cleanup, Left, describe, redact, remove_workloads
 from loom.services.featureset import act
@@ -49,7 +49,7 @@ def _remove_from_feast(spec: FeatureSetSpec, ctx: ReconcileContext) -> Cleanup:
     secrets = (connection,) if connection else ()
     settings = store_settings(spec, ctx.namespace, ctx.config, connection)
     try:
-        _reach_online_store(settings)
+        feast_store.ping_online(settings)
     except Exception as error:  # the online store cannot be reached: the registry is left as it is
         where = online if connection else f"{online} {redact(settings.online_connection)}"
         return Cleanup(left=(Left(in_registry, "kept until its online data can be removed"),
@@ -60,8 +60,3 @@ def _remove_from_feast(spec: FeatureSetSpec, ctx: ReconcileContext) -> Cleanup:
         return Cleanup(left=(Left(both, describe(error, secrets)),))
     return Cleanup((f"feature view {view} and its online data",) if removed else ())
 
-
-def _reach_online_store(settings: StoreSettings) -> None:
-    """Raise unless a Redis online store answers (a SQLite one is a local file)."""
-    if settings.online_kind is OnlineKind.REDIS:
-        feast_store.redis_client(settings).ping()

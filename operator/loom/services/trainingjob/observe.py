@@ -147,7 +147,7 @@ def observe(spec: TrainingJobSpec, ctx: ReconcileContext) -> TrainingJobObserved
     if following is None and (not status.runs or status.runs[0].phase not in FINISHED):
         # A run starts (or is starting): open the store now, so the operator's one-time cost (the MLflow
         # library's import, for a store no server answers) falls in the run's start-up, not its epochs.
-        _read(lambda: mlflow_tracking.store(spec.tracking.tracking_uri or ctx.config.tracking_uri))
+        _read(lambda: mlflow_tracking.open_store(spec.tracking.tracking_uri or ctx.config.tracking_uri))
     tracked = _read(lambda: _tracked(spec, ctx, following)) if following else {}
     # The gate needs the aliases only once the followed run registered a version.
     registered = isinstance(tracked, dict) and any(t.version is not None for t in tracked.values())
