@@ -125,23 +125,33 @@ def test_a_recreated_table_is_a_warning(spec: DataLakeSpec, ctx: ReconcileContex
 
 
 def test_evolves_the_table_as_observed_in_one_commit(
-    spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog,
-    monkeypatch: pytest.MonkeyPatch,
+    spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog
 ) -> None:
     catalog.create_namespace("movielens")
     catalog.create_table(("movielens", "movies"), iceberg_tables.schema_for(spec.tables[1].columns))
-    observed = session.table("movies")
-    assert observed is not None
-    loads: list[str] = []
-    monkeypatch.setattr(iceberg_tables, "load_table",
-                        lambda catalog, namespace, name: loads.append(name))  # act must not load again
+    assert session.table("movies") is not None
     changes = TableChanges(schema=(AddColumn(("title",), StringType()),))
     outcome = act(decision(spec, EvolveTable("movies", changes)), ctx, session)
-    assert loads == []
     assert [f.name for f in catalog.load_table(("movielens", "movies")).schema().fields] == ["movieId", "title"]
     assert rows(outcome)["movies"].schema_id == 1
     assert [(e.reason, e.message) for e in outcome.events] == [
         ("TableEvolved", "table movielens.movies: add column title string")]
+
+
+def test_a_table_changed_by_another_writer_since_observed_is_planned_again_not_evolved(
+    spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog
+) -> None:
+    catalog.create_namespace("movielens")
+    catalog.create_table(("movielens", "movies"), iceberg_tables.schema_for(spec.tables[1].columns))
+    assert session.table("movies") is not None
+    with catalog.load_table(("movielens", "movies")).transaction() as other:
+        other.set_properties({"written-by": "someone else"})
+    changes = TableChanges(schema=(AddColumn(("title",), StringType()),))
+    outcome = act(decision(spec, EvolveTable("movies", changes)), ctx, session)
+    assert [f.name for f in catalog.load_table(("movielens", "movies")).schema().fields] == ["movieId"]
+    status, reason, message = conditions(outcome)["TablesReady"]
+    assert status is False and "changed by another writer since it was observed" in message
+    assert outcome.retry_after == 3 and outcome.events == ()
 
 
 def test_a_failed_table_is_reported_redacted_and_its_ingest_waits(

@@ -45,30 +45,8 @@ for executor in ExecutorKind:
     build_registry(OperatorConfig(executor=executor))
 KubernetesExecutor({}, KubeHttp("https://127.0.0.1:6443", StaticCredential(Credential("token"))))
 """ + REPORT
-# A FeatureSet's first read of the Feast registry and a TrainingJob's of a SQLite MLflow store, with the
-# driver helper started as the operator starts it: the libraries load in the helper, which reports
-# what it holds.
-HELPER_CALLS = """
-import json, sys, tempfile
-from pathlib import Path
-
-from loom.cli import lean_process
-
-lean_process()
-from loom.drivers import feast_registry, host, mlflow_tracking
-from loom.drivers.feast_store import OnlineKind, StoreSettings
-from tests.support import hosted
-
-host.start(idle_seconds=60)
-d = Path(tempfile.mkdtemp())
-settings = StoreSettings("p", f"sqlite:///{d}/registry.db", OnlineKind.SQLITE, str(d / "online.db"))
-assert feast_registry.registered_view(settings, "v") is None
-mlflow_tracking.open_store(f"sqlite:///{d}/mlflow.db")
-print(json.dumps(hosted.packages()))
-""" + REPORT
-
 # A DataLake's first reconcile: its two tables created in a local warehouse, then changed.
-DATALAKE_RECONCILE = """
+DATALAKE_STEPS = """
 import json, sys, tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -88,6 +66,31 @@ spec = sqlite_lake(Path(tempfile.mkdtemp()))
 assert datalake.reconcile(spec, ctx).ready.status is not False
 evolved = spec.model_copy(update={"tables": [t.model_copy(update={"properties": {"k": "v"}}) for t in spec.tables]})
 assert datalake.reconcile(evolved, ctx).ready.status is not False
+"""
+DATALAKE_RECONCILE = DATALAKE_STEPS + REPORT
+
+
+# With the driver helper started as the operator starts it: a DataLake's first reconcile, a FeatureSet's
+# first read of the Feast registry and a TrainingJob's of a SQLite MLflow store. The libraries load in
+# the helper, which reports what it holds.
+HELPER_CALLS = """
+import json, sys, tempfile
+from pathlib import Path
+
+from loom.cli import lean_process
+
+lean_process()
+from loom.drivers import feast_registry, host, mlflow_tracking
+from loom.drivers.feast_store import OnlineKind, StoreSettings
+from tests.support import hosted
+
+host.start(idle_seconds=60)
+""" + DATALAKE_STEPS + """
+d = Path(tempfile.mkdtemp())
+settings = StoreSettings("p", f"sqlite:///{d}/registry.db", OnlineKind.SQLITE, str(d / "online.db"))
+assert feast_registry.registered_view(settings, "v") is None
+mlflow_tracking.open_store(f"sqlite:///{d}/mlflow.db")
+print(json.dumps(hosted.packages()))
 """ + REPORT
 
 
@@ -117,7 +120,7 @@ def test_a_datalake_on_a_local_warehouse_loads_no_arrow() -> None:
     assert not packages & {"pyarrow", "numpy", "pandas"}
 
 
-def test_feast_and_mlflow_load_in_the_helper_not_the_operator_and_feast_without_torch() -> None:
+def test_catalogs_feast_and_mlflow_load_in_the_helper_not_the_operator_and_feast_without_torch() -> None:
     """Feast imports torch whenever it can (`feast.torch_wrapper`): 740 MiB instead of 210 MiB."""
     done = subprocess.run([sys.executable, "-c", HELPER_CALLS], capture_output=True, text=True, cwd=ROOT,
                           timeout=180, check=False)
@@ -126,6 +129,6 @@ def test_feast_and_mlflow_load_in_the_helper_not_the_operator_and_feast_without_
     helper, operator = set(json.loads(helper_line)), json.loads(operator_line)
     packages = {name.split(".")[0] for name in operator["modules"]}
     print(f"operator after the helper's calls: peak RSS {operator['hwm_kib'] / 1024:.1f} MiB")
-    assert not packages & {"feast", "mlflow", "pandas", "pyarrow", "numpy", "torch", "duckdb"}
-    assert {"feast", "mlflow"} <= helper
+    assert not packages & {"feast", "mlflow", "sqlalchemy", "pandas", "pyarrow", "numpy", "torch", "duckdb"}
+    assert {"feast", "mlflow", "sqlalchemy"} <= helper
     assert "torch" not in helper

@@ -66,29 +66,24 @@ def drop(deletions: Sequence[Deletion], session: Session) -> list[str]:
     dropped = []
     for action in deletions:
         if isinstance(action, DropTable):
-            if tables.drop_table(session.catalog, session.namespace, action.name):
+            if session.drop(action.name):
                 dropped.append(action.name)
         else:  # DropNamespaceIfEmpty
-            tables.drop_namespace_if_empty(session.catalog, action.namespace)
+            session.drop_namespace_if_empty(action.namespace)
     return dropped
 
 
 def _carry_out(action: Action, ctx: ReconcileContext, session: Session) -> tuple[bool, tables.TableState | None]:
     """One action; whether it changed something (for its Event) and the table's state after it."""
     if isinstance(action, CreateNamespace):
-        return tables.ensure_namespace(session.catalog, action.namespace), None
+        return session.ensure_namespace(action.namespace), None
     if isinstance(action, CreateTable):
-        name = action.table.name
-        schema = tables.schema_for(action.table.columns)
-        created, now_created = tables.create_table(session.catalog, session.namespace, name, schema, action.changes)
+        created, now_created = session.create(action.table.name, action.table.columns, action.changes)
         if not now_created:
             raise ConcurrentCreationError("created by another writer meanwhile; planning again against it")
-        session.created(name, created)
-        return True, tables.observe(created)
+        return True, created.state
     if isinstance(action, EvolveTable):
-        current = session.table(action.name)
-        assert current is not None, "decide evolves only tables observed in this session"
-        return True, tables.observe(tables.evolve(current, action.changes))
+        return True, session.evolve(action.name, action.changes).state
     if isinstance(action, SubmitWorkload):
         ctx.executor.submit(action.workload)
         return False, None

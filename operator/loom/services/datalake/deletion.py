@@ -9,6 +9,7 @@ from loom.api.datalake import DataLakeSpec
 from loom.api.kinds import DATALAKE
 from loom.api.meta import DeletionPolicy
 from loom.builders.labels import owned_by
+from loom.domain.errors import error_name
 from loom.drivers.iceberg_owner import recorded_owner
 from loom.services.context import ReconcileContext
 from loom.services.datalake.act import drop
@@ -31,7 +32,7 @@ def delete(spec: DataLakeSpec | None, ctx: ReconcileContext) -> Cleanup:
         try:
             owned = _owned(spec, session, ctx.uid)
         except Exception as error:  # re-described without the original, whose text may quote a credential
-            reason = session.redact(f"{type(error).__name__}: {error}")
+            reason = session.redact(f"{error_name(error)}: {error}")
             return cleanup + Cleanup(left=(_tables_left(spec, [t.name for t in spec.tables], reason),))
         deletions = deletion(spec, owned)
         removed: list[str] = []
@@ -40,7 +41,7 @@ def delete(spec: DataLakeSpec | None, ctx: ReconcileContext) -> Cleanup:
                 removed.extend(f"table {spec.namespace}.{t}" for t in drop([action], session))
             except Exception as error:  # re-described without the original, whose text may quote a credential
                 rest = [a.name for a in deletions[index:] if isinstance(a, DropTable)]
-                reason = session.redact(f"{type(error).__name__}: {error}")
+                reason = session.redact(f"{error_name(error)}: {error}")
                 if not rest:
                     left = Left(f"namespace {spec.namespace} in catalog {spec.catalog.name}", reason)
                     return cleanup + Cleanup(tuple(removed), (left,))
@@ -50,12 +51,14 @@ def delete(spec: DataLakeSpec | None, ctx: ReconcileContext) -> Cleanup:
 
 def _owned(spec: DataLakeSpec, session: Session, uid: str) -> set[str]:
     """The declared tables that exist and record this DataLake (by uid) as their owner."""
+    read = session.read([table.name for table in spec.tables])
+    if read.errors:
+        raise RuntimeError("; ".join(f"table {name}: {error}" for name, error in read.errors.items()))
     owned = set()
-    for table in spec.tables:
-        loaded = session.table(table.name)
+    for name, loaded in read.tables.items():
         owner = recorded_owner(loaded.metadata.properties) if loaded is not None else None
         if owner is not None and owner.uid == uid:
-            owned.add(table.name)
+            owned.add(name)
     return owned
 
 

@@ -20,7 +20,6 @@ from loom.builders.labels import owned_by
 from loom.domain.workloads import OwnerRef, WorkloadStatus
 from loom.drivers import iceberg_tables as tables
 from loom.drivers import ingest_record
-from loom.drivers.iceberg_namespaces import namespace_exists
 from loom.drivers.iceberg_owner import TableOwner, recorded_owner
 from loom.drivers.kube import Kube
 from loom.services.context import ReconcileContext
@@ -96,28 +95,18 @@ def observe(spec: DataLakeSpec, ctx: ReconcileContext, session: Session) -> Data
     if session.failure is not None:
         return seen
     try:
-        exists = namespace_exists(session.catalog, spec.namespace)
+        read = session.read([table.name for table in spec.tables])
     except Exception as error:
         return replace(seen, catalog=Unreachable(CATALOG_UNAVAILABLE, session.redact(error)))
-    found, errors = _tables(spec, session) if exists else ({t.name: None for t in spec.tables}, {})
+    found = {name: TableSeen(t.state, t.metadata) if t is not None else None for name, t in read.tables.items()}
+    errors = {}
+    for name, message in read.errors.items():  # one table's failure must not hide the others
+        log.warning("table %s.%s: %s", spec.namespace, name, session.redact(message))
+        errors[name] = f"table {name}: {session.redact(message)}"
     workloads, executor = _workloads(ctx)
-    return replace(seen, namespace_exists=exists, tables=found, table_errors=errors,
+    return replace(seen, namespace_exists=read.namespace_exists, tables=found, table_errors=errors,
                    owners=_owners(found, ctx.uid, ctx.kube), ingest_records=_records(spec, found),
                    workloads=workloads, executor=executor)
-
-
-def _tables(spec: DataLakeSpec, session: Session) -> tuple[dict[str, TableSeen | None], dict[str, str]]:
-    found: dict[str, TableSeen | None] = {}
-    errors: dict[str, str] = {}
-    for table in spec.tables:
-        try:
-            loaded = session.table(table.name)
-        except Exception as error:  # one table's failure must not hide the others
-            log.warning("table %s.%s: %s", spec.namespace, table.name, session.redact(error))
-            errors[table.name] = f"table {table.name}: {session.redact(error)}"
-            continue
-        found[table.name] = TableSeen(tables.observe(loaded), loaded.metadata) if loaded is not None else None
-    return found, errors
 
 
 def _owners(found: Mapping[str, TableSeen | None], uid: str, kube: Kube) -> dict[str, OwnerSeen]:

@@ -1,25 +1,23 @@
-"""One reconcile's hold on the catalog: the Secret read once, the catalog opened once and closed at the
-end, each table loaded at most once (observe loads it, act changes that same object, so a change is
-committed against exactly the metadata it was planned from), and a redactor that keeps the Secret's
-values out of every message that leaves the operator. The catalog is opened `for_metadata`: the
-operator writes no data, so a local warehouse needs no pyarrow in its process."""
+"""One reconcile's hold on the catalog: the Secret read once, the catalog's properties built once, each
+table read at most once (observe reads them, act evolves a table against exactly the metadata it was
+planned from), and a redactor that keeps the Secret's values out of every message that leaves the
+operator. The catalog work itself is done by whole calls of `drivers/iceberg_lake` (in the driver
+helper once it is started), each opening the catalog `for_metadata`: the operator writes no data, so a
+local warehouse needs no pyarrow in the process that opens it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from loom.api.datalake import DataLakeSpec
+from loom.api.datalake import Column, DataLakeSpec
 from loom.domain.errors import SecretNotFoundError
-from loom.drivers import iceberg_tables as tables
-from loom.drivers.iceberg_catalog import catalog_properties, for_metadata, open_catalog
+from loom.domain.table_changes import TableChanges
+from loom.drivers import iceberg_lake as lake
+from loom.drivers.iceberg_catalog import catalog_properties, for_metadata
+from loom.drivers.iceberg_lake import LakeRead, LoadedTable
 from loom.drivers.kube import Kube
-
-if TYPE_CHECKING:
-    from pyiceberg.catalog import Catalog as IcebergCatalog
-    from pyiceberg.table import Table as IcebergTable
 
 SECRET_NOT_FOUND = "SecretNotFound"
 SECRET_UNREADABLE = "SecretUnreadable"
@@ -49,31 +47,59 @@ class Unreachable:
 
 
 class Session:
-    """The open catalog of one DataLake (or why there is none) and the tables loaded from it."""
+    """The catalog of one DataLake (or why it cannot be reached) and the tables read from it."""
 
     def __init__(self, namespace: str, redact: Redactor, secret_keys: tuple[str, ...] = (),
-                 catalog: IcebergCatalog | None = None, failure: Unreachable | None = None) -> None:
+                 catalog: tuple[str, Mapping[str, str]] | None = None, failure: Unreachable | None = None) -> None:
         self.namespace = namespace
         self.redact = redact
         self.secret_keys = secret_keys
         self._catalog = catalog
         self.failure = failure
-        self._tables: dict[str, IcebergTable | None] = {}
+        self._tables: dict[str, LoadedTable | None] = {}
 
     @property
-    def catalog(self) -> IcebergCatalog:
+    def catalog(self) -> tuple[str, Mapping[str, str]]:
+        """The catalog's name and properties."""
         if self._catalog is None:
-            raise RuntimeError(f"the catalog is not open: {self.failure}")
+            raise RuntimeError(f"the catalog cannot be reached: {self.failure}")
         return self._catalog
 
-    def table(self, name: str) -> IcebergTable | None:
-        """The table as loaded the first time it was asked for in this session; None if it does not exist."""
+    def read(self, names: Sequence[str]) -> LakeRead:
+        """The namespace and the named tables, remembered for `table` and `evolve`."""
+        found = lake.read(*self.catalog, self.namespace, tuple(names))
+        self._tables.update(found.tables)
+        return found
+
+    def table(self, name: str) -> LoadedTable | None:
+        """The table as read the first time it was asked for in this session; None if it does not exist."""
         if name not in self._tables:
-            self._tables[name] = tables.load_table(self.catalog, self.namespace, name)
+            found = self.read([name])
+            if name in found.errors:
+                raise RuntimeError(found.errors[name])
         return self._tables[name]
 
-    def created(self, name: str, table: IcebergTable) -> None:
-        self._tables[name] = table
+    def ensure_namespace(self, namespace: str) -> bool:
+        return lake.ensure_namespace(*self.catalog, namespace)
+
+    def create(self, name: str, columns: Sequence[Column], changes: TableChanges) -> tuple[LoadedTable, bool]:
+        created, now = lake.create(*self.catalog, self.namespace, name, tuple(columns), changes)
+        self._tables[name] = created
+        return created, now
+
+    def evolve(self, name: str, changes: TableChanges) -> LoadedTable:
+        """The table evolved from the metadata this session read it with."""
+        current = self.table(name)
+        assert current is not None, "only tables read in this session are evolved"
+        evolved = lake.evolve(*self.catalog, self.namespace, name, current.state.metadata_location, changes)
+        self._tables[name] = evolved
+        return evolved
+
+    def drop(self, name: str) -> bool:
+        return lake.drop(*self.catalog, self.namespace, name)
+
+    def drop_namespace_if_empty(self, namespace: str) -> bool:
+        return lake.drop_namespace_if_empty(*self.catalog, namespace)
 
 
 def read_secret(spec: DataLakeSpec, kube: Kube, namespace: str) -> dict[str, str]:
@@ -91,8 +117,8 @@ def read_secret(spec: DataLakeSpec, kube: Kube, namespace: str) -> dict[str, str
 
 @contextmanager
 def open_session(spec: DataLakeSpec, kube: Kube, namespace: str) -> Iterator[Session]:
-    """A session on the DataLake's catalog; one whose `failure` says why the Secret or the catalog could
-    not be reached instead of raising."""
+    """A session on the DataLake's catalog; one whose `failure` says why the Secret could not be read
+    instead of raising (an unreachable catalog fails the session's first call)."""
     try:
         secret = read_secret(spec, kube, namespace)
     except SecretNotFoundError as error:
@@ -101,14 +127,5 @@ def open_session(spec: DataLakeSpec, kube: Kube, namespace: str) -> Iterator[Ses
     except Exception as error:  # the API server failed or refused: nothing here to redact yet
         yield Session(spec.namespace, Redactor({}), failure=Unreachable(SECRET_UNREADABLE, str(error)))
         return
-    redact = Redactor(secret)
-    keys = tuple(sorted(secret))
-    try:
-        catalog = open_catalog(spec.catalog.name, for_metadata(catalog_properties(spec.catalog, secret)))
-    except Exception as error:  # unreachable database, bad URI, missing driver: all reported alike
-        yield Session(spec.namespace, redact, keys, failure=Unreachable(CATALOG_UNAVAILABLE, redact(error)))
-        return
-    try:
-        yield Session(spec.namespace, redact, keys, catalog)
-    finally:
-        catalog.close()
+    properties = for_metadata(catalog_properties(spec.catalog, secret))
+    yield Session(spec.namespace, Redactor(secret), tuple(sorted(secret)), (spec.catalog.name, properties))

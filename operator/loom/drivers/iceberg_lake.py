@@ -1,0 +1,115 @@
+"""A DataLake's catalog work as whole calls that open the catalog and close it again, so that they can
+run in the driver helper (drivers/host.py): the operator then holds neither pyiceberg's catalogs and
+SQLAlchemy nor their connections and files, whatever number of lakes it reconciled.
+
+A table crosses as what status reports of it and its metadata (the schema plan is made against it). An
+evolution names the metadata it was planned from and is refused when the table moved on meanwhile, so a
+change is committed against exactly what was planned, as when observe and act shared one table."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from loom.api.datalake import Column
+from loom.domain.table_changes import TableChanges
+from loom.drivers import iceberg_tables as tables
+from loom.drivers.host import out_of_process
+from loom.drivers.iceberg_catalog import open_catalog
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog as IcebergCatalog
+    from pyiceberg.table import Table as IcebergTable
+    from pyiceberg.table.metadata import TableMetadata
+
+
+class TableChangedError(RuntimeError):
+    """Another writer committed to the table after it was observed; the next reconcile plans again."""
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    state: tables.TableState
+    metadata: TableMetadata
+
+
+@dataclass(frozen=True)
+class LakeRead:
+    """Whether the namespace exists, the declared tables that could be read (None: not in the catalog),
+    and why each other one could not be."""
+
+    namespace_exists: bool
+    tables: Mapping[str, LoadedTable | None] = field(default_factory=dict)
+    errors: Mapping[str, str] = field(default_factory=dict)
+
+
+@contextmanager
+def _catalog(name: str, properties: Mapping[str, str]) -> Iterator[IcebergCatalog]:
+    catalog = open_catalog(name, properties)
+    try:
+        yield catalog
+    finally:
+        catalog.close()
+
+
+def _loaded(table: IcebergTable) -> LoadedTable:
+    return LoadedTable(tables.observe(table), table.metadata)
+
+
+@out_of_process()
+def read(name: str, properties: Mapping[str, str], namespace: str, names: Sequence[str]) -> LakeRead:
+    """The namespace and each named table; one table that cannot be read does not hide the others."""
+    with _catalog(name, properties) as catalog:
+        if not catalog.namespace_exists(namespace):
+            return LakeRead(False, {table: None for table in names})
+        found: dict[str, LoadedTable | None] = {}
+        errors: dict[str, str] = {}
+        for table in names:
+            try:
+                loaded = tables.load_table(catalog, namespace, table)
+            except Exception as error:
+                errors[table] = str(error)
+                continue
+            found[table] = _loaded(loaded) if loaded is not None else None
+        return LakeRead(True, found, errors)
+
+
+@out_of_process()
+def ensure_namespace(name: str, properties: Mapping[str, str], namespace: str) -> bool:
+    with _catalog(name, properties) as catalog:
+        return tables.ensure_namespace(catalog, namespace)
+
+
+@out_of_process()
+def create(name: str, properties: Mapping[str, str], namespace: str, table: str, columns: Sequence[Column],
+           changes: TableChanges) -> tuple[LoadedTable, bool]:
+    """The table created in one commit (True), or as another writer created it meanwhile (False)."""
+    with _catalog(name, properties) as catalog:
+        created, now = tables.create_table(catalog, namespace, table, tables.schema_for(columns), changes)
+        return _loaded(created), now
+
+
+@out_of_process()
+def evolve(name: str, properties: Mapping[str, str], namespace: str, table: str, planned_from: str,
+           changes: TableChanges) -> LoadedTable:
+    """One plan as one commit, on the table as it was when planned (its metadata file `planned_from`)."""
+    with _catalog(name, properties) as catalog:
+        current = tables.load_table(catalog, namespace, table)
+        if current is None or current.metadata_location != planned_from:
+            raise TableChangedError("changed by another writer since it was observed; planning again against it")
+        return _loaded(tables.evolve(current, changes))
+
+
+@out_of_process()
+def drop(name: str, properties: Mapping[str, str], namespace: str, table: str) -> bool:
+    """Drop the table and delete its files; False when it did not exist."""
+    with _catalog(name, properties) as catalog:
+        return tables.drop_table(catalog, namespace, table)
+
+
+@out_of_process()
+def drop_namespace_if_empty(name: str, properties: Mapping[str, str], namespace: str) -> bool:
+    with _catalog(name, properties) as catalog:
+        return tables.drop_namespace_if_empty(catalog, namespace)
