@@ -53,6 +53,8 @@ class OperatorConfig(BaseSettings):
         tuple(ControllerKind), min_length=1,
         description="the kinds this operator reconciles (JSON list); e.g. run serving apart from the data kinds")
     reconcile_workers: int = Field(16, ge=1, le=256, description="reconciles running at once (each in a thread)")
+    object_workers: int = Field(64, ge=1, le=10000, description="objects of one kind whose watch events are "
+                                "handled at once; bounds the operator's memory in a burst of changes")
     resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
     driver_helper: bool = Field(True, description="call Feast, the Iceberg catalog of a FeatureSet's lake and the "
                                 "MLflow library (a tracking URI no server answers) in a helper process, which exits "

@@ -20,6 +20,8 @@ from loom.handlers.triggers import Scheduler, Wakeups
 from loom.services.runtime import connect, start_driver_helper, stop_driver_helper
 
 log = logging.getLogger(__name__)
+# A worker waits this long for more events of its object before it exits and frees its slot.
+OBJECT_WORKER_IDLE_SECONDS = 1.0
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -40,6 +42,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Events are posted by a few workers, not one per object: a burst of new objects would open a
         # TLS connection (and its buffers) per object in flight.
         settings.posting.worker_limit = 4
+        # Kopf runs one worker per object with pending events, each holding its body and handler frames:
+        # a burst of thousands of new or deleted objects would hold all of them at once (hundreds of MiB
+        # that the allocator keeps afterwards). A bound applies back-pressure to the watch instead.
+        settings.queueing.worker_limit = config.object_workers
+        settings.queueing.idle_timeout = OBJECT_WORKER_IDLE_SECONDS
         memo.config = config
         # Reconciles wait on the API server and the driven systems far more than they compute.
         memo.reconcilers = ThreadPoolExecutor(config.reconcile_workers, thread_name_prefix="reconcile")

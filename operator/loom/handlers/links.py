@@ -11,6 +11,7 @@ import kopf
 
 from loom.api.kinds import DATALAKE, FEATURESET, INFERENCESERVICE, TRAININGJOB, Kind
 from loom.api.meta import GROUP, VERSION
+from loom.handlers.loops import slim
 from loom.handlers.triggers import follow
 
 
@@ -90,8 +91,8 @@ def cache(registry: kopf.OperatorRegistry, kind: Kind) -> None:
 
     @kopf.on.event(GROUP, VERSION, kind.plural, id=f"cache-{kind.plural}", registry=registry)
     def seen(*, event: kopf.RawEvent, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-        body = None if event.get("type") == "DELETED" else event.get("object")
-        memo.watched.seen(kind.plural, namespace or "", name, body)
+        raw = None if event.get("type") == "DELETED" else event.get("object")
+        memo.watched.seen(kind.plural, namespace or "", name, slim(raw) if raw is not None else None)
 
 
 def register(registry: kopf.OperatorRegistry, controllers: Collection[str]) -> None:
