@@ -124,14 +124,21 @@ def test_a_recreated_table_is_a_warning(spec: DataLakeSpec, ctx: ReconcileContex
     assert "table movielens.movies was missing from the catalog" in event.message
 
 
-def test_evolves_the_table_as_observed_in_one_commit(
-    spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog
-) -> None:
+ADD_TITLE = TableChanges(schema=(AddColumn(("title",), StringType()),))
+
+
+def observe_movies(spec: DataLakeSpec, session: Session, catalog: IcebergCatalog) -> None:
+    """The movies table as another writer created it, read by the session as observe reads it."""
     catalog.create_namespace("movielens")
     catalog.create_table(("movielens", "movies"), iceberg_tables.schema_for(spec.tables[1].columns))
     assert session.table("movies") is not None
-    changes = TableChanges(schema=(AddColumn(("title",), StringType()),))
-    outcome = act(decision(spec, EvolveTable("movies", changes)), ctx, session)
+
+
+def test_evolves_the_table_as_observed_in_one_commit(
+    spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog
+) -> None:
+    observe_movies(spec, session, catalog)
+    outcome = act(decision(spec, EvolveTable("movies", ADD_TITLE)), ctx, session)
     assert [f.name for f in catalog.load_table(("movielens", "movies")).schema().fields] == ["movieId", "title"]
     assert rows(outcome)["movies"].schema_id == 1
     assert [(e.reason, e.message) for e in outcome.events] == [
@@ -141,13 +148,10 @@ def test_evolves_the_table_as_observed_in_one_commit(
 def test_a_table_changed_by_another_writer_since_observed_is_planned_again_not_evolved(
     spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog
 ) -> None:
-    catalog.create_namespace("movielens")
-    catalog.create_table(("movielens", "movies"), iceberg_tables.schema_for(spec.tables[1].columns))
-    assert session.table("movies") is not None
+    observe_movies(spec, session, catalog)
     with catalog.load_table(("movielens", "movies")).transaction() as other:
         other.set_properties({"written-by": "someone else"})
-    changes = TableChanges(schema=(AddColumn(("title",), StringType()),))
-    outcome = act(decision(spec, EvolveTable("movies", changes)), ctx, session)
+    outcome = act(decision(spec, EvolveTable("movies", ADD_TITLE)), ctx, session)
     assert [f.name for f in catalog.load_table(("movielens", "movies")).schema().fields] == ["movieId"]
     status, reason, message = conditions(outcome)["TablesReady"]
     assert status is False and "changed by another writer since it was observed" in message
