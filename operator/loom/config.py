@@ -56,9 +56,9 @@ class OperatorConfig(BaseSettings):
     object_workers: int = Field(64, ge=1, le=10000, description="objects of one kind whose watch events are "
                                 "handled at once; bounds the operator's memory in a burst of changes")
     resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
-    driver_helper: bool = Field(True, description="call Feast, the Iceberg catalog of a FeatureSet's lake and the "
-                                "MLflow library (a tracking URI no server answers) in a helper process, which exits "
-                                "when idle and takes their memory with it; false: in the operator process")
+    driver_helper: bool = Field(True, description="call Iceberg catalogs, Feast and the MLflow library (a "
+                                "tracking URI no server answers) in a helper process, which exits when idle and "
+                                "takes their memory with it; false: in the operator process")
     driver_helper_idle_seconds: float = Field(60.0, gt=0, description="the helper exits after this long without a call")
 
     # Kubernetes executor: one workload image per Python environment (main, serve).
