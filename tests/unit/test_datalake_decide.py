@@ -20,6 +20,7 @@ from loom.builders import maintenance as maintenance_builder
 from loom.builders.lake_access import LakeRef
 from loom.domain.workloads import OwnerRef, Phase, WorkloadStatus
 from loom.drivers.iceberg_catalog import catalog_properties
+from loom.drivers.iceberg_lake import LoadedTable
 from loom.drivers.iceberg_owner import OWNER as OWNER_KEY
 from loom.drivers.iceberg_owner import TableOwner, owner_properties
 from loom.drivers.iceberg_tables import TableState, schema_for
@@ -35,7 +36,7 @@ from loom.services.datalake.actions import (
     SubmitWorkload,
 )
 from loom.services.datalake.decide import decide, deletion
-from loom.services.datalake.observe import DataLakeObserved, OwnerSeen, TableSeen
+from loom.services.datalake.observe import DataLakeObserved, OwnerSeen
 from loom.services.datalake.session import Unreachable
 
 NOW = datetime(2025, 3, 1, 12, 2, 30, tzinfo=timezone.utc)
@@ -71,14 +72,14 @@ SPEC = lake_spec()
 
 
 def table_seen(name: str, snapshot: int | None = None, properties: dict[str, str] | None = None,
-               owner: TableOwner | None = ME) -> TableSeen:
+               owner: TableOwner | None = ME) -> LoadedTable:
     """A table exactly as SPEC declares it, recording `owner` (this lake unless told)."""
     declared = next(t for t in SPEC.tables if t.name == name)
     recorded = owner_properties(owner) if owner is not None else {}
     metadata = new_table_metadata(schema_for(declared.columns), UNPARTITIONED_PARTITION_SPEC, UNSORTED_SORT_ORDER,
                                   f"file:///lake/wh/movielens/{name}", {**recorded, **(properties or {})})
     rows = 10 if snapshot else 0
-    return TableSeen(TableState(name, f"file:///lake/wh/movielens/{name}/metadata/1.json", snapshot, 0, 0, rows,
+    return LoadedTable(TableState(name, f"file:///lake/wh/movielens/{name}/metadata/1.json", snapshot, 0, 0, rows,
                                 1 if snapshot else 0, 100 if snapshot else 0), metadata)
 
 
@@ -169,7 +170,7 @@ OWNED_ELSEWHERE = {**HEALTHY, "SchemaCompatible": (False, "TableOwnedElsewhere")
                    "TablesReady": (False, "TableOwnedElsewhere")}
 
 
-def movies_of(owner: TableOwner | None) -> dict[str, TableSeen | None]:
+def movies_of(owner: TableOwner | None) -> dict[str, LoadedTable | None]:
     return {"ratings": table_seen("ratings"), "movies": table_seen("movies", owner=owner)}
 
 

@@ -18,6 +18,7 @@ from loom.domain.table_changes import TableChanges
 from loom.drivers import iceberg_tables as tables
 from loom.drivers.host import out_of_process
 from loom.drivers.iceberg_catalog import open_catalog
+from loom.drivers.iceberg_owner import TableOwner, recorded_owner
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog as IcebergCatalog
@@ -31,8 +32,15 @@ class TableChangedError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadedTable:
+    """A table that exists: what status reports of it, and the metadata its evolution is planned from."""
+
     state: tables.TableState
     metadata: TableMetadata
+
+    @property
+    def owner(self) -> TableOwner | None:
+        """The DataLake the table records as its owner, if any."""
+        return recorded_owner(self.metadata.properties)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from loom.api.kinds import DATALAKE
 from loom.api.meta import DeletionPolicy
 from loom.builders.labels import owned_by
 from loom.domain.errors import error_name
-from loom.drivers.iceberg_owner import recorded_owner
 from loom.services.context import ReconcileContext
 from loom.services.datalake.act import drop
 from loom.services.datalake.actions import DropTable
@@ -56,7 +55,7 @@ def _owned(spec: DataLakeSpec, session: Session, uid: str) -> set[str]:
         raise RuntimeError("; ".join(f"table {name}: {error}" for name, error in read.errors.items()))
     owned = set()
     for name, loaded in read.tables.items():
-        owner = recorded_owner(loaded.metadata.properties) if loaded is not None else None
+        owner = loaded.owner if loaded is not None else None
         if owner is not None and owner.uid == uid:
             owned.add(name)
     return owned

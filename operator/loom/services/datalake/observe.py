@@ -11,16 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from pydantic import ValidationError
-from pyiceberg.table.metadata import TableMetadata
 
 from loom.api.datalake import DataLakeSpec, DataLakeStatus, LastIngest
 from loom.api.kinds import DATALAKE
 from loom.api.meta import API_VERSION
 from loom.builders.labels import owned_by
 from loom.domain.workloads import OwnerRef, WorkloadStatus
-from loom.drivers import iceberg_tables as tables
 from loom.drivers import ingest_record
-from loom.drivers.iceberg_owner import TableOwner, recorded_owner
+from loom.drivers.iceberg_lake import LoadedTable
 from loom.drivers.kube import Kube
 from loom.services.context import ReconcileContext
 from loom.services.datalake.session import CATALOG_UNAVAILABLE, Session, Unreachable
@@ -28,19 +26,6 @@ from loom.services.datalake.session import CATALOG_UNAVAILABLE, Session, Unreach
 log = logging.getLogger(__name__)
 
 EXECUTOR_UNAVAILABLE = "ExecutorUnavailable"
-
-
-@dataclass(frozen=True)
-class TableSeen:
-    """A table that exists: what status reports of it, and the metadata its evolution is planned from."""
-
-    state: tables.TableState
-    metadata: TableMetadata
-
-    @property
-    def owner(self) -> TableOwner | None:
-        """The DataLake the table records as its owner, if any."""
-        return recorded_owner(self.metadata.properties)
 
 
 @dataclass(frozen=True)
@@ -67,7 +52,7 @@ class DataLakeObserved:
     catalog: Unreachable | None = None
     secret_keys: tuple[str, ...] = ()
     namespace_exists: bool = True
-    tables: Mapping[str, TableSeen | None] = field(default_factory=dict)
+    tables: Mapping[str, LoadedTable | None] = field(default_factory=dict)
     table_errors: Mapping[str, str] = field(default_factory=dict)
     owners: Mapping[str, OwnerSeen] = field(default_factory=dict)
     ingest_records: Mapping[str, LastIngest] = field(default_factory=dict)
@@ -98,18 +83,17 @@ def observe(spec: DataLakeSpec, ctx: ReconcileContext, session: Session) -> Data
         read = session.read([table.name for table in spec.tables])
     except Exception as error:
         return replace(seen, catalog=Unreachable(CATALOG_UNAVAILABLE, session.redact(error)))
-    found = {name: TableSeen(t.state, t.metadata) if t is not None else None for name, t in read.tables.items()}
     errors = {}
     for name, message in read.errors.items():  # one table's failure must not hide the others
         log.warning("table %s.%s: %s", spec.namespace, name, session.redact(message))
         errors[name] = f"table {name}: {session.redact(message)}"
     workloads, executor = _workloads(ctx)
-    return replace(seen, namespace_exists=read.namespace_exists, tables=found, table_errors=errors,
-                   owners=_owners(found, ctx.uid, ctx.kube), ingest_records=_records(spec, found),
+    return replace(seen, namespace_exists=read.namespace_exists, tables=read.tables, table_errors=errors,
+                   owners=_owners(read.tables, ctx.uid, ctx.kube), ingest_records=_records(spec, read.tables),
                    workloads=workloads, executor=executor)
 
 
-def _owners(found: Mapping[str, TableSeen | None], uid: str, kube: Kube) -> dict[str, OwnerSeen]:
+def _owners(found: Mapping[str, LoadedTable | None], uid: str, kube: Kube) -> dict[str, OwnerSeen]:
     """Each other DataLake the tables record as their owner, looked up once: it exists when an object
     of its namespace and name has its uid."""
     others = {t.owner.uid: t.owner for t in found.values() if t is not None and t.owner and t.owner.uid != uid}
@@ -125,7 +109,7 @@ def _owners(found: Mapping[str, TableSeen | None], uid: str, kube: Kube) -> dict
     return seen
 
 
-def _records(spec: DataLakeSpec, found: Mapping[str, TableSeen | None]) -> dict[str, LastIngest]:
+def _records(spec: DataLakeSpec, found: Mapping[str, LoadedTable | None]) -> dict[str, LastIngest]:
     """Each ingest's last commit, from the record it keeps in its table's properties."""
     records = {}
     for ingest in spec.ingest:

@@ -26,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from loom.api.datalake import Table
+from loom.drivers.iceberg_lake import LoadedTable
 from loom.drivers.iceberg_owner import TableOwner, owner_properties
 from loom.services.datalake.actions import Adoption
-from loom.services.datalake.observe import DataLakeObserved, OwnerSeen, TableSeen
+from loom.services.datalake.observe import DataLakeObserved, OwnerSeen
 
 OWNED_ELSEWHERE = "TableOwnedElsewhere"
 
@@ -54,7 +55,7 @@ def owned(table: Table, owner: TableOwner) -> Table:
     return table.model_copy(update={"properties": {**table.properties, **owner_properties(owner)}})
 
 
-def claim(name: str, seen: TableSeen, owner: TableOwner, owners: Mapping[str, OwnerSeen]) -> Foreign | Adoption | None:
+def claim(name: str, seen: LoadedTable, owner: TableOwner, owners: Mapping[str, OwnerSeen]) -> Foreign | Adoption | None:
     """Whose an existing table is: None when `owner` owns it, an Adoption when `owner` takes it (the
     table records no owner, or one that is gone), Foreign when another DataLake keeps it."""
     recorded = seen.owner
