@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import logging
 import multiprocessing
 import os
 import pickle
@@ -36,8 +35,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Imported by Feast whenever installed, never needed by Loom's calls (Feast treats it as absent).
 NOT_IN_HELPER = ("torch",)
 PARENT_CHECK_SECONDS = 1.0
-
-log = logging.getLogger(__name__)
 
 
 class DriverHostError(LibraryError):
