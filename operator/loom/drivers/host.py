@@ -44,9 +44,8 @@ class DriverHostError(LibraryError):
 class Host:
     """One helper process, started at the first call and stopped after `idle_seconds` without one."""
 
-    def __init__(self, idle_seconds: float, processes: int = 1) -> None:
+    def __init__(self, idle_seconds: float) -> None:
         self.idle_seconds = idle_seconds
-        self.processes = processes
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._busy = 0
@@ -57,7 +56,7 @@ class Host:
     def call(self, module: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         with self._lock:
             if self._pool is None:
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_helper_started, initargs=(os.getpid(),))
             pool = self._pool
             self._busy += 1
@@ -100,14 +99,14 @@ _users = 0
 _users_lock = threading.Lock()
 
 
-def start(idle_seconds: float, processes: int = 1) -> Host:
+def start(idle_seconds: float) -> Host:
     """From now on, `@out_of_process` calls of this process run in the helper. Counted: an operator
     started while another runs in the same process (tests) shares the host until both stopped."""
     global _host, _users
     with _users_lock:
         _users += 1
         if _host is None:
-            _host = Host(idle_seconds, processes)
+            _host = Host(idle_seconds)
         return _host
 
 
