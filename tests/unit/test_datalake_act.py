@@ -20,7 +20,7 @@ from loom.domain.errors import SecretNotFoundError
 from loom.domain.outcome import Decision, Event, Observed, Outcome
 from loom.domain.table_changes import AddColumn, TableChanges
 from loom.domain.workloads import OwnerRef, Workload
-from loom.drivers import iceberg_tables
+from loom.drivers import iceberg_lake, iceberg_tables
 from loom.drivers.iceberg_catalog import catalog_properties, open_catalog
 from loom.services.context import ReconcileContext
 from loom.services.datalake.act import act, drop
@@ -184,6 +184,22 @@ def test_a_failed_table_is_reported_redacted_and_its_ingest_waits(
     assert isinstance(ctx.executor, FakeExecutor) and ctx.executor.submitted == []
     assert [t for _, t in catalog.list_tables("movielens")] == ["ratings"], "the other table went on"
     assert [e.reason for e in outcome.events] == ["TablesCreated"]
+
+
+def test_a_catalog_that_cannot_be_opened_fails_each_change_by_name(
+    spec: DataLakeSpec, ctx: ReconcileContext, session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unreachable(name: str, properties: dict[str, str]) -> IcebergCatalog:
+        raise OSError(f"cannot connect with key {SECRET}")
+
+    monkeypatch.setattr(iceberg_lake, "open_catalog", unreachable)
+    outcome = act(decision(spec, CreateNamespace("movielens"), create(spec, "ratings"), create(spec, "movies")),
+                  ctx, session)
+    assert conditions(outcome)["CatalogReady"] == (
+        False, "CatalogUnavailable", "namespace movielens: cannot connect with key ***")
+    assert conditions(outcome)["TablesReady"] == (
+        False, "TableError", "table ratings: cannot connect with key ***; table movies: cannot connect with key ***")
+    assert outcome.events == () and outcome.retry_after == 3
 
 
 def test_a_table_created_by_someone_else_meanwhile_is_looked_at_again(

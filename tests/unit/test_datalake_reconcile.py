@@ -14,7 +14,7 @@ from pyiceberg.catalog import Catalog as IcebergCatalog
 from pyiceberg.table import Table as IcebergTable
 
 from loom.config import OperatorConfig
-from loom.drivers import iceberg_tables
+from loom.drivers import iceberg_lake, iceberg_tables
 from loom.services import datalake
 from loom.services.context import ReconcileContext
 from tests.support.executors import FakeExecutor
@@ -58,6 +58,25 @@ def test_each_table_is_loaded_once_per_reconcile(tmp_path: Path, ctx: ReconcileC
     outcome = datalake.reconcile(spec, ctx)
     assert outcome.ready.status is not False, outcome
     assert loads == {"ratings": 1, "movies": 1}
+
+
+def test_the_catalog_is_opened_once_to_read_and_once_to_write_all_tables(
+    tmp_path: Path, ctx: ReconcileContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    open_catalog = iceberg_lake.open_catalog
+
+    def counting(name: str, properties: dict[str, str]) -> IcebergCatalog:
+        opened.append(name)
+        return open_catalog(name, properties)
+
+    monkeypatch.setattr(iceberg_lake, "open_catalog", counting)
+    spec = sqlite_lake(tmp_path, tables=[
+        {"name": f"t{i}", "columns": [{"name": "id", "type": "long", "required": True}]} for i in range(5)])
+    outcome = datalake.reconcile(spec, ctx)
+    assert outcome.ready.status is not False, outcome
+    assert [row.schema_id for row in outcome.fields["tables"]] == [0] * 5
+    assert len(opened) == 2, "one read for observe, one write of the namespace and the five tables"
 
 
 def test_messages_hide_secret_values_and_nothing_else(

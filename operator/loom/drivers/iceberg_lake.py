@@ -4,7 +4,11 @@ SQLAlchemy nor their connections and files, whatever number of lakes it reconcil
 
 A table crosses as what status reports of it and its metadata (the schema plan is made against it). An
 evolution names the metadata it was planned from and is refused when the table moved on meanwhile, so a
-change is committed against exactly what was planned, as when observe and act shared one table."""
+change is committed against exactly what was planned, as when observe and act shared one table.
+
+A reconcile's changes go as one call (`write`) on one open catalog: opening a SQL catalog builds an
+SQLAlchemy engine, checks the catalog's own tables and starts with an empty statement cache, which cost
+more than creating a table when each table was a call of its own."""
 
 from __future__ import annotations
 
@@ -84,30 +88,74 @@ def read(name: str, properties: Mapping[str, str], namespace: str, names: Sequen
         return LakeRead(True, found, errors)
 
 
-@out_of_process()
-def ensure_namespace(name: str, properties: Mapping[str, str], namespace: str) -> bool:
-    with _catalog(name, properties) as catalog:
-        return tables.ensure_namespace(catalog, namespace)
+@dataclass(frozen=True)
+class NewTable:
+    """A table to create with its declared columns and the layout of its creation plan."""
+
+    name: str
+    columns: tuple[Column, ...]
+    changes: TableChanges
+
+
+@dataclass(frozen=True)
+class Evolution:
+    """One plan for a table, committed only on the metadata file it was planned from."""
+
+    name: str
+    planned_from: str
+    changes: TableChanges
+
+
+@dataclass(frozen=True)
+class TableWritten:
+    """What a creation or evolution left: the table as committed (`created`: a creation that made it
+    now, not another writer meanwhile), or `error`, why it failed."""
+
+    table: LoadedTable | None = None
+    created: bool = False
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class LakeWritten:
+    """Whether the namespace was created now (`namespace_error`: why it could not be), and each table's
+    result by name."""
+
+    namespace_created: bool = False
+    namespace_error: str = ""
+    tables: Mapping[str, TableWritten] = field(default_factory=dict)
 
 
 @out_of_process()
-def create(name: str, properties: Mapping[str, str], namespace: str, table: str, columns: Sequence[Column],
-           changes: TableChanges) -> tuple[LoadedTable, bool]:
-    """The table created in one commit (True), or as another writer created it meanwhile (False)."""
+def write(name: str, properties: Mapping[str, str], namespace: str, create_namespace: bool,
+          changes: Sequence[NewTable | Evolution]) -> LakeWritten:
+    """A reconcile's catalog changes on one open catalog, in order: the namespace if asked, then each
+    table, each in one commit of its own; a table that fails does not stop or hide the others."""
     with _catalog(name, properties) as catalog:
-        created, now = tables.create_table(catalog, namespace, table, tables.schema_for(columns), changes)
-        return _loaded(created), now
+        created, namespace_error = False, ""
+        if create_namespace:
+            try:
+                created = tables.ensure_namespace(catalog, namespace)
+            except Exception as error:
+                namespace_error = str(error)
+        written = {}
+        for change in changes:
+            try:
+                written[change.name] = _write_table(catalog, namespace, change)
+            except Exception as error:
+                written[change.name] = TableWritten(error=str(error))
+        return LakeWritten(created, namespace_error, written)
 
 
-@out_of_process()
-def evolve(name: str, properties: Mapping[str, str], namespace: str, table: str, planned_from: str,
-           changes: TableChanges) -> LoadedTable:
-    """One plan as one commit, on the table as it was when planned (its metadata file `planned_from`)."""
-    with _catalog(name, properties) as catalog:
-        current = tables.load_table(catalog, namespace, table)
-        if current is None or current.metadata_location != planned_from:
-            raise TableChangedError("changed by another writer since it was observed; planning again against it")
-        return _loaded(tables.evolve(current, changes))
+def _write_table(catalog: IcebergCatalog, namespace: str, change: NewTable | Evolution) -> TableWritten:
+    if isinstance(change, NewTable):
+        table, created = tables.create_table(catalog, namespace, change.name, tables.schema_for(change.columns),
+                                             change.changes)
+        return TableWritten(_loaded(table), created)
+    current = tables.load_table(catalog, namespace, change.name)
+    if current is None or current.metadata_location != change.planned_from:
+        raise TableChangedError("changed by another writer since it was observed; planning again against it")
+    return TableWritten(_loaded(tables.evolve(current, change.changes)))
 
 
 @out_of_process()

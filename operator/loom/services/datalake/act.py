@@ -2,7 +2,8 @@
 What an action leaves behind is reported on the decided outcome: a table's state after it was created
 or evolved, an Event for each change, and for an action that failed (an external system: the catalog,
 the Kubernetes API) the condition it belongs to turns False with the redacted error and the reconcile
-is retried after `dependency_retry_seconds`."""
+is retried after `dependency_retry_seconds`. The catalog actions (namespace, creations, evolutions)
+go to the catalog as one call, which reports each table's result, so a failure still names its table."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from typing import Any
 from loom.api.datalake import TableStatus
 from loom.domain.outcome import Decision, Observed, Outcome
 from loom.drivers import iceberg_tables as tables
+from loom.drivers.iceberg_lake import Evolution, LakeWritten, NewTable
 from loom.services.context import ReconcileContext
 from loom.services.datalake.actions import (
     Action,
     CreateNamespace,
     CreateTable,
+    DeleteWorkload,
     Deletion,
     DropTable,
     EvolveTable,
@@ -31,11 +34,16 @@ from loom.services.datalake.session import Session
 log = logging.getLogger(__name__)
 
 
-class ConcurrentCreationError(RuntimeError):
-    """Someone else created the table between observe and act; the next reconcile plans against theirs."""
+class TableWriteError(RuntimeError):
+    """A catalog change the driver reported as failed, with the catalog's message."""
+
+
+CREATED_MEANWHILE = "created by another writer meanwhile; planning again against it"
+CatalogAction = CreateNamespace | CreateTable | EvolveTable
 
 
 def act(decision: Decision[Action], ctx: ReconcileContext, session: Session) -> Outcome:
+    written = _write(decision.actions, session)
     done: list[Action] = []
     states: dict[str, tables.TableState] = {}
     failures: dict[str, list[str]] = {}
@@ -46,7 +54,10 @@ def act(decision: Decision[Action], ctx: ReconcileContext, session: Session) -> 
                 f"{action.workload.name} not submitted: table {action.table} could not be created")
             continue
         try:
-            changed, state = _carry_out(action, ctx, session)
+            if isinstance(action, CatalogAction):
+                changed, state = _written(action, written)
+            else:
+                changed, state = _carry_out(action, ctx), None
         except Exception as error:
             message = f"{_subject(action)}: {session.redact(error)}"
             log.warning("%s/%s: %s", ctx.namespace, ctx.name, message)
@@ -73,22 +84,51 @@ def drop(deletions: Sequence[Deletion], session: Session) -> list[str]:
     return dropped
 
 
-def _carry_out(action: Action, ctx: ReconcileContext, session: Session) -> tuple[bool, tables.TableState | None]:
-    """One action; whether it changed something (for its Event) and the table's state after it."""
+def _write(actions: Sequence[Action], session: Session) -> LakeWritten | Exception:
+    """The catalog actions as one driver call, in their order; the error that failed the call itself
+    (the catalog cannot be opened), which then fails each of them."""
+    changes: list[NewTable | Evolution] = []
+    create_namespace = False
+    try:
+        for action in actions:
+            if isinstance(action, CreateNamespace):
+                create_namespace = True
+            elif isinstance(action, CreateTable):
+                changes.append(NewTable(action.table.name, tuple(action.table.columns), action.changes))
+            elif isinstance(action, EvolveTable):
+                changes.append(session.evolution(action.name, action.changes))
+        if not create_namespace and not changes:
+            return LakeWritten()
+        return session.write(create_namespace, changes)
+    except Exception as error:
+        return error
+
+
+def _written(action: CatalogAction, written: LakeWritten | Exception) -> tuple[bool, tables.TableState | None]:
+    """What the driver reported for one catalog action: whether it changed something (for its Event)
+    and the table's state after it; raises its failure."""
+    if isinstance(written, Exception):
+        raise written
     if isinstance(action, CreateNamespace):
-        return session.ensure_namespace(action.namespace), None
-    if isinstance(action, CreateTable):
-        created, now_created = session.create(action.table.name, action.table.columns, action.changes)
-        if not now_created:
-            raise ConcurrentCreationError("created by another writer meanwhile; planning again against it")
-        return True, created.state
-    if isinstance(action, EvolveTable):
-        return True, session.evolve(action.name, action.changes).state
+        if written.namespace_error:
+            raise TableWriteError(written.namespace_error)
+        return written.namespace_created, None
+    result = written.tables[action.table.name if isinstance(action, CreateTable) else action.name]
+    if result.error:
+        raise TableWriteError(result.error)
+    if isinstance(action, CreateTable) and not result.created:
+        raise TableWriteError(CREATED_MEANWHILE)
+    assert result.table is not None
+    return True, result.table.state
+
+
+def _carry_out(action: SubmitWorkload | DeleteWorkload, ctx: ReconcileContext) -> bool:
+    """One workload action; it changes nothing the Events report."""
     if isinstance(action, SubmitWorkload):
         ctx.executor.submit(action.workload)
-        return False, None
-    ctx.executor.delete(action.namespace, action.name)
-    return False, None
+    else:
+        ctx.executor.delete(action.namespace, action.name)
+    return False
 
 
 def _subject(action: Action) -> str:

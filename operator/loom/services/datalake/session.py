@@ -2,7 +2,8 @@
 table read at most once (observe reads them, act evolves a table against exactly the metadata it was
 planned from), and a redactor that keeps the Secret's values out of every message that leaves the
 operator. The catalog work itself is done by whole calls of `drivers/iceberg_lake` (in the driver
-helper once it is started), each opening the catalog `for_metadata`: the operator writes no data, so a
+helper once it is started): one read for observe, one write for all of act's catalog changes, each
+opening the catalog `for_metadata`: the operator writes no data, so a
 local warehouse needs no pyarrow in the process that opens it."""
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from loom.api.datalake import Column, DataLakeSpec
+from loom.api.datalake import DataLakeSpec
 from loom.domain.errors import SecretNotFoundError
 from loom.domain.table_changes import TableChanges
 from loom.drivers import iceberg_lake as lake
 from loom.drivers.iceberg_catalog import catalog_properties, for_metadata
-from loom.drivers.iceberg_lake import LakeRead, LoadedTable
+from loom.drivers.iceberg_lake import Evolution, LakeRead, LakeWritten, LoadedTable, NewTable
 from loom.drivers.kube import Kube
 
 SECRET_NOT_FOUND = "SecretNotFound"
@@ -79,21 +80,18 @@ class Session:
                 raise RuntimeError(found.errors[name])
         return self._tables[name]
 
-    def ensure_namespace(self, namespace: str) -> bool:
-        return lake.ensure_namespace(*self.catalog, namespace)
-
-    def create(self, name: str, columns: Sequence[Column], changes: TableChanges) -> tuple[LoadedTable, bool]:
-        created, now = lake.create(*self.catalog, self.namespace, name, tuple(columns), changes)
-        self._tables[name] = created
-        return created, now
-
-    def evolve(self, name: str, changes: TableChanges) -> LoadedTable:
-        """The table evolved from the metadata this session read it with."""
+    def evolution(self, name: str, changes: TableChanges) -> Evolution:
+        """A plan for a table, bound to the metadata this session read it with."""
         current = self.table(name)
         assert current is not None, "only tables read in this session are evolved"
-        evolved = lake.evolve(*self.catalog, self.namespace, name, current.state.metadata_location, changes)
-        self._tables[name] = evolved
-        return evolved
+        return Evolution(name, current.state.metadata_location, changes)
+
+    def write(self, create_namespace: bool, changes: Sequence[NewTable | Evolution]) -> LakeWritten:
+        """The namespace if asked, then the tables' creations and evolutions in one call; the tables
+        written are remembered as they are now."""
+        written = lake.write(*self.catalog, self.namespace, create_namespace, tuple(changes))
+        self._tables.update({name: t.table for name, t in written.tables.items() if t.table is not None})
+        return written
 
     def drop(self, name: str) -> bool:
         return lake.drop(*self.catalog, self.namespace, name)
