@@ -1,24 +1,35 @@
-"""Benchmark: Loom's online feature path and materialization against plain Feast, side by side.
+"""Benchmark: Loom's online feature reads against Feast's `get_online_features`, side by side.
 
-    .venv/bin/python bench/feature_online.py [--entities 50000] [--runs 3] [--reads 2000]
+    .venv/bin/python bench/feature_online.py [--entities 50000] [--runs 5] [--reads 2000]
 
 A throwaway redis-server and an Iceberg SQL catalog (SQLite) holding synthetic user features shaped
-like the sample's `user_features` (userId, ratingCount, meanRating, favoriteGenre, eventTimestamp);
-synthetic because the comparison needs more entities than MovieLens has users.
+like the sample's `user_features` (userId, ratingCount, meanRating, favoriteGenre, eventTimestamp),
+written online by Feast (`write_to_online_store`); synthetic because the comparison needs more
+entities than MovieLens has users.
 
-  online reads   `OnlineFeatureReader.read` (what Loom's model servers call: pipelined HMGETs of
-                 Feast's key layout, decoded by Feast's helpers) vs `FeatureStore.get_online_features`
-                 on the same store, for 1 and for 100 entities; p50/p99 per run, medians over runs.
-                 Both return identical values (asserted before timing).
-  materialize    `python components/materialize` (quality gate, pin, Feast materialize, online count)
-                 vs `feast materialize-incremental` (the CLI) into fresh projects over the same
-                 snapshot; both as subprocesses, interpreter start and `import feast` included;
-                 rows/s = entity rows written / wall time, median of the runs.
+Three readers of the same store, for 1 and for 100 entities, which return identical values (asserted
+before timing):
+
+  serve    components/serve/online.py's `OnlineReader`, what Loom's model servers call
+           (Feast-free: keys and values in Feast's layout, one held connection, hiredis)
+  driver   `loom.drivers.feast_online.OnlineFeatureReader` (keys and values by Feast's helpers)
+  feast    `FeatureStore.get_online_features(...).to_dict()` on the same store
+
+Each run times every reader back to back (the order alternating between runs) and takes p50/p99 of
+its reads; the table shows medians over runs and Feast's figure divided by ours. Two conditions:
+
+  quiet    redis-server pinned to CPU 0 and this process to CPU 1 (sched_setaffinity, as `taskset`)
+  loaded   nothing pinned, and one CPU-bound process per core running beside them
+
+The machine may be shared: the load average is printed with the results. Nothing touches the garbage
+collector: the serving runtime does not either.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import random
 import shutil
 import statistics
@@ -26,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -38,17 +49,16 @@ import redis
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
 from loom.devcluster.served import free_port
-from loom.domain.feature_views import FeatureViewDefinition
-from loom.drivers import feast_pins, feast_store
+from loom.drivers import feast_store
 from loom.drivers.feast_online import OnlineFeatureReader
 from loom.drivers.feast_store import OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
-from loom.features.materialize import MaterializeRequest
 from loom.services.featureset import feature_view_definition
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPONENT = ROOT / "components" / "materialize"
-FEAST_CLI = Path(sys.executable).with_name("feast")
+sys.path.insert(0, str(ROOT / "components"))
+from serve.online import OnlineReader, OnlineSource  # noqa: E402
+
 GENRES = ["Drama", "Comedy", "Action", "Thriller", "Romance", "Sci-Fi", "Adventure", "Crime"]
 SPEC: dict[str, Any] = {
     "source": {"dataLakeRef": {"name": "bench", "table": "user_features"}, "timestampField": "eventTimestamp"},
@@ -57,6 +67,8 @@ SPEC: dict[str, Any] = {
                  {"name": "favoriteGenre", "dtype": "String"}],
     "ttl": "0s",
 }
+READERS = ("serve", "driver", "feast")
+Read = Callable[[Sequence[Mapping[str, Any]]], dict[str, list[Any]]]
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -76,8 +88,6 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
 
 def user_features(entities: int) -> pa.Table:
     rng = np.random.default_rng(7)
-    # Recent events: `feast materialize-incremental` starts a first run a year back (ttl 0) or one ttl
-    # back, whichever applies, so historical rows would never reach its online store.
     start = datetime.now(timezone.utc) - timedelta(days=300)
     return pa.table({
         "userId": pa.array(np.arange(1, entities + 1), pa.int64()),
@@ -89,131 +99,119 @@ def user_features(entities: int) -> pa.Table:
     })
 
 
-class Bench:
-    def __init__(self, base: Path, redis_address: str, entities: int) -> None:
-        self.base, self.redis = base, redis_address
-        self.lake_props = {"type": "sql", "uri": f"sqlite:///{base / 'lake.db'}", "warehouse": f"file://{base / 'wh'}"}
-        catalog = open_catalog("default", self.lake_props)
-        catalog.create_namespace("bench")
-        data = user_features(entities)
-        self.table = catalog.create_table(("bench", "user_features"), schema=data.schema)
-        self.table.append(data)
-        self.snapshot = self.table.current_snapshot().snapshot_id
-        self.lake = DataLakeSpec.model_validate({
-            "catalog": {"type": "sql", "uri": self.lake_props["uri"], "warehouse": self.lake_props["warehouse"]},
-            "namespace": "bench",
-            "tables": [{"name": "user_features", "columns": [{"name": "userId", "type": "long"}]}],
-        })
-        self.runs = 0
-
-    def fresh_store(self) -> tuple[StoreSettings, FeatureViewDefinition]:
-        """A new project and registry, the definition applied, nothing materialized yet."""
-        self.runs += 1
-        namespace = f"bench-{self.runs}"
-        registry = f"sqlite:///{self.base / f'registry-{self.runs}.db'}"
-        settings = StoreSettings(f"loom_bench_{self.runs}", registry, OnlineKind.REDIS, self.redis)
-        definition = feature_view_definition(FeatureSetSpec.model_validate(SPEC), self.lake, namespace,
-                                             "user-features", registry)
-        feast_store.apply(settings, definition)
-        return settings, definition
-
-    def ours(self) -> tuple[float, int]:
-        settings, definition = self.fresh_store()
-        request = MaterializeRequest(
-            definition=definition.to_json(), store=settings.to_json(), lake_catalog_name="default",
-            lake_catalog=self.lake_props, lake_table="bench.user_features", snapshot_id=self.snapshot,
-        )
-        started = time.perf_counter()
-        subprocess.run([sys.executable, str(COMPONENT), "--request", request.model_dump_json()],
-                       check=True, capture_output=True)
-        return time.perf_counter() - started, feast_store.online_row_count(settings, definition)
-
-    def feast_cli(self) -> tuple[float, int]:
-        settings, definition = self.fresh_store()
-        pin = definition.source.pin
-        feast_pins.move(pin, feast_pins.snapshot_metadata_location(self.table, self.snapshot))
-        repo = self.base / f"repo-{self.runs}"
-        repo.mkdir()
-        (repo / "feature_store.yaml").write_text(
-            f"project: {settings.project}\nprovider: local\n"
-            f"registry:\n  registry_type: sql\n  path: {settings.registry_uri}\n  cache_ttl_seconds: 0\n"
-            f"online_store:\n  type: redis\n  connection_string: {self.redis}\n"
-            "offline_store:\n  type: duckdb\nentity_key_serialization_version: 3\n"
-        )
-        end = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        started = time.perf_counter()
-        command = [str(FEAST_CLI), "-c", str(repo), "materialize-incremental", end]
-        subprocess.run(command, check=True, capture_output=True)
-        return time.perf_counter() - started, feast_store.online_row_count(settings, definition)
+def materialized_store(base: Path, redis_address: str, entities: int) -> tuple[StoreSettings, str]:
+    """A Feast project whose view holds `entities` users online, as Feast itself writes them."""
+    lake_props = {"type": "sql", "uri": f"sqlite:///{base / 'lake.db'}", "warehouse": f"file://{base / 'wh'}"}
+    catalog = open_catalog("default", lake_props)
+    catalog.create_namespace("bench")
+    data = user_features(entities)
+    table = catalog.create_table(("bench", "user_features"), schema=data.schema)
+    table.append(data)
+    lake = DataLakeSpec.model_validate({
+        "catalog": {"type": "sql", "uri": lake_props["uri"], "warehouse": lake_props["warehouse"]},
+        "namespace": "bench",
+        "tables": [{"name": "user_features", "columns": [{"name": "userId", "type": "long"}]}],
+    })
+    registry = f"sqlite:///{base / 'registry.db'}"
+    settings = StoreSettings("loom_bench", registry, OnlineKind.REDIS, redis_address)
+    definition = feature_view_definition(FeatureSetSpec.model_validate(SPEC), lake, "bench", "user-features",
+                                         registry)
+    feast_store.apply(settings, definition)
+    feast_store.open_store(settings).write_to_online_store(definition.name, data.to_pandas())
+    return settings, definition.name
 
 
-def percentiles(call: Callable[[], object], reads: int) -> tuple[float, float]:
-    for _ in range(min(200, reads)):
-        call()
-    samples = []
-    for _ in range(reads):
-        started = time.perf_counter_ns()
-        call()
-        samples.append((time.perf_counter_ns() - started) / 1e6)
-    return float(np.percentile(samples, 50)), float(np.percentile(samples, 99))
-
-
-def online_latency(settings: StoreSettings, view: str, entities: int, runs: int, reads: int) -> None:
+def readers(settings: StoreSettings, view: str) -> dict[str, Read]:
+    driver = OnlineFeatureReader(settings, view)
+    serve = OnlineReader(OnlineSource(settings.online_connection, settings.project, view, {"userId": "INT64"},
+                                      driver.features))
     store = feast_store.open_store(settings)
-    reader = OnlineFeatureReader(settings, view)
-    refs = [f"{view}:{f}" for f in reader.features]
-    rng = random.Random(11)
-    for size in (1, 100):
-        rows = [{"userId": u} for u in rng.sample(range(1, entities + 1), size)]
-        assert reader.read(rows) == store.get_online_features(features=refs, entity_rows=rows).to_dict()
-        ours: list[tuple[float, float]] = []
-        feast: list[tuple[float, float]] = []
-        for run in range(runs):
-            contenders = [(ours, lambda: reader.read(rows)),
-                          (feast, lambda: store.get_online_features(features=refs, entity_rows=rows))]
-            for results, call in contenders if run % 2 == 0 else contenders[::-1]:
-                results.append(percentiles(call, reads if size == 1 else max(reads // 4, 100)))
-        show(f"online read, {size} entit{'y' if size == 1 else 'ies'}", ours, feast)
+    refs = [f"{view}:{f}" for f in driver.features]
+    return {"serve": serve.read, "driver": driver.read,
+            "feast": lambda rows: store.get_online_features(features=refs, entity_rows=rows).to_dict()}
 
 
-def show(what: str, ours: Sequence[tuple[float, float]], feast: Sequence[tuple[float, float]]) -> None:
-    o50, o99 = (statistics.median(x[i] for x in ours) for i in (0, 1))
-    f50, f99 = (statistics.median(x[i] for x in feast) for i in (0, 1))
-    print(f"{what:28s} loom p50 {o50:7.3f} ms  p99 {o99:7.3f} ms | feast p50 {f50:7.3f} ms  p99 {f99:7.3f} ms"
-          f" | speed-up p50 {f50 / o50:4.1f}x  p99 {f99 / o99:4.1f}x")
+def percentiles(read: Read, rows: Sequence[Mapping[str, Any]], reads: int) -> tuple[float, float]:
+    for _ in range(min(200, reads)):
+        read(rows)
+    samples = np.empty(reads)
+    clock = time.perf_counter_ns
+    for i in range(reads):
+        started = clock()
+        read(rows)
+        samples[i] = clock() - started
+    p50, p99 = np.percentile(samples, [50, 99]) / 1e6
+    return float(p50), float(p99)
+
+
+@contextlib.contextmanager
+def condition(name: str, redis_pid: int) -> Iterator[None]:
+    """Quiet: redis-server on CPU 0, this process on CPU 1. Loaded: both free, one busy loop per core."""
+    everything = set(range(os.cpu_count() or 1))
+    burners: list[subprocess.Popen[bytes]] = []
+    if name == "quiet":
+        os.sched_setaffinity(redis_pid, {0})
+        os.sched_setaffinity(0, {1})
+    else:
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in everything]
+    try:
+        yield
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+        os.sched_setaffinity(redis_pid, everything)
+        os.sched_setaffinity(0, everything)
+
+
+def measure(read: dict[str, Read], rows: Sequence[Mapping[str, Any]], runs: int, reads: int
+            ) -> dict[str, tuple[float, float]]:
+    """Median p50 and p99 of each reader over the runs."""
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in READERS}
+    for run_number in range(runs):
+        order = READERS if run_number % 2 == 0 else READERS[::-1]
+        for name in order:
+            results[name].append(percentiles(read[name], rows, reads))
+    return {name: (statistics.median(r[0] for r in got), statistics.median(r[1] for r in got))
+            for name, got in results.items()}
+
+
+def show(label: str, got: dict[str, tuple[float, float]]) -> None:
+    f50, f99 = got["feast"]
+    cells = [f"feast {f50:6.3f} / {f99:6.3f} ms"]
+    for name in ("serve", "driver"):
+        o50, o99 = got[name]
+        cells.append(f"{name} {o50:6.3f} / {o99:6.3f} ms = {f50 / o50:4.1f}x / {f99 / o99:4.1f}x")
+    print(f"{label:22s} " + " | ".join(cells), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--entities", type=int, default=50_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--reads", type=int, default=2000, help="timed reads of 1 entity per run (100-entity: /4)")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--reads", type=int, default=2000, help="timed reads of 1 entity per run (100 entities: /4)")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="loom-bench-features-") as tmp:
-        base = Path(tmp)
-        server, address = start_redis(base)
+    with tempfile.TemporaryDirectory(prefix="loom-bench-online-") as tmp:
+        server, address = start_redis(Path(tmp))
         try:
-            bench = Bench(base, address, args.entities)
-            print(f"{args.entities} entities, redis at {address}, {args.runs} runs, medians\n")
-            times: dict[str, list[float]] = {"loom": [], "feast": []}
-            for run in range(args.runs):
-                order = [("loom", bench.ours), ("feast", bench.feast_cli)]
-                for name, contender in order if run % 2 == 0 else order[::-1]:
-                    seconds, rows = contender()
-                    assert rows == args.entities, f"{name} wrote {rows} rows"
-                    times[name].append(seconds)
-            loom_s, feast_s = statistics.median(times["loom"]), statistics.median(times["feast"])
-            print(f"{'materialize (subprocess)':28s} loom {args.entities / loom_s:8.0f} rows/s ({loom_s:.2f} s)"
-                  f" | feast materialize-incremental {args.entities / feast_s:8.0f} rows/s ({feast_s:.2f} s)"
-                  f" | ratio {feast_s / loom_s:4.2f}x")
-            settings, definition = bench.fresh_store()
-            bench_request = MaterializeRequest(
-                definition=definition.to_json(), store=settings.to_json(), lake_catalog_name="default",
-                lake_catalog=bench.lake_props, lake_table="bench.user_features", snapshot_id=bench.snapshot)
-            subprocess.run([sys.executable, str(COMPONENT), "--request", bench_request.model_dump_json()],
-                           check=True, capture_output=True)
-            online_latency(settings, definition.name, args.entities, args.runs, args.reads)
+            settings, view = materialized_store(Path(tmp), address, args.entities)
+            read = readers(settings, view)
+            rng = random.Random(11)
+            requests = {size: [{"userId": u} for u in rng.sample(range(1, args.entities + 1), size)]
+                        for size in (1, 100)}
+            for rows in requests.values():
+                assert read["serve"](rows) == read["driver"](rows) == read["feast"](rows)
+            print(f"{args.entities} entities online, redis at {address}, {os.cpu_count()} cores; medians of"
+                  f" {args.runs} runs; p50 / p99, speed-up = feast / ours\n")
+            for name in ("quiet", "loaded"):
+                with condition(name, server.pid):
+                    load = os.getloadavg()[0]
+                    for size, rows in requests.items():
+                        reads = args.reads if size == 1 else max(args.reads // 4, 100)
+                        label = f"{name}, {size} entit{'y' if size == 1 else 'ies'}"
+                        show(label, measure(read, rows, args.runs, reads))
+                    print(f"{'':22s} (load average {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             server.terminate()
             server.wait(timeout=20)

@@ -15,7 +15,7 @@ their lists). tests/integration/serving/test_online_reader.py holds all of it eq
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,6 +28,7 @@ _KEY_VALUES: dict[str, tuple[int, Callable[[Any], bytes]]] = {
     "INT32": (3, lambda v: struct.pack("<i", int(v))),
     "INT64": (4, lambda v: struct.pack("<q", int(v))),
 }
+_FIXED_KEYS = {"INT32": (3, 4, "<i"), "INT64": (4, 8, "<q")}
 _STRING = struct.pack("<I", 2)
 NULL_TIMESTAMP = -(2**63)  # numpy's NaT as int64, which Feast turns into None
 
@@ -51,6 +52,7 @@ class EntityKeys:
         self._packers = [_KEY_VALUES[join_keys[self.join_keys[i]]] for i in self._order]
         self._prefix = entity_key_prefix(self.join_keys)
         self._suffix = project.encode("utf-8")
+        self._value_types = join_keys
 
     def key(self, values: Sequence[Any]) -> bytes:
         """The key of the entity whose join keys have these values (in join_keys order)."""
@@ -60,6 +62,17 @@ class EntityKeys:
             parts.append(struct.pack("<II", code, len(packed)) + packed)
         parts.append(self._suffix)
         return b"".join(parts)
+
+    def row_key(self) -> Callable[[Mapping[str, Any]], bytes]:
+        """The key of an entity row (a mapping holding the join keys). With one integer join key, the
+        common case, everything but the value is packed once, here."""
+        if len(self.join_keys) == 1 and self._value_types[self.join_keys[0]] in _FIXED_KEYS:
+            name = self.join_keys[0]
+            code, size, fmt = _FIXED_KEYS[self._value_types[name]]
+            head, suffix, pack = self._prefix + struct.pack("<II", code, size), self._suffix, struct.Struct(fmt).pack
+            return lambda row: head + pack(int(row[name])) + suffix
+        join_keys, key = self.join_keys, self.key
+        return lambda row: key([row[k] for k in join_keys])
 
 
 def feature_field(view: str, feature: str) -> bytes:
@@ -142,10 +155,7 @@ def _repeated(data: bytes, element: int) -> list[Any]:
     return out
 
 
-def decode_value(stored: bytes | None) -> Any:
-    """A stored feature value (None when the hash lacks the field) as Feast's online response gives it."""
-    if not stored:
-        return None
+def _decode(stored: bytes) -> Any:
     value: Any = None
     pos = 0
     while pos < len(stored):  # a oneof: the last field seen wins, as in protobuf
@@ -157,3 +167,46 @@ def decode_value(stored: bytes | None) -> Any:
         else:
             raise ValueError(f"feast Value field {number} is not a type a FeatureSet declares")
     return value
+
+
+# What Feast writes for a scalar is its one field: tag byte, then the value. These decode that shape
+# straight from the tag (the first byte) and hand anything else to the general decoder above.
+_DOUBLE, _FLOAT = struct.Struct("<d").unpack_from, struct.Struct("<f").unpack_from
+
+
+def _varint_field(bits: int, convert: Callable[[int], Any]) -> Callable[[bytes], Any]:
+    def decode(stored: bytes) -> Any:
+        if len(stored) == 2 and stored[1] < 0x80:
+            return convert(stored[1])
+        value, pos = _varint(stored, 1)
+        return convert(_signed(value, bits)) if pos == len(stored) else _decode(stored)
+    return decode
+
+
+def _double(stored: bytes) -> Any:
+    return _DOUBLE(stored, 1)[0] if len(stored) == 9 else _decode(stored)
+
+
+def _float(stored: bytes) -> Any:
+    return _FLOAT(stored, 1)[0] if len(stored) == 5 else _decode(stored)
+
+
+def _string(stored: bytes) -> Any:
+    return stored[2:].decode("utf-8") if stored[1] < 0x80 and len(stored) == 2 + stored[1] else _decode(stored)
+
+
+_BY_TAG: dict[int, Callable[[bytes], Any]] = {
+    0x12: _string,  # 2 string_val, length-delimited
+    0x18: _varint_field(32, int),  # 3 int32_val
+    0x20: _varint_field(64, int),  # 4 int64_val
+    0x29: _double,  # 5 double_val, fixed64
+    0x35: _float,  # 6 float_val, fixed32
+    0x38: _varint_field(64, bool),  # 7 bool_val
+}
+
+
+def decode_value(stored: bytes | None) -> Any:
+    """A stored feature value (None when the hash lacks the field) as Feast's online response gives it."""
+    if not stored:
+        return None
+    return _BY_TAG.get(stored[0], _decode)(stored)

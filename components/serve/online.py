@@ -1,6 +1,9 @@
 """A FeatureSet's online features, read straight from the Redis that Feast materializes into, without
-Feast: one pipelined HMGET per entity, all in one round trip. The model server names the same view and
-features on every request, so keys' fixed parts and hash fields are computed once.
+Feast: one HMGET per entity, all written at once and answered in one round trip. The model server names
+the same view and features on every request, so the read builds nothing it can build once: the keys'
+fixed parts and the commands' hash fields are packed bytes, the request is written as Redis protocol
+bytes on one held connection, and its replies are parsed by hiredis (redis-py's parser when installed,
+requirements/serve.txt) and decoded by the stored value's tag.
 
 `read` returns what Feast's `get_online_features(...).to_dict()` returns for the same entity rows
 (tests/integration/serving/test_online_reader.py compares them on real materialized data)."""
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,26 +64,46 @@ def connect(connection: str) -> redis.Redis:
 
 
 class OnlineReader:
+    """Reads one view's features for entity rows; one read at a time holds the connection."""
+
     def __init__(self, source: OnlineSource, client: redis.Redis | None = None) -> None:
         if not source.features:
             raise ValueError(f"no features to read from view {source.view!r}")
         self.source = source
         self.join_keys = list(source.join_keys)
         self.features = list(source.features)
-        self._keys = EntityKeys(source.project, source.join_keys)
-        self._fields = [feature_field(source.view, name) for name in self.features]
+        self._row_key = EntityKeys(source.project, source.join_keys).row_key()
+        fields = [feature_field(source.view, name) for name in self.features]
+        self._head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
+        self._tail = b"\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in fields)
         self._client = client or connect(source.connection)
+        self._connection = self._client.connection_pool.get_connection()
+        self._lock = threading.Lock()
 
     def read(self, entity_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         """Join keys and feature values per row, shaped as Feast's `to_dict()`; None where absent."""
-        with self._client.pipeline(transaction=False) as pipe:
-            for row in entity_rows:
-                pipe.hmget(self._keys.key([row[key] for key in self.join_keys]), self._fields)
-            stored = pipe.execute()
+        head, tail, row_key = self._head, self._tail, self._row_key
+        command = b"".join([head + b"$%d\r\n" % len(key) + key + tail for key in map(row_key, entity_rows)])
+        with self._lock:
+            connection = self._connection
+            stored = connection.retry.call_with_retry(lambda: self._round_trip(command, len(entity_rows)),
+                                                      lambda _: connection.disconnect())
         result: dict[str, list[Any]] = {key: [row[key] for row in entity_rows] for key in self.join_keys}
         for i, name in enumerate(self.features):
             result[name] = [decode_value(values[i]) for values in stored]
         return result
 
+    def _round_trip(self, command: bytes, replies: int) -> list[list[bytes | None]]:
+        """Writes the commands and reads their replies; a failure part way leaves replies unread, so
+        the connection is dropped (the next read connects again)."""
+        connection = self._connection
+        try:
+            connection.send_packed_command([command])
+            return [connection.read_response() for _ in range(replies)]
+        except BaseException:
+            connection.disconnect()
+            raise
+
     def close(self) -> None:
+        self._client.connection_pool.release(self._connection)
         self._client.close()

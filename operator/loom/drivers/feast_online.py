@@ -1,21 +1,28 @@
-"""Online feature reads for Loom's model servers: one pipelined HMGET per entity against Feast's
-Redis layout, keys and values encoded and decoded by Feast's own helpers (`feast_internals`).
+"""Online feature reads from Feast's Redis layout: one HMGET per entity, all written at once on one
+held connection and answered in one round trip; keys built and values decoded by Feast's own helpers
+(`feast_internals`).
 
 `FeatureStore.get_online_features` resolves the registry, builds response protos and converts them
-again on every call; a model server asks for the same view and features each time, so the reader
-resolves them once. It returns what Feast's `to_dict()` returns for the same request (a test holds
-it to that)."""
+again on every call; a reader asks for the same view and features each time, so it resolves them
+once: the commands' hash fields are packed Redis protocol bytes, and each feature has its decoder. It
+returns what Feast's `to_dict()` returns for the same request (a test holds it to that). The model
+servers' own copy, without Feast, is components/serve/online.py."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import redis
 
 from loom.drivers.feast_internals import EntityKeys, feature_decoder, feature_field, redis_client
 from loom.drivers.feast_store import OnlineKind, StoreSettings, open_store
 
 
 class OnlineFeatureReader:
+    """Reads one view's features for entity rows; one read at a time holds the connection."""
+
     def __init__(self, settings: StoreSettings, view: str, features: Sequence[str] | None = None) -> None:
         if settings.online_kind is not OnlineKind.REDIS:
             raise ValueError("OnlineFeatureReader reads Feast's Redis layout; use FeatureStore for sqlite")
@@ -26,18 +33,53 @@ class OnlineFeatureReader:
         self._keys = EntityKeys(store.config, self.join_keys, [e.value_type for e in entities])
         dtypes = {f.name: f.dtype for f in feature_view.features}
         self.features = list(features or dtypes)
-        self._types = [dtypes[name].to_value_type() for name in self.features]
-        self._fields = [feature_field(feature_view.name, name) for name in self.features]
+        self._fields = fields = [feature_field(feature_view.name, name) for name in self.features]
+        self._head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(fields))
+        self._tail = b"\r\n" + b"".join(b"$%d\r\n%s\r\n" % (len(f), f) for f in fields)
+        decode = feature_decoder()
+        self._decoders = [_decoder(decode, dtypes[name].to_value_type()) for name in self.features]
         self._client = redis_client(store.config)
-        self._decode = feature_decoder()
+        self._lock = threading.Lock()
+        # A Redis Cluster's keys live on several nodes: its client routes a pipeline's commands instead.
+        self._connection = (self._client.connection_pool.get_connection()
+                            if isinstance(self._client, redis.Redis) else None)
 
     def read(self, entity_rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
         """Feature values for each row, as `get_online_features(...).to_dict()` shapes them."""
-        with self._client.pipeline(transaction=False) as pipe:
-            for row in entity_rows:
-                pipe.hmget(self._keys.key([row[key] for key in self.join_keys]), self._fields)
-            stored = pipe.execute()
-        result: dict[str, list[Any]] = {key: [row[key] for row in entity_rows] for key in self.join_keys}
-        for i, (name, value_type) in enumerate(zip(self.features, self._types)):
-            result[name] = [self._decode(values[i], value_type) for values in stored]
+        head, tail, key_of, join_keys = self._head, self._tail, self._keys.key, self.join_keys
+        keys = [key_of([row[k] for k in join_keys]) for row in entity_rows]
+        if (connection := self._connection) is None:
+            with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hmget(key, self._fields)
+                stored = pipe.execute()
+        else:
+            command = b"".join([head + b"$%d\r\n" % len(key) + key + tail for key in keys])
+            with self._lock:
+                stored = connection.retry.call_with_retry(lambda: self._round_trip(connection, command, len(keys)),
+                                                          lambda _: connection.disconnect())
+        result: dict[str, list[Any]] = {key: [row[key] for row in entity_rows] for key in join_keys}
+        for i, (name, decode) in enumerate(zip(self.features, self._decoders)):
+            result[name] = [decode(values[i]) for values in stored]
         return result
+
+    @staticmethod
+    def _round_trip(connection: Any, command: bytes, replies: int) -> list[list[bytes | None]]:
+        """Writes the commands and reads their replies; a failure part way leaves replies unread, so
+        the connection is dropped (the next read connects again)."""
+        try:
+            connection.send_packed_command([command])
+            return [connection.read_response() for _ in range(replies)]
+        except BaseException:
+            connection.disconnect()
+            raise
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._client.connection_pool.release(self._connection)
+        self._client.close()
+
+
+def _decoder(decode: Callable[[bytes | None, Any], Any], value_type: Any) -> Callable[[bytes | None], Any]:
+    """One feature's decoder: Feast's, with its value type bound."""
+    return lambda stored: decode(stored, value_type)
