@@ -398,7 +398,7 @@ def test_creation_plan_carries_spec_sort_and_properties() -> None:
     desired = declare("id:long!", "ts:timestamptz", partitionBy=[{"column": "ts", "transform": "year"}],
                       sortBy=[{"column": "id"}], properties={"a": "b"})
     assert plan_creation(desired) == Plan(TableChanges(
-        spec=(AddPartitionField("ts", "year"),), sort_order=(SortKey("id"),), properties={"a": "b"}))
+        spec=(AddPartitionField("ts", "year", "ts_year"),), sort_order=(SortKey("id"),), properties={"a": "b"}))
     assert plan_creation(declare("id:long")).changes.sort_order is None
 
 
@@ -408,3 +408,23 @@ def test_creation_refuses_what_cannot_be_built() -> None:
     assert result.changes == TableChanges()
     assert [r.column for r in result.refusals] == ["id", "s"]
     assert result.refusals[1] == Refusal("s", "transform day cannot partition string values")
+
+
+def test_creation_names_each_partition_field() -> None:
+    desired = declare("id:long!", "s:string", "ts:timestamptz", partitionBy=[
+        {"column": "id", "transform": "identity"}, {"column": "id", "transform": "bucket[16]"},
+        {"column": "s", "transform": "truncate[4]"}, {"column": "ts", "transform": "hour", "name": "hourly"}])
+    assert [(f.column, f.name) for f in plan_creation(desired).changes.spec if isinstance(f, AddPartitionField)] == [
+        ("id", "id"), ("id", "id_bucket_16"), ("s", "s_trunc_4"), ("ts", "hourly")]
+
+
+def test_creation_refuses_the_partitions_update_spec_refuses() -> None:
+    desired = declare("id:long!", "ts:timestamptz", "s:string", partitionBy=[
+        {"column": "id", "transform": "bucket[4]"}, {"column": "id", "transform": "bucket[4]", "name": "again"},
+        {"column": "ts", "transform": "day"}, {"column": "ts", "transform": "hour"},
+        {"column": "s", "transform": "identity", "name": "ts_day"}])
+    assert plan_creation(desired).refusals == (
+        Refusal("id", "is partitioned by bucket[4] twice"),
+        Refusal("ts", "has two time partitions (day and hour); keep one"),
+        Refusal("s", "partition field name ts_day is used twice"),
+    )

@@ -10,10 +10,11 @@ from itertools import count
 
 from pyiceberg.catalog import Catalog as IcebergCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError, NoSuchTableError, TableAlreadyExistsError
+from pyiceberg.partitioning import PARTITION_FIELD_ID_START, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table import Transaction
-from pyiceberg.table.sorting import NullOrder
+from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, NullOrder, SortDirection, SortField, SortOrder
 from pyiceberg.table.update.schema import UpdateSchema
 from pyiceberg.table.update.sorting import UpdateSortOrder
 from pyiceberg.table.update.spec import UpdateSpec
@@ -101,16 +102,42 @@ def create_table(
     catalog: IcebergCatalog, namespace: str, name: str, schema: Schema, changes: TableChanges
 ) -> tuple[IcebergTable, bool]:
     """Create the table with its partition spec, sort order and properties in one commit; if someone
-    created it meanwhile, load theirs (the caller then plans against it). True when created now."""
-    txn = catalog.create_table_transaction((namespace, name), schema, properties=dict(changes.properties))
-    _apply_layout(txn, changes)
+    created it meanwhile, load theirs (the caller then plans against it). True when created now.
+
+    The layout is built here rather than with update_spec and update_sort_order on a creation
+    transaction, which recompute the whole metadata at every step (most of a creation's cost); so the
+    plan names each partition field (`schema_plan.plan_creation`)."""
     try:
-        return txn.commit_transaction(), True
+        created = catalog.create_table((namespace, name), schema, partition_spec=_partition_spec(schema, changes.spec),
+                                       sort_order=_sort_order(schema, changes.sort_order or ()),
+                                       properties=dict(changes.properties))
+        return created, True
     except (TableAlreadyExistsError, CommitFailedException):  # the SQL catalog reports the race as the latter
         existing = load_table(catalog, namespace, name)
         if existing is None:
             raise
         return existing, False
+
+
+def _partition_spec(schema: Schema, changes: Iterable[SpecChange]) -> PartitionSpec:
+    fields = []
+    for change in changes:
+        if not isinstance(change, AddPartitionField) or change.name is None:
+            raise ValueError(f"a new table's partition fields are added with their names, not: {change}")
+        source = schema.find_field(change.column).field_id
+        fields.append(PartitionField(source, PARTITION_FIELD_ID_START + len(fields), parse_transform(change.transform),
+                                     change.name))
+    return PartitionSpec(*fields)
+
+
+def _sort_order(schema: Schema, keys: Iterable[SortKey]) -> SortOrder:
+    fields = [
+        SortField(schema.find_field(key.column).field_id, parse_transform(key.transform),
+                  SortDirection.DESC if key.descending else SortDirection.ASC,
+                  NullOrder.NULLS_FIRST if key.nulls_first else NullOrder.NULLS_LAST)
+        for key in keys
+    ]
+    return SortOrder(*fields) if fields else UNSORTED_SORT_ORDER
 
 
 def evolve(table: IcebergTable, changes: TableChanges) -> IcebergTable:

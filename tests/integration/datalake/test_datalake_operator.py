@@ -64,7 +64,7 @@ def test_apply_creates_the_tables(kc: Kubectl, operator: Operator, sql_catalog_s
     assert obj["status"]["tableCount"] == 3
     rows = table_rows(obj)
     assert list(rows) == ["ratings", "movies", "user_features"]
-    assert rows["ratings"] == {"name": "ratings", "schemaId": 0, "specId": 1, "rowCount": 0, "dataFiles": 0,
+    assert rows["ratings"] == {"name": "ratings", "schemaId": 0, "specId": 0, "rowCount": 0, "dataFiles": 0,
                                "totalBytes": 0}
     ratings = sql_catalog_sqlite.catalog.load_table((NS, "ratings"))
     assert [f.name for f in ratings.schema().fields] == ["userId", "movieId", "rating", "timestamp"]

@@ -99,6 +99,21 @@ def test_created_table_matches_its_declaration(iceberg_catalog: CatalogUnderTest
     assert (state.current_snapshot_id, state.row_count, state.data_files, state.total_bytes) == (None, 0, 0, 0)
 
 
+def test_unnamed_partition_fields_are_named_as_update_spec_names_them(iceberg_catalog: CatalogUnderTest) -> None:
+    _, catalog = iceberg_catalog
+    transforms = ["identity", "bucket[16]", "truncate[4]", "year", "month", "day", "hour", "void"]
+    columns = [{"name": f"c{i}", "type": "timestamp" if i in (3, 4, 5, 6) else "string"} for i in range(len(transforms))]
+    declared = declare("layout", columns, partitionBy=[
+        {"column": f"c{i}", "transform": t} for i, t in enumerate(transforms)])
+    tables.ensure_namespace(catalog, NS)
+    by_update_spec = catalog.create_table((NS, "by_update_spec"), tables.schema_for(declared.columns))
+    with by_update_spec.update_spec() as spec:
+        for p in declared.partition_by:
+            spec.add_field(p.column, p.transform)
+    wanted = [(f.name, str(f.transform)) for f in by_update_spec.spec().fields]
+    assert [(f.name, str(f.transform)) for f in create(catalog, declared).spec().fields] == wanted
+
+
 def test_create_is_idempotent(iceberg_catalog: CatalogUnderTest) -> None:
     _, catalog = iceberg_catalog
     first = create(catalog, RATINGS)

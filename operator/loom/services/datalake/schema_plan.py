@@ -341,16 +341,54 @@ def _plan_sort_order(
     return None if want == have else want
 
 
+TIME_TRANSFORMS = frozenset({"year", "month", "day", "hour"})
+
+
+def partition_name(column: str, transform: str) -> str:
+    """The name pyiceberg's `update_spec` gives a partition field declared without one: the column for
+    identity, else the column and the transform (`ts_day`, `id_bucket_16`, `s_trunc_4`, `x_null`)."""
+    kind, _, argument = transform.partition("[")
+    if kind == "identity":
+        return column
+    suffix = {"truncate": "trunc", "void": "null"}.get(kind, kind)
+    return f"{column}_{suffix}_{argument.rstrip(']')}" if argument else f"{column}_{suffix}"
+
+
+def _creation_spec_refusals(desired: Table) -> list[Refusal]:
+    """What `update_spec` refuses when a new table's fields are added: a column partitioned twice by one
+    transform or by two time transforms, and two fields of one name."""
+    refusals = []
+    added: set[tuple[str, str]] = set()
+    timed: dict[str, str] = {}
+    names: set[str] = set()
+    for p in desired.partition_by:
+        name = p.name or partition_name(p.column, p.transform)
+        if (p.column, p.transform) in added:
+            refusals.append(Refusal(p.column, f"is partitioned by {p.transform} twice"))
+        elif p.transform in TIME_TRANSFORMS and p.column in timed:
+            refusals.append(Refusal(p.column, f"has two time partitions ({timed[p.column]} and {p.transform}); "
+                                              "keep one"))
+        elif name in names:
+            refusals.append(Refusal(p.column, f"partition field name {name} is used twice"))
+        added.add((p.column, p.transform))
+        names.add(name)
+        if p.transform in TIME_TRANSFORMS:
+            timed.setdefault(p.column, p.transform)
+    return refusals
+
+
 def plan_creation(desired: Table) -> Plan:
     """Partition spec, sort order and properties of a table about to be created (the schema itself
-    comes from `iceberg_tables.schema_for`), or refusals when the declaration cannot be built."""
+    comes from `iceberg_tables.schema_for`), or refusals when the declaration cannot be built. Every
+    partition field is named, since the table is created with its whole layout in one call."""
     types, refusals = _parse_columns(desired.columns)
-    refusals += partition_refusals(desired, types)
+    refusals += partition_refusals(desired, types) + _creation_spec_refusals(desired)
     if refusals:
         return Plan(refusals=tuple(refusals))
     return Plan(
         TableChanges(
-            spec=tuple(AddPartitionField(p.column, p.transform, p.name) for p in desired.partition_by),
+            spec=tuple(AddPartitionField(p.column, p.transform, p.name or partition_name(p.column, p.transform))
+                       for p in desired.partition_by),
             sort_order=_sort_keys(desired) or None,
             properties=dict(desired.properties),
         )
