@@ -120,7 +120,7 @@ def create_table(
 
 
 def _partition_spec(schema: Schema, changes: Iterable[SpecChange]) -> PartitionSpec:
-    fields = []
+    fields: list[PartitionField] = []
     for change in changes:
         if not isinstance(change, AddPartitionField) or change.name is None:
             raise ValueError(f"a new table's partition fields are added with their names, not: {change}")
