@@ -6,8 +6,9 @@
 A relative @FILE is one of the workload's files, in $LOOM_WORKLOAD_FILES (how the operator passes the
 request: it may be larger than one command-line argument may be).
 
-Quality gate, then Feast materialize; Feast's progress goes to stderr and the result is printed as
-one JSON line last on stdout (rows written, duration, snapshot id, the quality numbers). Exit codes:
+Quality gate, then the newest row per entity written online (Loom's writer of Feast's Redis layout, or
+Feast materialize for SQLite); progress goes to stderr and the result is printed as one JSON line last
+on stdout (rows written, duration, rows per second, snapshot id, the quality numbers). Exit codes:
 0 materialized, 3 the quality gate rejected the snapshot (nothing was written online), 65 the input
 cannot be materialized as it is (a value that does not convert, a column or snapshot that is not
 there: not retried, since the same input fails the same way), 1 any other error (may heal: retried).

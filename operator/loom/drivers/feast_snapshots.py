@@ -11,7 +11,7 @@ pyiceberg and pyarrow are imported by the functions that use them: the operator 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -35,6 +35,75 @@ class Changes:
 def scan_batches(table: Table, snapshot_id: int, columns: Sequence[str]) -> pa.RecordBatchReader:
     """The snapshot's rows, only these columns, one batch at a time (memory stays bounded)."""
     return table.scan(snapshot_id=snapshot_id, selected_fields=tuple(columns)).to_arrow_batch_reader()
+
+
+def newest_rows(table: Table, snapshot_id: int, join_keys: Sequence[str], timestamp_field: str,
+                created_field: str | None, features: Sequence[str], start: datetime, end: datetime,
+                spill_dir: str, memory_limit: str = "256MB", batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+    """The newest row per entity with `start <= event time <= end`, as Feast's offline stores pick it
+    for `materialize` (latest event time, then latest created time; ties between identical times
+    pick either row, as in Feast), streamed in batches of one row per entity.
+
+    The snapshot streams from pyiceberg into DuckDB, which partitions the window's rows by entity
+    and keeps the first by descending times (a window function, as Feast's own query; `arg_max` of
+    the row would pass values through DuckDB's sort keys, which turn -0.0 into 0.0), within
+    `memory_limit` and spilled to `spill_dir` beyond it, then hands the result back batch by batch. So the rows held in memory are
+    bounded whatever the snapshot's size, the choice sees every row of the window (a row in a later
+    file with an older event time never replaces a newer one), and each entity is written once."""
+    import duckdb
+    import pyarrow as pa
+
+    columns = list(dict.fromkeys([*join_keys, timestamp_field, *([created_field] if created_field else []),
+                                  *features]))
+    snapshot = scan_batches(table, snapshot_id, columns)
+    ts_type = snapshot.schema.field(timestamp_field).type
+    low, high = pa.scalar(start, ts_type), pa.scalar(end, ts_type)
+    # DuckDB's partitioning turns -0.0 into 0.0: floats cross it as their bits, viewed as integers.
+    schema = pa.schema([f.with_type(_as_bits(f.type)) for f in snapshot.schema])
+
+    def in_window() -> Iterator[pa.RecordBatch]:
+        import pyarrow.compute as pc
+
+        for batch in snapshot:
+            ts = batch.column(timestamp_field)
+            chosen = batch.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))
+            yield pa.RecordBatch.from_arrays([c.view(_as_bits(c.type)) for c in chosen.columns], schema=schema)
+
+    con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill_dir,
+                                 "preserve_insertion_order": False})
+    con.register("rows_in_window", pa.RecordBatchReader.from_batches(schema, in_window()))
+    keys = ", ".join(_quoted(k) for k in join_keys)
+    order = ", ".join(f"{_quoted(c)} DESC" for c in [timestamp_field, *([created_field] if created_field else [])])
+    try:
+        newest = con.sql(f"SELECT {', '.join(_quoted(c) for c in columns)} FROM rows_in_window "
+                         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1")
+        floats = [f for f in snapshot.schema if _as_bits(f.type) != f.type]
+        for batch in newest.to_arrow_reader(batch_rows):
+            for f in floats:
+                column = batch.column(f.name)
+                kind = f.type
+                if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):  # DuckDB's own list kind
+                    kind = (pa.list_ if pa.types.is_list(column.type) else pa.large_list)(f.type.value_field)
+                batch = batch.set_column(batch.schema.get_field_index(f.name), f.with_type(kind), column.view(kind))
+            yield batch
+    finally:
+        con.close()
+
+
+def _as_bits(kind: pa.DataType) -> pa.DataType:
+    """The integer type with a float type's bits (also inside a list); other types as they are."""
+    import pyarrow as pa
+
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        container = pa.list_ if pa.types.is_list(kind) else pa.large_list
+        return container(kind.value_field.with_type(_as_bits(kind.value_type)))
+    if pa.types.is_floating(kind):
+        return {16: pa.int16(), 32: pa.int32(), 64: pa.int64()}[kind.bit_width]
+    return kind
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def changes_since(table: Table, snapshot_id: int, previous: int | None, timestamp_field: str) -> Changes:
