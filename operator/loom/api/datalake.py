@@ -184,6 +184,11 @@ class IngestMode(str, Enum):
     OVERWRITE = "overwrite"
 
 
+class IngestEngine(str, Enum):
+    PYICEBERG = "pyiceberg"
+    SPARK = "spark"
+
+
 class IngestSource(LoomModel):
     format: SourceFormat = Field(description="File format of the source files.")
     uri: str = Field(
@@ -201,6 +206,20 @@ class Ingest(LoomModel):
     source: IngestSource = Field(description="Where the files are.")
     mode: IngestMode = Field(default=IngestMode.APPEND, description="append adds rows; overwrite replaces them.")
     schedule: Cron | None = Field(default=None, description="Cron schedule; when unset the ingest runs once.")
+    zero_copy: bool = Field(
+        default=True,
+        description=(
+            "Register parquet files that already match the table (column names and types, required columns "
+            "required, one partition per file) as its data files where they are, without rewriting them. "
+            "The table then reads those files: they must stay and never change, and a purge of the table "
+            "(deletionPolicy: Delete) deletes them. false rewrites every file into the warehouse."
+        ),
+    )
+    engine: IngestEngine = Field(
+        default=IngestEngine.PYICEBERG,
+        description="pyiceberg rewrites files in the ingest process; spark rewrites them with Spark, for inputs "
+                    "one machine cannot handle. Either way each file is committed exactly once.",
+    )
 
 
 class ExpireSnapshots(LoomModel):
@@ -264,6 +283,9 @@ class DataLakeSpec(LoomModel):
 class LastIngest(LoomModel):
     time: datetime = Field(description="When the last ingest committed.")
     files: int = Field(ge=0, description="Files committed by it.")
+    zero_copy_files: int = Field(
+        default=0, ge=0, description="Of those files, the ones registered as they are (zero-copy); the rest were rewritten."
+    )
     rows: int = Field(ge=0, description="Rows committed by it.")
     snapshot_id: int = Field(description="Snapshot it produced.")
 

@@ -59,6 +59,11 @@ def record(ingest: str, files: Mapping[str, Stamp], last: LastIngest) -> dict[st
     return {files_key(ingest): encode_files(files), last_key(ingest): last.model_dump_json(by_alias=True)}
 
 
+def paths(last: LastIngest) -> str:
+    """Which path the commit's files took, e.g. "registered 10 file(s) zero-copy, rewrote 2"."""
+    return f"registered {last.zero_copy_files} file(s) zero-copy, rewrote {last.files - last.zero_copy_files}"
+
+
 def last_ingest(properties: Mapping[str, str], ingest: str) -> LastIngest | None:
     value = properties.get(last_key(ingest))
     if not value:

@@ -23,6 +23,7 @@ from loom.domain.outcome import Decision, Observed, Outcome
 from loom.domain.schedules import ScheduleError, next_tick, validate
 from loom.domain.table_changes import TableChanges
 from loom.domain.workloads import EXIT_INPUT_ERROR, Phase, Workload, WorkloadStatus
+from loom.drivers import ingest_record
 from loom.drivers.iceberg_catalog import catalog_properties
 from loom.drivers.iceberg_owner import TableOwner, owner_properties
 from loom.drivers.iceberg_tables import TableState
@@ -244,11 +245,20 @@ def _ingests(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, tabl
             states[ingest.name] = _State(None, f"{what} waits for table {ingest.table}")
             continue
         state, submit = _judge(work, observed.workloads, what, now)
-        states[ingest.name] = state
+        states[ingest.name] = _with_last_commit(state, observed.ingest_records.get(ingest.name))
         if submit:
             actions.append(SubmitWorkload(work, INGESTED, ingest.table))
     summary = _summarize(INGESTED, states, ("IngestFailed", "Ingesting", "Ingested"))
     return _Workloads((summary,), tuple(actions), frozenset(wanted))
+
+
+def _with_last_commit(state: _State, last: LastIngest | None) -> _State:
+    """A good verdict says what the ingest's last commit did, including which path its files took
+    (registered as they are, or rewritten), so the Event of the flip says it too."""
+    if state.status is not True or last is None:
+        return state
+    done = f"{ingest_record.paths(last)} ({last.rows} row(s), snapshot {last.snapshot_id})"
+    return _State(True, f"{state.message}; its last commit {done}")
 
 
 def _maintenance(spec: DataLakeSpec, observed: DataLakeObserved, lake: LakeRef, foreign: Mapping[str, Foreign],
