@@ -158,6 +158,24 @@ def test_a_table_changed_by_another_writer_since_observed_is_planned_again_not_e
     assert outcome.retry_after == 3 and outcome.events == ()
 
 
+def test_one_table_changed_meanwhile_leaves_it_as_it_was_and_the_others_evolve(
+    spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog
+) -> None:
+    observe_movies(spec, session, catalog)
+    catalog.create_table(("movielens", "ratings"), iceberg_tables.schema_for(spec.tables[0].columns))
+    assert session.table("ratings") is not None
+    with catalog.load_table(("movielens", "movies")).transaction() as other:
+        other.set_properties({"written-by": "someone else"})
+    outcome = act(decision(spec, EvolveTable("movies", ADD_TITLE), EvolveTable("ratings", ADD_TITLE)), ctx, session)
+    assert [f.name for f in catalog.load_table(("movielens", "movies")).schema().fields] == ["movieId"]
+    assert [f.name for f in catalog.load_table(("movielens", "ratings")).schema().fields] == ["userId", "title"]
+    status, reason, message = conditions(outcome)["TablesReady"]
+    assert (status, reason) == (False, "TableError")
+    assert message == "table movies: changed by another writer since it was observed; planning again against it"
+    assert rows(outcome)["ratings"].schema_id == 1 and rows(outcome)["movies"].schema_id is None
+    assert [e.message for e in outcome.events] == ["table movielens.ratings: add column title string"]
+
+
 def test_a_failed_table_is_reported_redacted_and_its_ingest_waits(
     spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog,
     monkeypatch: pytest.MonkeyPatch,
