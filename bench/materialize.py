@@ -1,0 +1,216 @@
+"""Benchmark: Loom's materialization against `feast materialize-incremental`, side by side, plus the
+peak memory of a large Loom materialization.
+
+    .venv/bin/python bench/materialize.py [--entities 50000] [--runs 3] [--big-rows 10000000]
+                                          [--big-entities 1000000] [--skip-big]
+
+A throwaway redis-server and an Iceberg SQL catalog (SQLite) holding synthetic user features shaped
+like the sample's `user_features` (userId, ratingCount, meanRating, favoriteGenre, eventTimestamp);
+synthetic because the comparison needs more entities than MovieLens has users.
+
+  throughput   `python components/materialize` (quality gate, pin, Loom's Redis writer, online count)
+               vs `feast materialize-incremental` (the CLI) into fresh projects over the same snapshot;
+               both subprocesses, interpreter start included; rows/s = entity rows / wall time,
+               median of the runs, alternating which goes first.
+  big run      one Loom materialization of --big-rows rows (--big-entities entities, so each has
+               several rows and the newest must win) in files of 1 M rows; the child's peak RSS
+               (getrusage RUSAGE_CHILDREN, so only this child has run before it is read).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import redis
+
+from loom.api.datalake import DataLakeSpec
+from loom.api.featureset import FeatureSetSpec
+from loom.devcluster.served import free_port
+from loom.domain.feature_views import FeatureViewDefinition
+from loom.drivers import feast_pins, feast_store
+from loom.drivers.feast_store import OnlineKind, StoreSettings
+from loom.drivers.iceberg_catalog import open_catalog
+from loom.features.materialize import MaterializeRequest
+from loom.services.featureset import feature_view_definition
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPONENT = ROOT / "components" / "materialize"
+FEAST_CLI = Path(sys.executable).with_name("feast")
+GIB = 1024**3
+GENRES = ["Drama", "Comedy", "Action", "Thriller", "Romance", "Sci-Fi", "Adventure", "Crime"]
+SPEC: dict[str, Any] = {
+    "source": {"dataLakeRef": {"name": "bench", "table": "user_features"}, "timestampField": "eventTimestamp"},
+    "entities": [{"name": "user", "joinKeys": ["userId"]}],
+    "features": [{"name": "ratingCount", "dtype": "Int64"}, {"name": "meanRating", "dtype": "Float64"},
+                 {"name": "favoriteGenre", "dtype": "String"}],
+    "ttl": "0s",
+}
+
+
+def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
+                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            return proc, f"127.0.0.1:{port}"
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+def user_features(rows: int, entities: int, seed: int) -> pa.Table:
+    """`rows` rows over users 1..entities (each once when they are equal), recent event times:
+    `feast materialize-incremental` starts a first run one year back (ttl 0)."""
+    rng = np.random.default_rng(seed)
+    start = datetime.now(timezone.utc) - timedelta(days=300)
+    users = np.arange(1, rows + 1) if rows == entities else rng.integers(1, entities + 1, rows)
+    minutes = rng.integers(0, 400_000, rows).astype("timedelta64[m]")
+    return pa.table({
+        "userId": pa.array(users, pa.int64()),
+        "ratingCount": pa.array(rng.integers(1, 2000, rows), pa.int64()),
+        "meanRating": pa.array(np.round(rng.uniform(0.5, 5.0, rows), 3), pa.float64()),
+        "favoriteGenre": pa.array(np.array(GENRES)[rng.integers(0, len(GENRES), rows)], pa.string()),
+        "eventTimestamp": pa.array(np.datetime64(start.replace(tzinfo=None), "us") + minutes,
+                                   pa.timestamp("us", tz="UTC")),
+    })
+
+
+class Bench:
+    """A lake table in a fresh SQLite catalog, and fresh Feast projects that read it."""
+
+    def __init__(self, base: Path, redis_address: str) -> None:
+        self.base, self.redis = base, redis_address
+        self.lake_props = {"type": "sql", "uri": f"sqlite:///{base / 'lake.db'}", "warehouse": f"file://{base / 'wh'}"}
+        catalog = open_catalog("default", self.lake_props)
+        catalog.create_namespace("bench")
+        self.table = catalog.create_table(("bench", "user_features"), schema=user_features(1, 1, 0).schema)
+        self.lake = DataLakeSpec.model_validate({
+            "catalog": {"type": "sql", "uri": self.lake_props["uri"], "warehouse": self.lake_props["warehouse"]},
+            "namespace": "bench",
+            "tables": [{"name": "user_features", "columns": [{"name": "userId", "type": "long"}]}],
+        })
+        self.runs = 0
+
+    @property
+    def snapshot(self) -> int:
+        return self.table.current_snapshot().snapshot_id
+
+    def fresh_store(self) -> tuple[StoreSettings, FeatureViewDefinition]:
+        """A new project and registry, the definition applied, nothing materialized yet."""
+        self.runs += 1
+        registry = f"sqlite:///{self.base / f'registry-{self.runs}.db'}"
+        settings = StoreSettings(f"loom_bench_{self.runs}", registry, OnlineKind.REDIS, self.redis)
+        definition = feature_view_definition(FeatureSetSpec.model_validate(SPEC), self.lake, f"bench-{self.runs}",
+                                             "user-features", registry)
+        feast_store.apply(settings, definition)
+        return settings, definition
+
+    def request(self, settings: StoreSettings, definition: FeatureViewDefinition) -> str:
+        return MaterializeRequest(
+            definition=definition.to_json(), store=settings.to_json(), lake_catalog_name="default",
+            lake_catalog=self.lake_props, lake_table="bench.user_features", snapshot_id=self.snapshot,
+        ).model_dump_json()
+
+    def ours(self) -> tuple[float, int]:
+        settings, definition = self.fresh_store()
+        request = self.request(settings, definition)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(COMPONENT), "--request", request], check=True, capture_output=True)
+        return time.perf_counter() - started, feast_store.online_row_count(settings, definition)
+
+    def feast_cli(self) -> tuple[float, int]:
+        settings, definition = self.fresh_store()
+        feast_pins.move(definition.source.pin, feast_pins.snapshot_metadata_location(self.table, self.snapshot))
+        repo = self.base / f"repo-{self.runs}"
+        repo.mkdir()
+        (repo / "feature_store.yaml").write_text(
+            f"project: {settings.project}\nprovider: local\n"
+            f"registry:\n  registry_type: sql\n  path: {settings.registry_uri}\n  cache_ttl_seconds: 0\n"
+            f"online_store:\n  type: redis\n  connection_string: {self.redis}\n"
+            "offline_store:\n  type: duckdb\nentity_key_serialization_version: 3\n"
+        )
+        end = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        started = time.perf_counter()
+        subprocess.run([str(FEAST_CLI), "-c", str(repo), "materialize-incremental", end],
+                       check=True, capture_output=True)
+        return time.perf_counter() - started, feast_store.online_row_count(settings, definition)
+
+
+def big_run(base: Path, address: str, rows: int, entities: int) -> None:
+    """A lake table of `rows` rows appended in files of at most 1 M rows, materialized by Loom alone."""
+    bench = Bench(base, address)
+    chunk = 1_000_000
+    for i, offset in enumerate(range(0, rows, chunk)):
+        bench.table.append(user_features(min(chunk, rows - offset), entities, seed=100 + i))
+    settings, definition = bench.fresh_store()
+    request = bench.request(settings, definition)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(COMPONENT), "--request", request],
+                          check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # KiB on Linux
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["onlineRowCount"] == feast_store.online_row_count(settings, definition)
+    note = "" if peak > before * 1024 else " (an earlier child peaked higher)"
+    print(f"{'loom, big run':28s} {rows} rows, {result['rowsWritten']} entities written in {seconds:.1f} s "
+          f"({rows / seconds:,.0f} rows read/s, rowsPerSecond {result['rowsPerSecond']:,.0f})"
+          f" | peak RSS {peak / 2**20:,.0f} MiB{note} | {'under' if peak < GIB else 'OVER'} 1 GiB")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entities", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--big-rows", type=int, default=10_000_000)
+    parser.add_argument("--big-entities", type=int, default=1_000_000)
+    parser.add_argument("--skip-big", action="store_true", help="leave out the big run (quick runs)")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="loom-bench-materialize-") as tmp:
+        base = Path(tmp)
+        server, address = start_redis(base)
+        try:
+            if not args.skip_big:  # first, so RUSAGE_CHILDREN's maximum is this child's
+                (base / "big").mkdir()
+                big_run(base / "big", address, args.big_rows, args.big_entities)
+            (base / "small").mkdir()
+            bench = Bench(base / "small", address)
+            bench.table.append(user_features(args.entities, args.entities, seed=7))
+            print(f"{args.entities} entities, redis at {address}, {args.runs} runs, medians")
+            times: dict[str, list[float]] = {"loom": [], "feast": []}
+            for run in range(args.runs):
+                order = [("loom", bench.ours), ("feast", bench.feast_cli)]
+                for name, contender in order if run % 2 == 0 else order[::-1]:
+                    seconds, rows = contender()
+                    assert rows == args.entities, f"{name} wrote {rows} rows"
+                    times[name].append(seconds)
+            loom_s, feast_s = statistics.median(times["loom"]), statistics.median(times["feast"])
+            print(f"{'materialize (subprocess)':28s} loom {args.entities / loom_s:8.0f} rows/s ({loom_s:.2f} s)"
+                  f" | feast materialize-incremental {args.entities / feast_s:8.0f} rows/s ({feast_s:.2f} s)"
+                  f" | ratio {feast_s / loom_s:4.2f}x")
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
