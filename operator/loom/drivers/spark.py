@@ -1,5 +1,7 @@
-"""Spark for the Iceberg maintenance pyiceberg cannot do at scale: a SparkSession that opens one Loom
-catalog through Iceberg's own Spark catalog, and the `rewrite_data_files` procedure on it.
+"""Spark for the Iceberg work pyiceberg cannot do at scale (compaction, and ingests with --engine spark):
+a SparkSession that opens one Loom catalog through Iceberg's own Spark catalog, and the
+`rewrite_data_files` procedure on it. pyspark is imported when a session starts, SQLAlchemy (to read a
+SQL catalog's URL) only for a SQL catalog.
 
 Loom's SQL catalogs are pyiceberg SQL catalogs; pyiceberg 0.12 writes the table layout of Iceberg's JDBC
 catalog (schema V1, with `iceberg_type`), so Spark opens the same database as a JDBC catalog under the
@@ -11,8 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -41,6 +41,8 @@ class SparkCatalog:
 def _jdbc(uri: str) -> tuple[str, dict[str, str], str]:
     """A SQLAlchemy URL as a JDBC URL, the JDBC properties it carries (user, password, query
     parameters) and the driver it needs."""
+    from sqlalchemy.engine import make_url
+
     url = make_url(uri)
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -122,16 +124,19 @@ def spark_session(
     master: str = "local[2]",
     driver_memory: str = "512m",
     ivy_dir: Path = DEFAULT_IVY_DIR,
+    app: str | None = None,
+    conf: Mapping[str, str] | None = None,
 ) -> SparkSession:
-    """A SparkSession with the Loom catalog `name` registered under the same name."""
+    """A SparkSession with the Loom catalog `name` registered under the same name; `conf` adds the
+    caller's own settings."""
     import pyspark
     from pyspark.sql import SparkSession
 
     ivy_dir.mkdir(parents=True, exist_ok=True)
     catalog = spark_catalog(name, properties)
-    conf = session_conf(catalog, pyspark.__version__, driver_memory=driver_memory, ivy_dir=ivy_dir)
-    builder = SparkSession.builder.master(master).appName(f"loom-maintain-{name}")
-    for key, value in conf.items():
+    settings = session_conf(catalog, pyspark.__version__, driver_memory=driver_memory, ivy_dir=ivy_dir)
+    builder = SparkSession.builder.master(master).appName(app or f"loom-maintain-{name}")
+    for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
