@@ -116,7 +116,7 @@ class Bench:
         """A new project and registry, the definition applied, nothing materialized yet."""
         self.runs += 1
         registry = f"sqlite:///{self.base / f'registry-{self.runs}.db'}"
-        settings = StoreSettings(f"loom_bench_{self.runs}", registry, OnlineKind.REDIS, self.redis)
+        settings = StoreSettings(f"loom_bench_{self.base.name}_{self.runs}", registry, OnlineKind.REDIS, self.redis)
         definition = feature_view_definition(FeatureSetSpec.model_validate(SPEC), self.lake, f"bench-{self.runs}",
                                              "user-features", registry)
         feast_store.apply(settings, definition)
