@@ -55,6 +55,8 @@ class OperatorConfig(BaseSettings):
     reconcile_workers: int = Field(16, ge=1, le=256, description="reconciles running at once (each in a thread)")
     object_workers: int = Field(64, ge=1, le=10000, description="objects of one kind whose watch events are "
                                 "handled at once; bounds the operator's memory in a burst of changes")
+    api_connections: int = Field(16, ge=1, le=1000, description="connections Kopf's requests to the API server "
+                                 "share, beside one per watch stream; more requests wait for a free one")
     resync_seconds: float = Field(300.0, ge=0, description="periodic drift repair of unchanged objects; 0: off")
     driver_helper: bool = Field(True, description="call Iceberg catalogs, Feast and the MLflow library (a "
                                 "tracking URI no server answers) in a helper process, which exits when idle and "

@@ -3,6 +3,7 @@ long-lived parts every handler shares through `memo` (Kubernetes client, executo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,18 +18,22 @@ from loom.handlers.bookkeeping import CompactDiffBaseStorage, ResettingProgressS
 from loom.handlers.loops import Loops
 from loom.handlers.reconcile import FINALIZER
 from loom.handlers.triggers import Scheduler, Wakeups
-from loom.services.runtime import connect, start_driver_helper, stop_driver_helper
+from loom.services.runtime import api_session, connect, start_driver_helper, stop_driver_helper
 
 log = logging.getLogger(__name__)
 # A worker waits this long for more events of its object before it exits and frees its slot.
 OBJECT_WORKER_IDLE_SECONDS = 1.0
+EVENT_POSTER_IDLE_SECONDS = 0.05
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        """Service account in a pod, else $KUBECONFIG read at login time (not at import time)."""
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+        """Service account in a pod, else $KUBECONFIG read at login time (not at import time); Kopf
+        talks through a session with a bounded connection pool (`api_connections`)."""
+        info = await asyncio.to_thread(
+            lambda: kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs))
+        return None if info is None else api_session(info, config)
 
     @kopf.on.startup(registry=registry)
     def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -42,6 +47,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Events are posted by a few workers, not one per object: a burst of new objects would open a
         # TLS connection (and its buffers) per object in flight.
         settings.posting.worker_limit = 4
+        # A worker lets go of its slot soon after its object has nothing more to post: Kopf's default 1 s
+        # of lingering let four slots post ~12 Events/s, so a burst's Events queued for minutes.
+        settings.posting.idle_timeout = EVENT_POSTER_IDLE_SECONDS
         # Kopf runs one worker per object with pending events, each holding its body and handler frames:
         # a burst of thousands of new or deleted objects would hold all of them at once (hundreds of MiB
         # that the allocator keeps afterwards). A bound applies back-pressure to the watch instead.

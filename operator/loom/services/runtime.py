@@ -7,11 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import kopf
+
 from loom.config import OperatorConfig
 from loom.domain.workloads import WORKLOAD_LABEL, RunChange
 from loom.drivers import host
 from loom.drivers.informer import Informer
 from loom.drivers.kube import Kube, KubeClient, load_config
+from loom.drivers.kube_session import bounded_session
 from loom.executors.base import Executor
 from loom.executors.factory import build_executor
 from loom.services.watch_cache import CachedReads
@@ -31,6 +34,11 @@ def connect(config: OperatorConfig, on_run_change: Callable[[RunChange], None]) 
     # Indexed by the workload label: the children of one workload are found without a LIST.
     informer = Informer(index_label=WORKLOAD_LABEL)
     return Runtime(CachedReads(kube, informer), build_executor(config, kube, on_run_change, informer), informer)
+
+
+def api_session(info: kopf.ConnectionInfo, config: OperatorConfig) -> kopf.AiohttpSession:
+    """The session Kopf's watches and patches use: these credentials, a bounded pool."""
+    return bounded_session(info, config.api_connections)
 
 
 def start_driver_helper(config: OperatorConfig) -> bool:
