@@ -20,26 +20,24 @@ def batch(users: list[int], ratings: list[float | None], days: list[int]) -> pa.
     )
 
 
-def test_profile_counts_rows_nulls_newest_event_and_window_entities_across_batches() -> None:
+def test_profile_counts_rows_nulls_and_newest_event_across_batches() -> None:
     batches = [batch([1, 2, 3], [4.0, None, 3.5], [0, 1, 2]), batch([1, 4, 5], [None, None, 2.0], [5, 9, 10])]
-    profiler = Profiler(["meanRating"], "eventTimestamp", ["userId"], window_end=T0 + timedelta(days=9),
-                        window_start=T0 + timedelta(days=2))
-    got = profile(batches, profiler)
+    got = profile(batches, Profiler(["meanRating"], "eventTimestamp"))
     assert got.rows == 6
     assert got.null_counts == {"meanRating": 3}
     assert got.newest_event == T0 + timedelta(days=10)
-    # days 2, 5 and 9 are inside the inclusive window: users 3, 1 and 4 (user 5 at day 10 is not)
-    assert got.window_entities == 3
 
 
-def test_window_entities_count_each_key_once() -> None:
-    batches = [batch([7, 7, 8], [1.0, 2.0, 3.0], [1, 2, 3]), batch([8, 7], [1.0, 1.0], [4, 5])]
-    got = profile(batches, Profiler(["meanRating"], "eventTimestamp", ["userId"], window_end=T0 + timedelta(days=30)))
-    assert got.window_entities == 2
+def test_watching_profiles_the_batches_a_consumer_reads_and_passes_them_on() -> None:
+    batches = [batch([1, 2], [None, 2.0], [0, 3]), batch([3], [1.0], [1])]
+    profiler = Profiler(["meanRating"], "eventTimestamp")
+    read = list(profiler.watching(pa.RecordBatchReader.from_batches(batches[0].schema, iter(batches))))
+    assert read == batches
+    assert profiler.result() == SnapshotProfile(rows=3, null_counts={"meanRating": 1}, newest_event=T0 + timedelta(days=3))
 
 
 def test_passing_snapshot_reports_its_numbers() -> None:
-    snap = SnapshotProfile(rows=1000, null_counts={"meanRating": 5}, newest_event=T0, window_entities=10)
+    snap = SnapshotProfile(rows=1000, null_counts={"meanRating": 5}, newest_event=T0)
     quality = Quality.model_validate({"minRows": 100, "freshness": "30d",
                                       "features": [{"name": "meanRating", "maxNullFraction": 0.01}]})
     report = evaluate(snap, quality, now=T0 + timedelta(days=1))
@@ -49,7 +47,7 @@ def test_passing_snapshot_reports_its_numbers() -> None:
 
 
 def test_every_failed_check_carries_the_numbers() -> None:
-    snap = SnapshotProfile(rows=42, null_counts={"meanRating": 21}, newest_event=T0, window_entities=42)
+    snap = SnapshotProfile(rows=42, null_counts={"meanRating": 21}, newest_event=T0)
     quality = Quality.model_validate({"minRows": 100, "freshness": "7d",
                                       "features": [{"name": "meanRating", "maxNullFraction": 0.1}]})
     report = evaluate(snap, quality, now=T0 + timedelta(days=10))
@@ -65,7 +63,7 @@ def test_every_failed_check_carries_the_numbers() -> None:
 
 
 def test_an_empty_snapshot_fails_freshness_and_min_rows_but_has_no_null_fraction() -> None:
-    snap = SnapshotProfile(rows=0, null_counts={"meanRating": 0}, newest_event=None, window_entities=0)
+    snap = SnapshotProfile(rows=0, null_counts={"meanRating": 0}, newest_event=None)
     quality = Quality.model_validate({"minRows": 1, "freshness": "1d",
                                       "features": [{"name": "meanRating", "maxNullFraction": 0}]})
     report = evaluate(snap, quality, now=T0)

@@ -33,52 +33,100 @@ class Changes:
 
 
 def scan_batches(table: Table, snapshot_id: int, columns: Sequence[str]) -> pa.RecordBatchReader:
-    """The snapshot's rows, only these columns, one batch at a time (memory stays bounded)."""
-    return table.scan(snapshot_id=snapshot_id, selected_fields=tuple(columns)).to_arrow_batch_reader()
+    """The snapshot's rows, only these columns, one data file at a time. pyiceberg's own reader
+    hands every file of a scan to its thread pool at once and keeps each file's batches until they
+    are read, so a consumer slower than the reads (DuckDB, the writer) held most of the table in
+    memory; here at most one file's batches are in memory, whatever the table's size."""
+    import pyarrow as pa
+    from pyiceberg.io.pyarrow import ArrowScan, schema_to_pyarrow
+
+    scan = table.scan(snapshot_id=snapshot_id, selected_fields=tuple(columns))
+    projected = scan.projection()
+    target = schema_to_pyarrow(projected)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for task in scan.plan_files():
+            reader = ArrowScan(scan.table_metadata, scan.io, projected, scan.row_filter, scan.case_sensitive)
+            yield from reader.to_record_batches([task])
+
+    return pa.RecordBatchReader.from_batches(target, batches()).cast(target)
 
 
-def newest_rows(table: Table, snapshot_id: int, join_keys: Sequence[str], timestamp_field: str,
-                created_field: str | None, features: Sequence[str], start: datetime, end: datetime,
-                spill_dir: str, memory_limit: str = "256MB", batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+class NewestRows:
     """The newest row per entity with `start <= event time <= end`, as Feast's offline stores pick it
     for `materialize` (latest event time, then latest created time; ties between identical times
-    pick either row, as in Feast), streamed in batches of one row per entity.
+    pick either row, as in Feast), kept in a DuckDB database in `spill_dir` between the one pass over
+    the snapshot (`load`, which the quality gate watches go by) and the write (`batches`), so the
+    gate's verdict comes before anything is written and the snapshot is read once.
 
-    The snapshot streams from pyiceberg into DuckDB, which partitions the window's rows by entity
-    and keeps the first by descending times (a window function, as Feast's own query; `arg_max` of
-    the row would pass values through DuckDB's sort keys, which turn -0.0 into 0.0), within
-    `memory_limit` and spilled to `spill_dir` beyond it, then hands the result back batch by batch. So the rows held in memory are
-    bounded whatever the snapshot's size, the choice sees every row of the window (a row in a later
-    file with an older event time never replaces a newer one), and each entity is written once."""
-    import duckdb
-    import pyarrow as pa
+    DuckDB partitions the window's rows by entity and keeps the first by descending times (a window
+    function, as Feast's own query; `arg_max` of the row would pass values through DuckDB's sort
+    keys, which turn -0.0 into 0.0) within `memory_limit`, spilling beyond it. So memory is bounded
+    by a batch and the limit whatever the snapshot's size, the choice sees every row of the window (a
+    row in a later file with an older event time never replaces a newer one), and each entity is
+    written once."""
 
-    columns = list(dict.fromkeys([*join_keys, timestamp_field, *([created_field] if created_field else []),
-                                  *features]))
-    snapshot = scan_batches(table, snapshot_id, columns)
-    ts_type = snapshot.schema.field(timestamp_field).type
-    low, high = pa.scalar(start, ts_type), pa.scalar(end, ts_type)
-    # DuckDB's partitioning turns -0.0 into 0.0: floats cross it as their bits, viewed as integers.
-    schema = pa.schema([f.with_type(_as_bits(f.type)) for f in snapshot.schema])
+    def __init__(self, spill_dir: str, memory_limit: str = "128MB", threads: int = 2) -> None:
+        import duckdb
 
-    def in_window() -> Iterator[pa.RecordBatch]:
+        self._con = duckdb.connect(f"{spill_dir}/newest.duckdb", config={
+            "memory_limit": memory_limit, "temp_directory": spill_dir, "threads": threads,
+            "preserve_insertion_order": False})
+        self._schema: pa.Schema | None = None
+        self.count = 0
+
+    def __enter__(self) -> NewestRows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._con.close()
+
+    def load(self, snapshot: pa.RecordBatchReader, join_keys: Sequence[str], timestamp_field: str,
+             created_field: str | None, start: datetime, end: datetime) -> int:
+        """Read the snapshot's batches once and keep the newest row per entity; the entities kept."""
+        import pyarrow as pa
         import pyarrow.compute as pc
 
-        for batch in snapshot:
-            ts = batch.column(timestamp_field)
-            chosen = batch.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))
-            yield pa.RecordBatch.from_arrays([c.view(_as_bits(c.type)) for c in chosen.columns], schema=schema)
+        ts_type = snapshot.schema.field(timestamp_field).type
+        low, high = pa.scalar(start, ts_type), pa.scalar(end, ts_type)
+        # DuckDB's partitioning turns -0.0 into 0.0: floats cross it as their bits, viewed as integers.
+        schema = pa.schema([f.with_type(_as_bits(f.type)) for f in snapshot.schema])
 
-    con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill_dir,
-                                 "preserve_insertion_order": False})
-    con.register("rows_in_window", pa.RecordBatchReader.from_batches(schema, in_window()))
-    keys = ", ".join(_quoted(k) for k in join_keys)
-    order = ", ".join(f"{_quoted(c)} DESC" for c in [timestamp_field, *([created_field] if created_field else [])])
-    try:
-        newest = con.sql(f"SELECT {', '.join(_quoted(c) for c in columns)} FROM rows_in_window "
-                         f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1")
-        floats = [f for f in snapshot.schema if _as_bits(f.type) != f.type]
-        for batch in newest.to_arrow_reader(batch_rows):
+        failed: list[Exception] = []
+
+        def in_window() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in snapshot:
+                    ts = batch.column(timestamp_field)
+                    chosen = batch.filter(pc.and_(pc.greater_equal(ts, low), pc.less_equal(ts, high)))
+                    yield pa.RecordBatch.from_arrays([c.view(_as_bits(c.type)) for c in chosen.columns], schema=schema)
+            except Exception as error:  # DuckDB would pass it on as its own error, losing the type
+                failed.append(error)
+                raise
+
+        self._schema = snapshot.schema
+        self._con.register("rows_in_window", pa.RecordBatchReader.from_batches(schema, in_window()))
+        keys = ", ".join(_quoted(k) for k in join_keys)
+        order = ", ".join(f"{_quoted(c)} DESC" for c in [timestamp_field, *([created_field] if created_field else [])])
+        try:
+            self._con.execute(f"CREATE TABLE newest AS SELECT * FROM rows_in_window "
+                              f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {order}) = 1")
+        except Exception:
+            if failed:
+                raise failed[0] from None
+            raise
+        self._con.unregister("rows_in_window")
+        self.count = int(self._con.execute("SELECT count(*) FROM newest").fetchall()[0][0])
+        return self.count
+
+    def batches(self, columns: Sequence[str], batch_rows: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """The rows kept, these columns, `batch_rows` at a time, floats as they were read."""
+        import pyarrow as pa
+
+        assert self._schema is not None, "load() first"
+        floats = [f for f in self._schema if f.name in columns and _as_bits(f.type) != f.type]
+        reader = self._con.sql(f"SELECT {', '.join(_quoted(c) for c in columns)} FROM newest").to_arrow_reader(batch_rows)
+        for batch in reader:
             for f in floats:
                 column = batch.column(f.name)
                 kind = f.type
@@ -86,8 +134,6 @@ def newest_rows(table: Table, snapshot_id: int, join_keys: Sequence[str], timest
                     kind = (pa.list_ if pa.types.is_list(column.type) else pa.large_list)(f.type.value_field)
                 batch = batch.set_column(batch.schema.get_field_index(f.name), f.with_type(kind), column.view(kind))
             yield batch
-    finally:
-        con.close()
 
 
 def _as_bits(kind: pa.DataType) -> pa.DataType:

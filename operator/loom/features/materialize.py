@@ -27,10 +27,10 @@ from loom.domain.feature_views import FeatureViewDefinition, pin_env_name
 from loom.domain.materialization import ONLINE_CONNECTION_ENV, MaterializeRequest
 from loom.drivers import feast_pins, feast_redis_writer, feast_store
 from loom.drivers.feast_redis_writer import RegisteredLayout
-from loom.drivers.feast_snapshots import changes_since, newest_rows, scan_batches
+from loom.drivers.feast_snapshots import NewestRows, changes_since, scan_batches
 from loom.drivers.feast_store import DefinitionConflict, OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
-from loom.features.quality import Profiler, QualityReport, evaluate, profile
+from loom.features.quality import Profiler, QualityReport, evaluate
 
 # Feast's offline stores filter `ts >= start`; this is "from the beginning" for any real data.
 BEGINNING = datetime(1900, 1, 1, tzinfo=timezone.utc)
@@ -121,43 +121,47 @@ def run(request: MaterializeRequest, now: datetime | None = None) -> Materialize
     start = changes.earliest_event if not changes.everything and changes.earliest_event else BEGINNING
     nothing_new = not changes.everything and changes.added_files == 0
 
-    columns = list(dict.fromkeys([*definition.join_keys, source.timestamp_field, *definition.feature_names]))
-    profiler = Profiler(definition.feature_names, source.timestamp_field, definition.join_keys, now, start)
-    snapshot = profile(scan_batches(table, request.snapshot_id, columns), profiler)
-    report = evaluate(snapshot, request.quality, now)
+    created = [source.created_timestamp_field] if source.created_timestamp_field else []
+    columns = list(dict.fromkeys([*definition.join_keys, source.timestamp_field, *created, *definition.feature_names]))
+    profiler = Profiler(definition.feature_names, source.timestamp_field)
+    with tempfile.TemporaryDirectory(prefix="loom-materialize-") as spill, NewestRows(spill) as newest:
+        snapshot = profiler.watching(scan_batches(table, request.snapshot_id, columns))
+        if nothing_new:
+            for _ in snapshot:  # the gate still judges the whole snapshot
+                pass
+        else:  # one pass: the gate's profile and the newest row per entity of the window
+            newest.load(snapshot, definition.join_keys, source.timestamp_field, source.created_timestamp_field,
+                        start, now)
+        report = evaluate(profiler.result(), request.quality, now)
 
-    def result(rows: int, online: int | None) -> MaterializeResult:
-        return MaterializeResult(definition, request.snapshot_id, request.previous_snapshot_id, report, rows,
-                                 time.monotonic() - started, None if nothing_new else start, now, online)
+        def result(rows: int, online: int | None) -> MaterializeResult:
+            return MaterializeResult(definition, request.snapshot_id, request.previous_snapshot_id, report, rows,
+                                     time.monotonic() - started, None if nothing_new else start, now, online)
 
-    if not report.passed:
-        rejected = result(0, None)
-        feast_pins.write_record(source.pin, REJECTED, rejected.record())
-        return rejected
+        if not report.passed:
+            rejected = result(0, None)
+            feast_pins.write_record(source.pin, REJECTED, rejected.record())
+            return rejected
 
-    feast_pins.move(source.pin, feast_pins.snapshot_metadata_location(table, request.snapshot_id))
-    window_entities = 0 if nothing_new else snapshot.window_entities
-    written, online = 0, None
-    if isinstance(registered, RegisteredLayout):
-        client = feast_redis_writer.open_client(settings.online_connection)
-        if registered.online and window_entities:
-            layout = registered.layout
-            writer = feast_redis_writer.RedisWriter(client, layout, source.timestamp_field)
-            print(f"Materializing {definition.name} from {start.isoformat()} to {now.isoformat()} "
-                  "into the redis online store", file=sys.stderr, flush=True)  # progress, as Feast's
-            with tempfile.TemporaryDirectory(prefix="loom-materialize-") as spill:
-                rows = newest_rows(table, request.snapshot_id, [k for k, _ in layout.join_keys],
-                                   source.timestamp_field, source.created_timestamp_field,
-                                   [f for f, _ in layout.features], start, now, spill)
-                written = writer.write(rows)
-        online = feast_redis_writer.online_row_count(client, registered.layout) if registered.online else None
-    elif definition.online:
-        if window_entities:
-            store = feast_store.open_store(settings)
-            with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress; stdout carries the result
-                store.materialize(start_date=start, end_date=now, feature_views=[definition.name])
-            written = window_entities
-        online = feast_store.online_row_count(settings, definition)
+        feast_pins.move(source.pin, feast_pins.snapshot_metadata_location(table, request.snapshot_id))
+        written, online = 0, None
+        if isinstance(registered, RegisteredLayout):
+            client = feast_redis_writer.open_client(settings.online_connection)
+            if registered.online and newest.count:
+                layout = registered.layout
+                writer = feast_redis_writer.RedisWriter(client, layout, source.timestamp_field)
+                print(f"Materializing {definition.name} from {start.isoformat()} to {now.isoformat()} "
+                      "into the redis online store", file=sys.stderr, flush=True)  # progress, as Feast's
+                names = [k for k, _ in layout.join_keys] + [source.timestamp_field] + [f for f, _ in layout.features]
+                written = writer.write(newest.batches(list(dict.fromkeys(names))))
+            online = feast_redis_writer.online_row_count(client, registered.layout) if registered.online else None
+        elif definition.online:
+            if newest.count:
+                store = feast_store.open_store(settings)
+                with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress; stdout carries the result
+                    store.materialize(start_date=start, end_date=now, feature_views=[definition.name])
+                written = newest.count
+            online = feast_store.online_row_count(settings, definition)
     done = result(written, online)
     feast_pins.write_record(source.pin, MATERIALIZED, done.record())
     feast_pins.remove_records(source.pin, [REJECTED])

@@ -1,5 +1,5 @@
 """The data-quality gate of a FeatureSet: one streaming pass over the source snapshot (pyarrow
-compute per batch, so memory is bounded by a batch plus the distinct entity keys), then a pure
+compute per batch, counters only, so memory is bounded by a batch), then a pure
 verdict. A failed verdict carries the numbers that failed; materialization writes nothing then.
 
 pyarrow is imported by the profiler's methods, not with the module: the operator imports the
@@ -7,7 +7,7 @@ materialization module this one belongs to for names only, and keeps no Arrow in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -18,64 +18,36 @@ from loom.api.meta import parse_duration
 if TYPE_CHECKING:
     import pyarrow as pa
 
-# Distinct-key tables are merged once this many candidate rows have piled up.
-_COMPACT_ROWS = 1_000_000
-
 
 @dataclass(frozen=True)
 class SnapshotProfile:
     rows: int
     null_counts: dict[str, int]
     newest_event: datetime | None
-    window_entities: int  # distinct entity keys with an event inside the materialization window
 
 
 @dataclass
 class Profiler:
-    """Accumulates a SnapshotProfile batch by batch. The window is inclusive on both ends, as
-    Feast's offline stores filter it; `window_start=None` means from the beginning."""
+    """Accumulates a SnapshotProfile batch by batch, keeping only counters: memory does not grow
+    with the snapshot (the entities of the window are counted where they are chosen)."""
 
     features: Sequence[str]
     timestamp_field: str
-    join_keys: Sequence[str]
-    window_end: datetime
-    window_start: datetime | None = None
     _rows: int = 0
     _nulls: dict[str, int] = field(default_factory=dict)
     _newest: Any = None
-    _keys: list[pa.Table] = field(default_factory=list)
-    _pending: int = 0
 
     def add(self, batch: pa.RecordBatch) -> None:
-        import pyarrow as pa
         import pyarrow.compute as pc
 
         self._rows += batch.num_rows
         for name in self.features:
             self._nulls[name] = self._nulls.get(name, 0) + batch.column(name).null_count
-        ts = batch.column(self.timestamp_field)
-        newest = pc.max(ts).as_py()
+        newest = pc.max(batch.column(self.timestamp_field)).as_py()
         if newest is not None and (self._newest is None or newest > self._newest):
             self._newest = newest
-        in_window = pc.less_equal(ts, pa.scalar(self.window_end, ts.type))
-        if self.window_start is not None:
-            in_window = pc.and_(in_window, pc.greater_equal(ts, pa.scalar(self.window_start, ts.type)))
-        keys = pa.Table.from_batches([batch.select(list(self.join_keys))]).filter(in_window)
-        self._keys.append(keys.group_by(list(self.join_keys)).aggregate([]))
-        self._pending += self._keys[-1].num_rows
-        if self._pending > _COMPACT_ROWS:
-            self._compact()
-
-    def _compact(self) -> None:
-        import pyarrow as pa
-
-        if self._keys:
-            merged = pa.concat_tables(self._keys).group_by(list(self.join_keys)).aggregate([])
-            self._keys = [merged]
-            self._pending = merged.num_rows
 
     def result(self) -> SnapshotProfile:
-        self._compact()
         newest = self._newest
         if isinstance(newest, datetime) and newest.tzinfo is None:
             newest = newest.replace(tzinfo=timezone.utc)
@@ -83,8 +55,18 @@ class Profiler:
             rows=self._rows,
             null_counts={name: self._nulls.get(name, 0) for name in self.features},
             newest_event=newest,
-            window_entities=self._keys[0].num_rows if self._keys else 0,
         )
+
+    def watching(self, batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
+        """The same batches, each added to the profile as it is read (one pass for gate and write)."""
+        import pyarrow as pa
+
+        def added() -> Iterator[pa.RecordBatch]:
+            for batch in batches:
+                self.add(batch)
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(batches.schema, added())
 
 
 def profile(batches: Iterable[pa.RecordBatch], profiler: Profiler) -> SnapshotProfile:
