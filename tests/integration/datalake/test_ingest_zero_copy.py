@@ -17,7 +17,7 @@ import pytest
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table, TableProperties
 
-from loom.drivers import ingest_record
+from loom.drivers import iceberg_maintenance, ingest_record
 from tests.integration.datalake.test_ingest import (
     T0,
     _wait_for_line,
@@ -176,3 +176,21 @@ def test_concurrent_zero_copy_runs_commit_each_file_once_and_keep_the_sources(
     table = catalog.load_table("lake.ratings")
     assert file_paths(table) == {f"file://{p}" for p in sources}
     assert user_ids(table) == list(range(5000))
+
+
+def test_overwrite_and_compaction_leave_registered_sources_in_place(
+    sqlite_lake: tuple[dict[str, str], Catalog], tmp_path: Path  # noqa: F811
+) -> None:
+    """Replacing or compacting registered files changes what the table refers to, never the sources."""
+    properties, catalog = sqlite_lake
+    first = write_matching(tmp_path / "in" / "a.parquet", matching(0, 100))
+    uri = f"file://{tmp_path}/in/*.parquet"
+    assert ok(run(properties, "ratings", uri, mode="overwrite"))["zeroCopyFiles"] == 1
+    second = write_matching(tmp_path / "in" / "b.parquet", matching(100, 100))
+    assert ok(run(properties, "ratings", uri, mode="overwrite"))["zeroCopyFiles"] == 2
+    table = catalog.load_table("lake.ratings")
+    assert user_ids(table) == list(range(200))  # the overwrite replaced a.parquet by a.parquet and b.parquet
+
+    assert iceberg_maintenance.compact(table, 128 * 1024 * 1024) is not None
+    assert f"file://{first}" not in file_paths(table) and user_ids(table) == list(range(200))
+    assert first.exists() and second.exists()
