@@ -25,8 +25,8 @@ from typing import Any
 
 from loom.domain.feature_views import FeatureViewDefinition, pin_env_name
 from loom.domain.materialization import ONLINE_CONNECTION_ENV, MaterializeRequest
-from loom.drivers import feast_pins, feast_redis_writer, feast_store
-from loom.drivers.feast_redis_writer import RegisteredLayout
+from loom.drivers import feast_internals, feast_pins, feast_redis_writer, feast_store
+from loom.drivers.feast_internals import RegisteredLayout
 from loom.drivers.feast_snapshots import NewestRows, changes_since, scan_batches
 from loom.drivers.feast_store import DefinitionConflict, OnlineKind, StoreSettings
 from loom.drivers.iceberg_catalog import open_catalog
@@ -173,7 +173,7 @@ def _registered(settings: StoreSettings, definition: FeatureViewDefinition) -> R
     is in it); otherwise the version, through Feast."""
     if settings.online_kind is not OnlineKind.REDIS:
         return feast_store.applied_version(settings, definition)
-    registered = feast_redis_writer.registered_layout(settings, definition.name)
+    registered = feast_internals.registered_layout(settings.sqlalchemy_uri, settings.project, definition.name)
     if registered is not None and registered.owner != definition.owner:
         raise DefinitionConflict(f'feature view "{definition.name}" in project "{definition.project}" belongs to '
                                  f"{registered.owner or 'someone else'}")

@@ -23,8 +23,10 @@ from loom.drivers.feast_internals import (
     EntityKeys,
     feature_decoder,
     feature_field,
+    key_pattern,
     redis_client,
     redis_key_pattern,
+    registered_layout,
     teardown_online,
     timestamp_field,
 )
@@ -116,6 +118,20 @@ def test_the_key_pattern_matches_exactly_the_projects_keys_of_those_join_keys(
     assert set(client.scan_iter(match=redis_key_pattern(config, sorted(JOIN_KEYS)))) == written
     single = EntityKeys(config, ["userId"], [ValueType.INT64])
     assert set(client.scan_iter(match=redis_key_pattern(config, ["userId"]))) == {single.key([1]), single.key([2])}
+
+
+def test_the_registry_read_without_feast_gives_the_view_feast_applied(
+    settings: StoreSettings, store: FeatureStore
+) -> None:
+    registered = registered_layout(settings.sqlalchemy_uri, settings.project, "user_genre")
+
+    assert registered is not None and registered.online and registered.owner is None
+    assert dict(registered.layout.join_keys) == {"userId": ValueType.INT64.value, "genre": ValueType.STRING.value}
+    assert registered.layout.features == (("ratingCount", ValueType.INT64.value), ("meanRating", ValueType.DOUBLE.value),
+                                          ("lastTitle", ValueType.STRING.value), ("recent", ValueType.INT64_LIST.value))
+    assert key_pattern(registered.layout) == redis_key_pattern(repo_config(settings), JOIN_KEYS)
+    assert registered_layout(settings.sqlalchemy_uri, settings.project, "no_such_view") is None
+    assert registered_layout(settings.sqlalchemy_uri, settings.project + "_other", "user_genre") is None
 
 
 def test_decoded_values_are_what_get_online_features_returns(settings: StoreSettings, store: FeatureStore) -> None:
