@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from loom.drivers.iceberg_catalog import open_catalog
 
-    catalog = open_catalog(args.catalog_name, properties)
+    catalog = None
     try:
+        catalog = open_catalog(args.catalog_name, properties)
         if args.engine == "spark":
             from spark_write import SparkRewriter
 
@@ -88,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         return fail(f"{type(error).__name__}: {error}")
     finally:
-        catalog.close()
+        if catalog is not None:
+            catalog.close()
     print(json.dumps(result), flush=True)
     return 0
 
