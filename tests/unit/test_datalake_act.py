@@ -22,6 +22,7 @@ from loom.domain.table_changes import AddColumn, TableChanges
 from loom.domain.workloads import OwnerRef, Workload
 from loom.drivers import iceberg_lake, iceberg_tables
 from loom.drivers.iceberg_catalog import catalog_properties, open_catalog
+from loom.drivers.iceberg_lake import Dropped
 from loom.services.context import ReconcileContext
 from loom.services.datalake.act import act, drop
 from loom.services.datalake.actions import (
@@ -264,5 +265,5 @@ def test_drop_purges_the_tables_then_the_empty_namespace(
     catalog.create_namespace("movielens")
     catalog.create_table(("movielens", "ratings"), iceberg_tables.schema_for(spec.tables[0].columns))
     dropped = drop((DropTable("ratings"), DropTable("movies"), DropNamespaceIfEmpty("movielens")), session)
-    assert dropped == ["ratings"]
+    assert dropped == Dropped(("ratings",))
     assert ("movielens",) not in catalog.list_namespaces()

@@ -13,7 +13,7 @@ import pytest
 from loom.api.datalake import DataLakeSpec
 from loom.config import OperatorConfig
 from loom.domain.workloads import Workload
-from loom.drivers import iceberg_tables
+from loom.drivers import iceberg_lake, iceberg_tables
 from loom.drivers.iceberg_catalog import catalog_properties, open_catalog
 from loom.services import datalake
 from loom.services.context import ReconcileContext
@@ -73,6 +73,35 @@ def test_delete_drops_the_tables_and_the_workloads(tmp_path: Path, created: str)
     assert cleanup.removed == ("workload movielens-ingest-movies", "workload movielens-maintenance",
                                "table movielens.ratings", "table movielens.movies")
     assert list(executor.workloads) == [("ml", "other-ingest")]
+
+
+def test_the_catalog_is_opened_once_to_read_the_owners_and_once_to_drop(
+    tmp_path: Path, created: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    open_lake_catalog = iceberg_lake.open_catalog
+
+    def counting(name: str, properties: dict[str, str]) -> Any:
+        opened.append(name)
+        return open_lake_catalog(name, properties)
+
+    monkeypatch.setattr(iceberg_lake, "open_catalog", counting)
+    cleanup = datalake.delete(spec_of(created, tmp_path), context(FakeExecutor(), STATUS))
+    assert cleanup.removed == ("table movielens.ratings", "table movielens.movies") and cleanup.left == ()
+    assert len(opened) == 2, "one read, then both tables and the namespace dropped in one call"
+
+
+def test_a_namespace_that_cannot_be_dropped_is_left_after_its_tables(
+    tmp_path: Path, created: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing(catalog: Any, namespace: str) -> bool:
+        raise OSError("namespace locked")
+
+    monkeypatch.setattr(iceberg_tables, "drop_namespace_if_empty", failing)
+    cleanup = datalake.delete(spec_of(created, tmp_path), context(FakeExecutor(), STATUS))
+    assert cleanup.removed == ("table movielens.ratings", "table movielens.movies")
+    (left,) = cleanup.left
+    assert (left.what, left.why) == ("namespace movielens in catalog default", "OSError: namespace locked")
 
 
 def test_retain_never_drops_but_removes_the_workloads(tmp_path: Path, created: str) -> None:

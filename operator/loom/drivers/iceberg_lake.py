@@ -6,7 +6,7 @@ A table crosses as what status reports of it and its metadata (the schema plan i
 evolution names the metadata it was planned from and is refused when the table moved on meanwhile, so a
 change is committed against exactly what was planned, as when observe and act shared one table.
 
-A reconcile's changes go as one call (`write`) on one open catalog: opening a SQL catalog builds an
+A reconcile's changes go as one call (`write`), and a deletion's drops as one (`drop`), on one open catalog: opening a SQL catalog builds an
 SQLAlchemy engine, checks the catalog's own tables and starts with an empty statement cache, which cost
 more than creating a table when each table was a call of its own."""
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from loom.api.datalake import Column
+from loom.domain.errors import error_name
 from loom.domain.table_changes import TableChanges
 from loom.drivers import iceberg_tables as tables
 from loom.drivers.host import out_of_process
@@ -158,14 +159,33 @@ def _write_table(catalog: IcebergCatalog, namespace: str, change: NewTable | Evo
     return TableWritten(_loaded(tables.evolve(current, change.changes)))
 
 
-@out_of_process()
-def drop(name: str, properties: Mapping[str, str], namespace: str, table: str) -> bool:
-    """Drop the table and delete its files; False when it did not exist."""
-    with _catalog(name, properties) as catalog:
-        return tables.drop_table(catalog, namespace, table)
+@dataclass(frozen=True)
+class Dropped:
+    """The tables dropped now, in order (one already gone is not). When a drop failed, `error` says why
+    (`<type>: <message>`) and `stopped_at` names the table it failed at (None: the namespace); nothing
+    after it was tried."""
+
+    tables: tuple[str, ...] = ()
+    error: str = ""
+    stopped_at: str | None = None
 
 
 @out_of_process()
-def drop_namespace_if_empty(name: str, properties: Mapping[str, str], namespace: str) -> bool:
+def drop(name: str, properties: Mapping[str, str], namespace: str, names: Sequence[str],
+         namespace_if_empty: bool) -> Dropped:
+    """Drop the tables and delete their files, then the namespace if asked and nothing else lives in
+    it, on one open catalog; the first failure stops the rest."""
     with _catalog(name, properties) as catalog:
-        return tables.drop_namespace_if_empty(catalog, namespace)
+        dropped: list[str] = []
+        for table in names:
+            try:
+                if tables.drop_table(catalog, namespace, table):
+                    dropped.append(table)
+            except Exception as error:
+                return Dropped(tuple(dropped), f"{error_name(error)}: {error}", table)
+        if namespace_if_empty:
+            try:
+                tables.drop_namespace_if_empty(catalog, namespace)
+            except Exception as error:
+                return Dropped(tuple(dropped), f"{error_name(error)}: {error}")
+        return Dropped(tuple(dropped))

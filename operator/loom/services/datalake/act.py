@@ -13,9 +13,10 @@ from dataclasses import replace
 from typing import Any
 
 from loom.api.datalake import TableStatus
+from loom.domain.errors import error_name
 from loom.domain.outcome import Decision, Observed, Outcome
 from loom.drivers import iceberg_tables as tables
-from loom.drivers.iceberg_lake import Evolution, LakeWritten, NewTable
+from loom.drivers.iceberg_lake import Dropped, Evolution, LakeWritten, NewTable
 from loom.services.context import ReconcileContext
 from loom.services.datalake.actions import (
     Action,
@@ -23,6 +24,7 @@ from loom.services.datalake.actions import (
     CreateTable,
     DeleteWorkload,
     Deletion,
+    DropNamespaceIfEmpty,
     DropTable,
     EvolveTable,
     SubmitWorkload,
@@ -72,16 +74,14 @@ def act(decision: Decision[Action], ctx: ReconcileContext, session: Session) -> 
     return _report(decision.outcome, session.namespace, done, states, failures, ctx.config.dependency_retry_seconds)
 
 
-def drop(deletions: Sequence[Deletion], session: Session) -> list[str]:
-    """Carry out a deletion; returns the tables dropped now (a table already gone is not)."""
-    dropped = []
-    for action in deletions:
-        if isinstance(action, DropTable):
-            if session.drop(action.name):
-                dropped.append(action.name)
-        else:  # DropNamespaceIfEmpty
-            session.drop_namespace_if_empty(action.namespace)
-    return dropped
+def drop(deletions: Sequence[Deletion], session: Session) -> Dropped:
+    """Carry out a deletion as one call; a call that failed as a whole (the catalog cannot be opened)
+    stopped at the first table."""
+    names = [action.name for action in deletions if isinstance(action, DropTable)]
+    try:
+        return session.drop(names, any(isinstance(action, DropNamespaceIfEmpty) for action in deletions))
+    except Exception as error:
+        return Dropped(error=f"{error_name(error)}: {error}", stopped_at=names[0] if names else None)
 
 
 def _write(actions: Sequence[Action], session: Session) -> LakeWritten | Exception:

@@ -12,7 +12,6 @@ from loom.builders.labels import owned_by
 from loom.domain.errors import error_name
 from loom.services.context import ReconcileContext
 from loom.services.datalake.act import drop
-from loom.services.datalake.actions import DropTable
 from loom.services.datalake.decide import deletion
 from loom.services.datalake.session import Session, open_session
 from loom.services.deletion import Cleanup, Left, remove_workloads
@@ -33,19 +32,17 @@ def delete(spec: DataLakeSpec | None, ctx: ReconcileContext) -> Cleanup:
         except Exception as error:  # re-described without the original, whose text may quote a credential
             reason = session.redact(f"{error_name(error)}: {error}")
             return cleanup + Cleanup(left=(_tables_left(spec, [t.name for t in spec.tables], reason),))
-        deletions = deletion(spec, owned)
-        removed: list[str] = []
-        for index, action in enumerate(deletions):
-            try:
-                removed.extend(f"table {spec.namespace}.{t}" for t in drop([action], session))
-            except Exception as error:  # re-described without the original, whose text may quote a credential
-                rest = [a.name for a in deletions[index:] if isinstance(a, DropTable)]
-                reason = session.redact(f"{error_name(error)}: {error}")
-                if not rest:
-                    left = Left(f"namespace {spec.namespace} in catalog {spec.catalog.name}", reason)
-                    return cleanup + Cleanup(tuple(removed), (left,))
-                return cleanup + Cleanup(tuple(removed), (_tables_left(spec, rest, reason),))
-        return cleanup + Cleanup(tuple(removed))
+        dropped = drop(deletion(spec, owned), session)
+        removed = tuple(f"table {spec.namespace}.{t}" for t in dropped.tables)
+        if not dropped.error:
+            return cleanup + Cleanup(removed)
+        reason = session.redact(dropped.error)  # the original's text may quote a credential
+        if dropped.stopped_at is None:
+            left = Left(f"namespace {spec.namespace} in catalog {spec.catalog.name}", reason)
+            return cleanup + Cleanup(removed, (left,))
+        names = [t.name for t in spec.tables if t.name in owned]  # in the order they were dropped
+        rest = names[names.index(dropped.stopped_at):]
+        return cleanup + Cleanup(removed, (_tables_left(spec, rest, reason),))
 
 
 def _owned(spec: DataLakeSpec, session: Session, uid: str) -> set[str]:

@@ -17,7 +17,7 @@ from loom.domain.errors import SecretNotFoundError
 from loom.domain.table_changes import TableChanges
 from loom.drivers import iceberg_lake as lake
 from loom.drivers.iceberg_catalog import catalog_properties, for_metadata
-from loom.drivers.iceberg_lake import Evolution, LakeRead, LakeWritten, LoadedTable, NewTable
+from loom.drivers.iceberg_lake import Dropped, Evolution, LakeRead, LakeWritten, LoadedTable, NewTable
 from loom.drivers.kube import Kube
 
 SECRET_NOT_FOUND = "SecretNotFound"
@@ -93,11 +93,8 @@ class Session:
         self._tables.update({name: t.table for name, t in written.tables.items() if t.table is not None})
         return written
 
-    def drop(self, name: str) -> bool:
-        return lake.drop(*self.catalog, self.namespace, name)
-
-    def drop_namespace_if_empty(self, namespace: str) -> bool:
-        return lake.drop_namespace_if_empty(*self.catalog, namespace)
+    def drop(self, names: Sequence[str], namespace_if_empty: bool) -> Dropped:
+        return lake.drop(*self.catalog, self.namespace, tuple(names), namespace_if_empty)
 
 
 def read_secret(spec: DataLakeSpec, kube: Kube, namespace: str) -> dict[str, str]:
