@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pyarrow as pa
 
 from loom.api.featureset import Quality
-from loom.features.quality import Profiler, SnapshotProfile, evaluate, profile
+from loom.features.quality import Profiler, SnapshotProfile, evaluate
 
 T0 = datetime(2016, 10, 1, tzinfo=timezone.utc)
 TS = pa.timestamp("us", tz="UTC")
@@ -22,7 +22,10 @@ def batch(users: list[int], ratings: list[float | None], days: list[int]) -> pa.
 
 def test_profile_counts_rows_nulls_and_newest_event_across_batches() -> None:
     batches = [batch([1, 2, 3], [4.0, None, 3.5], [0, 1, 2]), batch([1, 4, 5], [None, None, 2.0], [5, 9, 10])]
-    got = profile(batches, Profiler(["meanRating"], "eventTimestamp"))
+    profiler = Profiler(["meanRating"], "eventTimestamp")
+    for each in batches:
+        profiler.add(each)
+    got = profiler.result()
     assert got.rows == 6
     assert got.null_counts == {"meanRating": 3}
     assert got.newest_event == T0 + timedelta(days=10)

@@ -1,5 +1,6 @@
-"""Reads of a lake table for the feature pipeline: the rows of one snapshot as Arrow batches, and
-what a snapshot added since the one last materialized.
+"""Reads of a lake table for the feature pipeline: the rows of one snapshot as Arrow batches, the
+newest row per entity of an event-time window, and what a snapshot added since the one last
+materialized.
 
 Materialization follows event time, but lake data arrives late (MovieLens is replayed from 2016):
 Feast's own `materialize_incremental` would start after the previous run's end and skip every row

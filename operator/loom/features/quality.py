@@ -7,7 +7,7 @@ materialization module this one belongs to for names only, and keeps no Arrow in
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -67,12 +67,6 @@ class Profiler:
                 yield batch
 
         return pa.RecordBatchReader.from_batches(batches.schema, added())
-
-
-def profile(batches: Iterable[pa.RecordBatch], profiler: Profiler) -> SnapshotProfile:
-    for batch in batches:
-        profiler.add(batch)
-    return profiler.result()
 
 
 @dataclass(frozen=True)
