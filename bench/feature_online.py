@@ -15,11 +15,14 @@ before timing):
   driver   `loom.drivers.feast_online.OnlineFeatureReader` (keys and values by Feast's helpers)
   feast    `FeatureStore.get_online_features(...).to_dict()` on the same store
 
-Each run times every reader back to back (the order alternating between runs) and takes p50/p99 of
-its reads; the table shows medians over runs and Feast's figure divided by ours. Two conditions:
+Each run times every reader in turn (the order alternating between runs) and takes p50/p99 of its
+reads, back to back or `--gap-ms` apart (a server between requests: a reader that sleeps between reads
+is not a CPU hog to the scheduler, one that reads back to back is); the table shows medians over runs
+and Feast's figure divided by ours. Two conditions:
 
   quiet    redis-server pinned to CPU 0 and this process to CPU 1 (sched_setaffinity, as `taskset`)
-  loaded   nothing pinned, and one CPU-bound process per core running beside them
+  loaded   the same, with a busy loop pinned beside each (`taskset -c 0` and `-c 1`): both compete
+           for their core all the time, with the same placement in every run
 
 The machine may be shared: the load average is printed with the results. Nothing touches the garbage
 collector: the serving runtime does not either.
@@ -131,29 +134,32 @@ def readers(settings: StoreSettings, view: str) -> dict[str, Read]:
             "feast": lambda rows: store.get_online_features(features=refs, entity_rows=rows).to_dict()}
 
 
-def percentiles(read: Read, rows: Sequence[Mapping[str, Any]], reads: int) -> tuple[float, float]:
+def percentiles(read: Read, rows: Sequence[Mapping[str, Any]], reads: int, gap: float) -> tuple[float, float]:
     for _ in range(min(200, reads)):
         read(rows)
     samples = np.empty(reads)
-    clock = time.perf_counter_ns
+    clock, sleep = time.perf_counter_ns, time.sleep
     for i in range(reads):
         started = clock()
         read(rows)
         samples[i] = clock() - started
+        if gap:
+            sleep(gap)
     p50, p99 = np.percentile(samples, [50, 99]) / 1e6
     return float(p50), float(p99)
 
 
 @contextlib.contextmanager
 def condition(name: str, redis_pid: int) -> Iterator[None]:
-    """Quiet: redis-server on CPU 0, this process on CPU 1. Loaded: both free, one busy loop per core."""
+    """redis-server on CPU 0 and this process on CPU 1; loaded, a busy loop beside each of them, so
+    each shares its core with a process that always wants it, the same way in every run."""
     everything = set(range(os.cpu_count() or 1))
+    os.sched_setaffinity(redis_pid, {0})
+    os.sched_setaffinity(0, {1})
     burners: list[subprocess.Popen[bytes]] = []
-    if name == "quiet":
-        os.sched_setaffinity(redis_pid, {0})
-        os.sched_setaffinity(0, {1})
-    else:
-        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in everything]
+    if name == "loaded":
+        burners = [subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", "while True: pass"])
+                   for cpu in (0, 1)]
     try:
         yield
     finally:
@@ -164,14 +170,14 @@ def condition(name: str, redis_pid: int) -> Iterator[None]:
         os.sched_setaffinity(0, everything)
 
 
-def measure(read: dict[str, Read], rows: Sequence[Mapping[str, Any]], runs: int, reads: int
+def measure(read: dict[str, Read], rows: Sequence[Mapping[str, Any]], runs: int, reads: int, gap: float
             ) -> dict[str, tuple[float, float]]:
     """Median p50 and p99 of each reader over the runs."""
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in READERS}
     for run_number in range(runs):
         order = READERS if run_number % 2 == 0 else READERS[::-1]
         for name in order:
-            results[name].append(percentiles(read[name], rows, reads))
+            results[name].append(percentiles(read[name], rows, reads, gap))
     return {name: (statistics.median(r[0] for r in got), statistics.median(r[1] for r in got))
             for name, got in results.items()}
 
@@ -190,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entities", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--reads", type=int, default=2000, help="timed reads of 1 entity per run (100 entities: /4)")
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="pause after each timed read, as between a server's requests (0: back to back)")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="loom-bench-online-") as tmp:
@@ -203,14 +211,15 @@ def main(argv: list[str] | None = None) -> int:
             for rows in requests.values():
                 assert read["serve"](rows) == read["driver"](rows) == read["feast"](rows)
             print(f"{args.entities} entities online, redis at {address}, {os.cpu_count()} cores; medians of"
-                  f" {args.runs} runs; p50 / p99, speed-up = feast / ours\n")
+                  f" {args.runs} runs; reads {'back to back' if not args.gap_ms else f'{args.gap_ms} ms apart'};"
+                  " p50 / p99, speed-up = feast / ours\n")
             for name in ("quiet", "loaded"):
                 with condition(name, server.pid):
                     load = os.getloadavg()[0]
                     for size, rows in requests.items():
                         reads = args.reads if size == 1 else max(args.reads // 4, 100)
                         label = f"{name}, {size} entit{'y' if size == 1 else 'ies'}"
-                        show(label, measure(read, rows, args.runs, reads))
+                        show(label, measure(read, rows, args.runs, reads, args.gap_ms / 1000))
                     print(f"{'':22s} (load average {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             server.terminate()
