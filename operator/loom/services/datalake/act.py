@@ -36,7 +36,7 @@ from loom.services.datalake.session import Session
 log = logging.getLogger(__name__)
 
 
-class TableWriteError(RuntimeError):
+class CatalogWriteError(RuntimeError):
     """A catalog change the driver reported as failed, with the catalog's message."""
 
 
@@ -111,13 +111,13 @@ def _written(action: CatalogAction, written: LakeWritten | Exception) -> tuple[b
         raise written
     if isinstance(action, CreateNamespace):
         if written.namespace_error:
-            raise TableWriteError(written.namespace_error)
+            raise CatalogWriteError(written.namespace_error)
         return written.namespace_created, None
     result = written.tables[action.table.name if isinstance(action, CreateTable) else action.name]
     if result.error:
-        raise TableWriteError(result.error)
+        raise CatalogWriteError(result.error)
     if isinstance(action, CreateTable) and not result.created:
-        raise TableWriteError(CREATED_MEANWHILE)
+        raise CatalogWriteError(CREATED_MEANWHILE)
     assert result.table is not None
     return True, result.table.state
 
