@@ -112,6 +112,7 @@ bench: venv venv-serve controlplane system-deps ## Benchmarks, each ours vs its 
 	$(PY) bench/ingest.py
 	$(PY) bench/datalake_reconcile.py
 	$(PY) bench/feature_online.py
+	$(PY) bench/materialize.py
 	$(PY) bench/operator_memory.py --per-kind 250
 	$(PY) bench/model_quality.py
 	$(PY) bench/training_throughput.py
