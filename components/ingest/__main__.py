@@ -29,7 +29,7 @@ import sys
 import traceback
 from importlib.abc import MetaPathFinder
 
-from loom.domain.workloads import EXIT_INPUT_ERROR
+from loom.domain.workload_contract import EXIT_INPUT_ERROR
 from loom.workload_args import add_catalog_arguments, workload_properties
 
 CHUNK_BYTES = 256 * 1024 * 1024

@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from loom.domain.workloads import FILES_ENV
+from loom.domain.workload_contract import FILES_ENV
 
 # The non-secret catalog properties as a JSON object, for running a component by hand; workloads get
 # them as a file (--catalog-properties-file), which no limit on the environment's size applies to.

@@ -17,15 +17,11 @@ from enum import Enum
 
 from loom.domain.training import Replicas, TrainerProgress, Training
 
+# Re-exported: the services, builders and executors name them with the rest of the workload.
+from loom.domain.workload_contract import EXIT_INPUT_ERROR as EXIT_INPUT_ERROR
+from loom.domain.workload_contract import FILES_ENV as FILES_ENV
+
 WORKLOAD_LABEL = "loom.dev/workload"
-# A component's exit status for input it cannot process (sysexits' EX_DATAERR). The same input fails
-# the same way, so such a run is never retried: a Job's podFailurePolicy fails it at once, and the
-# local executor does the same.
-EXIT_INPUT_ERROR = 65
-# Where a component finds its workload's files (`Workload.files`): the executor puts them in one
-# directory (a mounted ConfigMap, a run's `files/`) and names it in this environment variable. Large
-# values travel this way because one argv or environment string is capped at 128 KiB by Linux.
-FILES_ENV = "LOOM_WORKLOAD_FILES"
 
 
 def owner_label(kind: str) -> str:
