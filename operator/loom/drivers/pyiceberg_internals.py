@@ -1,6 +1,6 @@
 """The pyiceberg internals Loom relies on, in one place: writing a table's data files without
-committing them, and committing a transaction's staged changes exactly once with requirements of its
-own. pyiceberg 0.12 has no public call for either.
+committing them (split by partition in one pass over the rows), and committing a transaction's staged
+changes exactly once with requirements of its own. pyiceberg 0.12 has no public call for either.
 
 No other Loom module imports a private pyiceberg name or edits pyiceberg objects behind its back;
 tests/integration/datalake/test_pyiceberg_internals.py pins each behaviour used here against real
@@ -11,13 +11,30 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.io.pyarrow import _dataframe_to_data_files, bin_pack_arrow_table, pyarrow_to_schema, write_file
 from pyiceberg.manifest import DataFile
-from pyiceberg.table import CommitTableResponse, Table, TableProperties, Transaction
+from pyiceberg.partitioning import PartitionFieldValue, PartitionKey, PartitionSpec
+from pyiceberg.schema import Schema
+from pyiceberg.table import (
+    DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE,
+    CommitTableResponse,
+    Table,
+    TableProperties,
+    Transaction,
+    WriteTask,
+)
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.update import TableRequirement
+from pyiceberg.utils.config import Config
+from pyiceberg.utils.properties import property_as_int
+
+SPLIT_ROWS = 128 * 1024  # rows sorted by partition at a time: small enough to stay in the CPU's caches
+SPLIT_THREADS = 4  # Arrow's sort and take release the GIL
 
 
 def write_data_files(
@@ -33,10 +50,12 @@ def write_data_files(
     delete exactly those after a failure.
 
     Relies on `pyiceberg.io.pyarrow._dataframe_to_data_files`, the writer behind pyiceberg's own
-    append and overwrite: the ingest component commits its files together with its exactly-once
-    record, and compaction adds them to an overwrite that deletes the files they replace; both need
-    the files before (and apart from) any snapshot. File names are `00000-<counter>-<write_uuid>`, so
-    one write_uuid with one shared counter keeps the files of several calls apart.
+    append and overwrite, and for a partitioned table on the pieces it is made of (`WriteTask`,
+    `bin_pack_arrow_table`, `write_file`) fed by `split_by_partition`: the ingest component commits
+    its files together with its exactly-once record, and compaction adds them to an overwrite that
+    deletes the files they replace; both need the files before (and apart from) any snapshot. File
+    names are `00000-<counter>-<write_uuid>`, so one write_uuid with one shared counter keeps the
+    files of several calls apart.
 
     `target_file_size_bytes` overrides the table's write.target-file-size-bytes for this write only:
     the writer reads the size from the metadata it is given, so it is handed a copy of the table's
@@ -45,7 +64,78 @@ def write_data_files(
     if target_file_size_bytes is not None:
         target = {TableProperties.WRITE_TARGET_FILE_SIZE_BYTES: str(target_file_size_bytes)}
         metadata = metadata.model_copy(update={"properties": {**metadata.properties, **target}})
-    yield from _dataframe_to_data_files(metadata, rows, table.io, write_uuid, counter)
+    if metadata.spec().is_unpartitioned() or rows.num_rows == 0:
+        yield from _dataframe_to_data_files(metadata, rows, table.io, write_uuid, counter)
+        return
+    yield from _write_partitioned(metadata, rows, table, write_uuid, counter or itertools.count(0))
+
+
+def _write_partitioned(
+    metadata: TableMetadata, rows: pa.Table, table: Table, write_uuid: uuid.UUID, counter: itertools.count[int]
+) -> Iterator[DataFile]:
+    """What `_dataframe_to_data_files` does for a partitioned table (the same tasks for the same writer,
+    `write_file`), with the rows split by partition in one pass instead of one filter of the whole
+    table per partition, which costs partitions x rows."""
+    target_file_size: int = property_as_int(  # type: ignore[assignment]  # never None: it has a default
+        metadata.properties, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES, TableProperties.WRITE_TARGET_FILE_SIZE_BYTES_DEFAULT
+    )
+    task_schema = pyarrow_to_schema(
+        rows.schema,
+        name_mapping=metadata.schema().name_mapping,
+        downcast_ns_timestamp_to_us=Config().get_bool(DOWNCAST_NS_TIMESTAMP_TO_US_ON_WRITE) or False,
+        format_version=metadata.format_version,
+    )
+    tasks = (
+        WriteTask(write_uuid=write_uuid, task_id=next(counter), schema=task_schema, record_batches=batches, partition_key=key)
+        for key, part in split_by_partition(metadata.spec(), metadata.schema(), rows)
+        for batches in bin_pack_arrow_table(part, target_file_size)
+    )
+    yield from write_file(table.io, metadata, tasks)
+
+
+def split_by_partition(spec: PartitionSpec, schema: Schema, rows: pa.Table) -> Iterator[tuple[PartitionKey, pa.Table]]:
+    """The rows of each partition of `spec`, in their order, as one contiguous table per partition.
+
+    Each slice of SPLIT_ROWS rows is sorted by its partition values (a stable sort) and cut where they
+    change; the slices are split in parallel and a partition's pieces are then put together."""
+    names = [_column_name(schema, field.source_id) for field in spec.fields]
+    transforms = [field.transform.pyarrow_transform(schema.find_field(field.source_id).field_type) for field in spec.fields]
+
+    def split(batch: pa.RecordBatch) -> list[tuple[tuple[object, ...], pa.RecordBatch]]:
+        keys = [transform(_column(batch, name)) for transform, name in zip(transforms, names)]
+        if all(len(pc.run_end_encode(key).run_ends) == 1 for key in keys):
+            return [(tuple(key[0].as_py() for key in keys), batch)]
+        order = pc.sort_indices(pa.table(keys, names=[str(i) for i in range(len(keys))]),
+                                sort_keys=[(str(i), "ascending") for i in range(len(keys))])
+        batch, keys = batch.take(order), [key.take(order) for key in keys]
+        ends = sorted(set().union(*(pc.run_end_encode(key).run_ends.to_pylist() for key in keys)))
+        return [(tuple(key[start].as_py() for key in keys), batch.slice(start, end - start))
+                for start, end in zip([0, *ends], ends)]
+
+    pieces: dict[tuple[object, ...], list[pa.RecordBatch]] = {}
+    with ThreadPoolExecutor(max_workers=SPLIT_THREADS) as pool:
+        for split_batch in pool.map(split, rows.to_batches(max_chunksize=SPLIT_ROWS)):
+            for values, piece in split_batch:
+                pieces.setdefault(values, []).append(piece)
+    while pieces:  # each partition's pieces are let go once they are put together
+        values, parts = pieces.popitem()
+        key = PartitionKey([PartitionFieldValue(field, value) for field, value in zip(spec.fields, values)], spec, schema)
+        yield key, pa.Table.from_batches(parts, rows.schema).combine_chunks()
+
+
+def _column_name(schema: Schema, field_id: int) -> str:
+    name = schema.find_column_name(field_id)
+    if name is None:
+        raise ValueError(f"the schema has no field {field_id}, which the partition spec refers to")
+    return name
+
+
+def _column(batch: pa.RecordBatch, path: str) -> pa.Array:
+    """A column by name, or a nested field by its dotted path (as pyiceberg names partition sources)."""
+    if path in batch.schema.names:
+        return batch.column(path)
+    top, *rest = path.split(".")
+    return pc.struct_field(batch.column(top), rest)
 
 
 def commit_once(

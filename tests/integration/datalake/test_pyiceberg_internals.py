@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,9 +23,10 @@ from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
 from pyiceberg.table.update import AssertDefaultSpecId, AssertTableUUID
-from pyiceberg.transforms import IdentityTransform
-from pyiceberg.types import DoubleType, LongType, NestedField, StringType
+from pyiceberg.transforms import BucketTransform, IdentityTransform, TruncateTransform, YearTransform
+from pyiceberg.types import DoubleType, LongType, NestedField, StringType, StructType, TimestamptzType
 
+from loom.drivers import pyiceberg_internals
 from loom.drivers.iceberg_catalog import open_catalog
 from loom.drivers.pyiceberg_internals import commit_once, write_data_files
 
@@ -108,6 +110,58 @@ def test_write_data_files_honours_a_target_size_without_touching_the_table(catal
     assert TableProperties.WRITE_TARGET_FILE_SIZE_BYTES not in table.metadata.properties
     assert dict(table.metadata.properties) == properties
     assert dict(catalog.load_table(("lake", "scores")).properties) == properties
+
+
+WIDE = Schema(
+    NestedField(1, "id", LongType(), required=True),
+    NestedField(2, "region", StringType()),
+    NestedField(3, "at", TimestamptzType()),
+    NestedField(4, "place", StructType(NestedField(5, "city", StringType()))),
+)
+WIDE_SPEC = PartitionSpec(
+    PartitionField(source_id=3, field_id=1000, transform=YearTransform(), name="at_year"),
+    PartitionField(source_id=2, field_id=1001, transform=IdentityTransform(), name="region"),
+    PartitionField(source_id=1, field_id=1002, transform=BucketTransform(4), name="id_bucket"),
+    PartitionField(source_id=5, field_id=1003, transform=TruncateTransform(1), name="city_initial"),
+)
+
+
+def wide_rows(n: int) -> pa.Table:
+    """Rows over several values of every partition field, nulls among them, in no partition order."""
+    return pa.Table.from_pylist([
+        {"id": i * 7919 % n, "region": (None, "eu", "us")[i % 3],
+         "at": None if i % 5 == 0 else datetime(2000 + i * 31 % 4, 1 + i % 12, 1, tzinfo=timezone.utc),
+         "place": {"city": (None, "Oslo", "Lima", "Lyon")[i * 13 % 4]}}
+        for i in range(n)
+    ], schema=WIDE.as_arrow())
+
+
+def by_partition(table: Table) -> dict[str, list[int]]:
+    """Each partition's ids in the order its files hold them."""
+    ids: dict[str, list[int]] = {}
+    for task in table.scan().plan_files():
+        ids.setdefault(str(task.file.partition), []).extend(pq.read_table(local(task.file))["id"].to_pylist())
+    return ids
+
+
+def test_write_data_files_splits_rows_by_partition_as_pyiceberg_does(
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-pass split (sorted slices, nulls and nested sources included) puts each row in the
+    partition pyiceberg's own append puts it in, in the same order."""
+    monkeypatch.setattr(pyiceberg_internals, "SPLIT_ROWS", 97)  # many slices, each over many partitions
+    data = wide_rows(3000)
+    ours = catalog.create_table(("lake", "ours"), schema=WIDE, partition_spec=WIDE_SPEC)
+    theirs = catalog.create_table(("lake", "theirs"), schema=WIDE, partition_spec=WIDE_SPEC)
+
+    staged = list(write_data_files(ours, data, uuid.uuid4()))
+    commit_once(catalog, ours, staged_append(ours, staged))
+    theirs.append(data)
+
+    expected = by_partition(catalog.load_table(("lake", "theirs")))
+    assert len(expected) > 50 and any("None" in partition for partition in expected)
+    assert by_partition(catalog.load_table(("lake", "ours"))) == expected
+    assert len(staged) == len(expected)  # one file per partition at the default target size
 
 
 def test_commit_once_commits_staged_appends_with_extra_requirements(catalog: Catalog, table: Table) -> None:
