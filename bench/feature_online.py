@@ -35,6 +35,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,6 +72,7 @@ SPEC: dict[str, Any] = {
     "ttl": "0s",
 }
 READERS = ("serve", "driver", "feast")
+BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass"
 Read = Callable[[Sequence[Mapping[str, Any]]], dict[str, list[Any]]]
 
 
@@ -157,9 +159,8 @@ def condition(name: str, redis_pid: int) -> Iterator[None]:
     os.sched_setaffinity(redis_pid, {0})
     os.sched_setaffinity(0, {1})
     burners: list[subprocess.Popen[bytes]] = []
-    if name == "loaded":
-        burners = [subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", "while True: pass"])
-                   for cpu in (0, 1)]
+    if name == "loaded":  # each loop ends when this process is gone, however it ends
+        burners = [subprocess.Popen(["taskset", "-c", str(cpu), sys.executable, "-c", BUSY_LOOP]) for cpu in (0, 1)]
     try:
         yield
     finally:
@@ -199,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="pause after each timed read, as between a server's requests (0: back to back)")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so redis-server is stopped too
 
     with tempfile.TemporaryDirectory(prefix="loom-bench-online-") as tmp:
         server, address = start_redis(Path(tmp))
