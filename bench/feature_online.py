@@ -199,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reads", type=int, default=2000, help="timed reads of 1 entity per run (100 entities: /4)")
     parser.add_argument("--gap-ms", type=float, default=0.0,
                         help="pause after each timed read, as between a server's requests (0: back to back)")
+    parser.add_argument("--conditions", nargs="+", choices=["quiet", "loaded"], default=["quiet", "loaded"])
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so redis-server is stopped too
 
@@ -215,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.entities} entities online, redis at {address}, {os.cpu_count()} cores; medians of"
                   f" {args.runs} runs; reads {'back to back' if not args.gap_ms else f'{args.gap_ms} ms apart'};"
                   " p50 / p99, speed-up = feast / ours\n")
-            for name in ("quiet", "loaded"):
+            for name in args.conditions:
                 with condition(name, server.pid):
                     load = os.getloadavg()[0]
                     for size, rows in requests.items():
