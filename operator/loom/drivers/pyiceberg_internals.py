@@ -103,12 +103,13 @@ def split_by_partition(spec: PartitionSpec, schema: Schema, rows: pa.Table) -> I
 
     def split(batch: pa.RecordBatch) -> list[tuple[tuple[object, ...], pa.RecordBatch]]:
         keys = [transform(_column(batch, name)) for transform, name in zip(transforms, names)]
-        if all(len(pc.run_end_encode(key).run_ends) == 1 for key in keys):
+        plain = [key.storage if isinstance(key, pa.ExtensionArray) else key for key in keys]  # e.g. UUIDs
+        if all(len(pc.run_end_encode(key).run_ends) == 1 for key in plain):
             return [(tuple(key[0].as_py() for key in keys), batch)]
-        order = pc.sort_indices(pa.table(keys, names=[str(i) for i in range(len(keys))]),
+        order = pc.sort_indices(pa.table(plain, names=[str(i) for i in range(len(keys))]),
                                 sort_keys=[(str(i), "ascending") for i in range(len(keys))])
         batch, keys = batch.take(order), [key.take(order) for key in keys]
-        ends = sorted(set().union(*(pc.run_end_encode(key).run_ends.to_pylist() for key in keys)))
+        ends = sorted(set().union(*(pc.run_end_encode(key.take(order)).run_ends.to_pylist() for key in plain)))
         return [(tuple(key[start].as_py() for key in keys), batch.slice(start, end - start))
                 for start, end in zip([0, *ends], ends)]
 
