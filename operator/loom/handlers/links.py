@@ -11,7 +11,7 @@ import kopf
 
 from loom.api.kinds import DATALAKE, FEATURESET, INFERENCESERVICE, TRAININGJOB, Kind
 from loom.api.meta import GROUP, VERSION
-from loom.handlers.loops import slim
+from loom.handlers.bodies import slim
 from loom.handlers.triggers import follow
 
 

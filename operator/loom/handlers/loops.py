@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import kopf
 
+from loom.handlers.bodies import slim
 from loom.handlers.triggers import ObjectRef
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,6 @@ class _Loop:
     body: kopf.Body
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
-
-
-def slim(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A watched body as the operator keeps it: without `managedFields`, the largest part (about half of
-    a Loom object), which nothing reads. Kept whole, every live object's event held it for good."""
-    meta = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "managedFields"}
-    return {**raw, "metadata": meta}
 
 
 class Loops:

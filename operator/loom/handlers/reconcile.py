@@ -23,8 +23,7 @@ from loom.api.kinds import Kind
 from loom.api.meta import API_VERSION, GROUP, VERSION
 from loom.config import OperatorConfig
 from loom.domain.outcome import READY, Observed, Outcome
-from loom.domain.rollout import ABORT_ANNOTATION, PROMOTE_ANNOTATION
-from loom.domain.training import RETRAIN_ANNOTATION
+from loom.handlers.bodies import kept_annotation
 from loom.handlers.triggers import OWN, ObjectRef, marker
 from loom.metrics import RECONCILE_ERRORS, RECONCILE_SECONDS, RECONCILES
 from loom.services.context import ReconcileContext
@@ -32,7 +31,6 @@ from loom.services.status import Transition, next_status
 
 Service = Callable[[Any, ReconcileContext], Outcome]
 # Annotations under Loom's prefix that a user sets to ask for something (Kopf's bookkeeping shares it).
-REQUESTS = frozenset({PROMOTE_ANNOTATION, ABORT_ANNOTATION, RETRAIN_ANNOTATION})
 # Kopf's finalizer on every object with a deletion handler (set in `lifecycle`).
 FINALIZER = f"{GROUP}/finalizer"
 
@@ -178,8 +176,7 @@ def own_change(body: Mapping[str, Any], guarded: bool = False) -> str:
     annotations outside Kopf's bookkeeping (so `kubectl annotate` asks for one, as in Kopf's diff)
     or among Loom's manual requests, and for a guarded kind its finalizer's arrival."""
     meta = body.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if not k.startswith(f"{GROUP}/") or k in REQUESTS}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if kept_annotation(k)}
     return marker([meta.get("generation"), annotations, guarded and finalized(body)])
 
 
