@@ -1,6 +1,6 @@
 """Benchmark: Loom's online feature reads against Feast's `get_online_features`, side by side.
 
-    .venv/bin/python bench/feature_online.py [--entities 50000] [--runs 5] [--reads 2000]
+    .venv/bin/python bench/feature_online.py [--entities 50000] [--runs 5] [--reads 2000] [--conditions quiet loaded]
 
 A throwaway redis-server and an Iceberg SQL catalog (SQLite) holding synthetic user features shaped
 like the sample's `user_features` (userId, ratingCount, meanRating, favoriteGenre, eventTimestamp),
@@ -15,17 +15,17 @@ before timing):
   driver   `loom.drivers.feast_online.OnlineFeatureReader` (keys and values by Feast's helpers)
   feast    `FeatureStore.get_online_features(...).to_dict()` on the same store
 
-Each run times every reader in turn (the order alternating between runs) and takes p50/p99 of its
-reads, back to back or `--gap-ms` apart (a server between requests: a reader that sleeps between reads
-is not a CPU hog to the scheduler, one that reads back to back is); the table shows medians over runs
-and Feast's figure divided by ours. Two conditions:
+Each run times every reader's reads back to back (the order of readers alternating between runs)
+and takes their p50/p99; the table shows medians over runs and Feast's figure divided by ours. Two
+conditions (`--conditions` runs one alone, to repeat the quiet one on a shared machine):
 
   quiet    redis-server pinned to CPU 0 and this process to CPU 1 (sched_setaffinity, as `taskset`)
   loaded   the same, with a busy loop pinned beside each (`taskset -c 0` and `-c 1`): both compete
            for their core all the time, with the same placement in every run
 
 The machine may be shared: the load average is printed with the results. Nothing touches the garbage
-collector: the serving runtime does not either.
+collector, as the serving runtime does not (Loom's reads free what they allocate: a run of them
+triggers no collection).
 """
 
 from __future__ import annotations
@@ -136,17 +136,15 @@ def readers(settings: StoreSettings, view: str) -> dict[str, Read]:
             "feast": lambda rows: store.get_online_features(features=refs, entity_rows=rows).to_dict()}
 
 
-def percentiles(read: Read, rows: Sequence[Mapping[str, Any]], reads: int, gap: float) -> tuple[float, float]:
+def percentiles(read: Read, rows: Sequence[Mapping[str, Any]], reads: int) -> tuple[float, float]:
     for _ in range(min(200, reads)):
         read(rows)
     samples = np.empty(reads)
-    clock, sleep = time.perf_counter_ns, time.sleep
+    clock = time.perf_counter_ns
     for i in range(reads):
         started = clock()
         read(rows)
         samples[i] = clock() - started
-        if gap:
-            sleep(gap)
     p50, p99 = np.percentile(samples, [50, 99]) / 1e6
     return float(p50), float(p99)
 
@@ -171,14 +169,14 @@ def condition(name: str, redis_pid: int) -> Iterator[None]:
         os.sched_setaffinity(0, everything)
 
 
-def measure(read: dict[str, Read], rows: Sequence[Mapping[str, Any]], runs: int, reads: int, gap: float
+def measure(read: dict[str, Read], rows: Sequence[Mapping[str, Any]], runs: int, reads: int
             ) -> dict[str, tuple[float, float]]:
     """Median p50 and p99 of each reader over the runs."""
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in READERS}
     for run_number in range(runs):
         order = READERS if run_number % 2 == 0 else READERS[::-1]
         for name in order:
-            results[name].append(percentiles(read[name], rows, reads, gap))
+            results[name].append(percentiles(read[name], rows, reads))
     return {name: (statistics.median(r[0] for r in got), statistics.median(r[1] for r in got))
             for name, got in results.items()}
 
@@ -197,8 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--entities", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--reads", type=int, default=2000, help="timed reads of 1 entity per run (100 entities: /4)")
-    parser.add_argument("--gap-ms", type=float, default=0.0,
-                        help="pause after each timed read, as between a server's requests (0: back to back)")
     parser.add_argument("--conditions", nargs="+", choices=["quiet", "loaded"], default=["quiet", "loaded"])
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so redis-server is stopped too
@@ -214,15 +210,14 @@ def main(argv: list[str] | None = None) -> int:
             for rows in requests.values():
                 assert read["serve"](rows) == read["driver"](rows) == read["feast"](rows)
             print(f"{args.entities} entities online, redis at {address}, {os.cpu_count()} cores; medians of"
-                  f" {args.runs} runs; reads {'back to back' if not args.gap_ms else f'{args.gap_ms} ms apart'};"
-                  " p50 / p99, speed-up = feast / ours\n")
+                  f" {args.runs} runs of back-to-back reads; p50 / p99, speed-up = feast / ours\n")
             for name in args.conditions:
                 with condition(name, server.pid):
                     load = os.getloadavg()[0]
                     for size, rows in requests.items():
                         reads = args.reads if size == 1 else max(args.reads // 4, 100)
                         label = f"{name}, {size} entit{'y' if size == 1 else 'ies'}"
-                        show(label, measure(read, rows, args.runs, reads, args.gap_ms / 1000))
+                        show(label, measure(read, rows, args.runs, reads))
                     print(f"{'':22s} (load average {load:.1f} -> {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             server.terminate()
