@@ -34,7 +34,6 @@ import argparse
 import contextlib
 import os
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -42,84 +41,35 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
-import redis
+from _feature_store import SPEC, start_redis, user_features, user_features_lake
 
-from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
-from loom.devcluster.served import free_port
 from loom.drivers import feast_store
 from loom.drivers.feast_online import OnlineFeatureReader
 from loom.drivers.feast_store import OnlineKind, StoreSettings
-from loom.drivers.iceberg_catalog import open_catalog
 from loom.services.featureset import feature_view_definition
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "components"))
 from serve.online import OnlineReader, OnlineSource  # noqa: E402
 
-GENRES = ["Drama", "Comedy", "Action", "Thriller", "Romance", "Sci-Fi", "Adventure", "Crime"]
-SPEC: dict[str, Any] = {
-    "source": {"dataLakeRef": {"name": "bench", "table": "user_features"}, "timestampField": "eventTimestamp"},
-    "entities": [{"name": "user", "joinKeys": ["userId"]}],
-    "features": [{"name": "ratingCount", "dtype": "Int64"}, {"name": "meanRating", "dtype": "Float64"},
-                 {"name": "favoriteGenre", "dtype": "String"}],
-    "ttl": "0s",
-}
 READERS = ("serve", "driver", "feast")
 BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass"
 Read = Callable[[Sequence[Mapping[str, Any]]], dict[str, list[Any]]]
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
-                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return proc, f"127.0.0.1:{port}"
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
-def user_features(entities: int) -> pa.Table:
-    rng = np.random.default_rng(7)
-    start = datetime.now(timezone.utc) - timedelta(days=300)
-    return pa.table({
-        "userId": pa.array(np.arange(1, entities + 1), pa.int64()),
-        "ratingCount": pa.array(rng.integers(1, 2000, entities), pa.int64()),
-        "meanRating": pa.array(np.round(rng.uniform(0.5, 5.0, entities), 3), pa.float64()),
-        "favoriteGenre": pa.array([GENRES[i] for i in rng.integers(0, len(GENRES), entities)], pa.string()),
-        "eventTimestamp": pa.array([start + timedelta(minutes=int(m)) for m in rng.integers(0, 400_000, entities)],
-                                   pa.timestamp("us", tz="UTC")),
-    })
-
-
 def materialized_store(base: Path, redis_address: str, entities: int) -> tuple[StoreSettings, str]:
     """A Feast project whose view holds `entities` users online, as Feast itself writes them."""
-    lake_props = {"type": "sql", "uri": f"sqlite:///{base / 'lake.db'}", "warehouse": f"file://{base / 'wh'}"}
-    catalog = open_catalog("default", lake_props)
-    catalog.create_namespace("bench")
-    data = user_features(entities)
-    table = catalog.create_table(("bench", "user_features"), schema=data.schema)
-    table.append(data)
-    lake = DataLakeSpec.model_validate({
-        "catalog": {"type": "sql", "uri": lake_props["uri"], "warehouse": lake_props["warehouse"]},
-        "namespace": "bench",
-        "tables": [{"name": "user_features", "columns": [{"name": "userId", "type": "long"}]}],
-    })
+    lake = user_features_lake(base)
+    data = user_features(entities, entities, seed=7)
+    lake.table.append(data)
     registry = f"sqlite:///{base / 'registry.db'}"
     settings = StoreSettings("loom_bench", registry, OnlineKind.REDIS, redis_address)
-    definition = feature_view_definition(FeatureSetSpec.model_validate(SPEC), lake, "bench", "user-features",
+    definition = feature_view_definition(FeatureSetSpec.model_validate(SPEC), lake.spec, "bench", "user-features",
                                          registry)
     feast_store.apply(settings, definition)
     feast_store.open_store(settings).write_to_online_store(definition.name, data.to_pandas())

@@ -23,27 +23,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import redis
+from _feature_store import SPEC, start_redis, user_features, user_features_lake
 
-from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
-from loom.devcluster.served import free_port
 from loom.domain.feature_views import FeatureViewDefinition
 from loom.drivers import feast_pins, feast_store
 from loom.drivers.feast_store import OnlineKind, StoreSettings
-from loom.drivers.iceberg_catalog import open_catalog
 from loom.features.materialize import MaterializeRequest
 from loom.services.featureset import feature_view_definition
 
@@ -60,46 +53,6 @@ atexit.register(peak)
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-GENRES = ["Drama", "Comedy", "Action", "Thriller", "Romance", "Sci-Fi", "Adventure", "Crime"]
-SPEC: dict[str, Any] = {
-    "source": {"dataLakeRef": {"name": "bench", "table": "user_features"}, "timestampField": "eventTimestamp"},
-    "entities": [{"name": "user", "joinKeys": ["userId"]}],
-    "features": [{"name": "ratingCount", "dtype": "Int64"}, {"name": "meanRating", "dtype": "Float64"},
-                 {"name": "favoriteGenre", "dtype": "String"}],
-    "ttl": "0s",
-}
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server") or "/usr/bin/redis-server", "--port", str(port),
-                             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = redis.Redis(port=port)
-    for _ in range(200):
-        try:
-            client.ping()
-            return proc, f"127.0.0.1:{port}"
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
-def user_features(rows: int, entities: int, seed: int) -> pa.Table:
-    """`rows` rows over users 1..entities (each once when they are equal), recent event times:
-    `feast materialize-incremental` starts a first run one year back (ttl 0)."""
-    rng = np.random.default_rng(seed)
-    start = datetime.now(timezone.utc) - timedelta(days=300)
-    users = np.arange(1, rows + 1) if rows == entities else rng.integers(1, entities + 1, rows)
-    minutes = rng.integers(0, 400_000, rows).astype("timedelta64[m]")
-    return pa.table({
-        "userId": pa.array(users, pa.int64()),
-        "ratingCount": pa.array(rng.integers(1, 2000, rows), pa.int64()),
-        "meanRating": pa.array(np.round(rng.uniform(0.5, 5.0, rows), 3), pa.float64()),
-        "favoriteGenre": pa.array(np.array(GENRES)[rng.integers(0, len(GENRES), rows)], pa.string()),
-        "eventTimestamp": pa.array(np.datetime64(start.replace(tzinfo=None), "us") + minutes,
-                                   pa.timestamp("us", tz="UTC")),
-    })
 
 
 class Bench:
@@ -107,15 +60,8 @@ class Bench:
 
     def __init__(self, base: Path, redis_address: str) -> None:
         self.base, self.redis = base, redis_address
-        self.lake_props = {"type": "sql", "uri": f"sqlite:///{base / 'lake.db'}", "warehouse": f"file://{base / 'wh'}"}
-        catalog = open_catalog("default", self.lake_props)
-        catalog.create_namespace("bench")
-        self.table = catalog.create_table(("bench", "user_features"), schema=user_features(1, 1, 0).schema)
-        self.lake = DataLakeSpec.model_validate({
-            "catalog": {"type": "sql", "uri": self.lake_props["uri"], "warehouse": self.lake_props["warehouse"]},
-            "namespace": "bench",
-            "tables": [{"name": "user_features", "columns": [{"name": "userId", "type": "long"}]}],
-        })
+        lake = user_features_lake(base)
+        self.lake_props, self.table, self.lake = lake.properties, lake.table, lake.spec
         self.runs = 0
 
     @property
