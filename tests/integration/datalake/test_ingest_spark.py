@@ -9,13 +9,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pyspark
-import pytest
 from pyiceberg.catalog import Catalog
 
 from loom.domain.workloads import EXIT_INPUT_ERROR
 from loom.drivers import ingest_record
-from loom.drivers import spark as spark_driver
 from tests.integration.datalake.test_ingest import (
     _wait_for_line,
     component,
@@ -28,19 +25,12 @@ from tests.integration.datalake.test_ingest import (
     write,
 )
 from tests.integration.datalake.test_ingest_zero_copy import matching, write_matching
+from tests.support.spark import needs_iceberg_runtime
 
 SPARK = ("--engine", "spark", "--spark-driver-memory", "512m")
 
 
-def _missing_runtime() -> str:
-    try:
-        spark_driver.iceberg_runtime(pyspark.__version__)
-    except RuntimeError as exc:
-        return str(exc)
-    return ""
-
-
-pytestmark = pytest.mark.skipif(bool(_missing_runtime()), reason=_missing_runtime())
+pytestmark = needs_iceberg_runtime
 
 
 def test_spark_ingest_commits_each_file_once_with_the_record(

@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 from loom.drivers import iceberg_maintenance as maintenance
 from loom.drivers import spark as spark_driver
 from tests.integration.datalake.conftest import CATALOG_NAME, CatalogUnderTest
+from tests.support.spark import needs_iceberg_runtime
 
 APPENDS = 40
 ROWS_PER_APPEND = 75
@@ -35,19 +36,6 @@ SCHEMA = pa.schema(
     ]
 )
 START = datetime(2024, 3, 1, tzinfo=timezone.utc)
-
-
-def _missing_runtime() -> str:
-    """Why Spark cannot run Iceberg with the installed pyspark ("" when it can)."""
-    try:
-        spark_driver.iceberg_runtime(pyspark.__version__)
-    except RuntimeError as exc:
-        return str(exc)
-    return ""
-
-
-# Iceberg ships a Spark runtime per Spark minor; with any other pyspark, Spark maintenance cannot work.
-needs_iceberg_runtime = pytest.mark.skipif(bool(_missing_runtime()), reason=_missing_runtime())
 
 
 def batch(i: int) -> pa.Table:
