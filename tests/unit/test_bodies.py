@@ -43,3 +43,9 @@ def test_kept_bodies_share_their_keys_and_short_values() -> None:
 def test_annotations_that_ask_for_a_reconcile_are_kept() -> None:
     assert kept_annotation(PROMOTE_ANNOTATION) and kept_annotation("team")
     assert not kept_annotation("loom.dev/last-handled-configuration") and not kept_annotation(LAST_APPLIED)
+
+
+def test_one_event_is_kept_once_however_many_handlers_keep_it() -> None:
+    raw = watched("a")
+    assert slim(raw) is slim(raw)
+    assert slim(watched("a")) is not slim(raw)

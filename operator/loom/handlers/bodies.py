@@ -28,12 +28,23 @@ def kept_annotation(key: str) -> bool:
     return key != LAST_APPLIED and (not key.startswith(f"{GROUP}/") or key in REQUESTS)
 
 
+# The last event slimmed and its kept body: the watch cache and the object's loop both keep the body of
+# one watch event (Kopf hands its handlers the same event), so they share one copy instead of two.
+_last: tuple[Mapping[str, Any], dict[str, Any]] | None = None
+
+
 def slim(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A watched body as the operator keeps it."""
+    global _last
+    last = _last
+    if last is not None and last[0] is raw:
+        return last[1]
     meta = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "managedFields"}
     if "annotations" in meta:
         meta["annotations"] = {k: v for k, v in (meta["annotations"] or {}).items() if kept_annotation(k)}
-    return _compact({**raw, "metadata": meta})
+    kept: dict[str, Any] = _compact({**raw, "metadata": meta})
+    _last = (raw, kept)
+    return kept
 
 
 def _compact(value: Any) -> Any:
