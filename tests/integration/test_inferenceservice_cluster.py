@@ -212,7 +212,10 @@ def test_seldon_serves_the_champion_and_promotes_the_challenger(
     done = eventually(promoted, timeout=120, interval=0.5, what="the challenger promoted")
     after_canary = phases[phases.index("Promoting"):] if "Promoting" in phases else phases
     assert after_canary == ["Promoting", "Finalising", "Succeeded"], phases
-    assert finalising_splits and finalising_splits[-1] == {V1: 0, V2: 100}, finalising_splits
+    # Finalising holds the old version at weight 0 while it drains. A read of the phase and then of the
+    # Experiment can straddle the step that ends Finalising, so the final split may show up too.
+    assert {V1: 0, V2: 100} in finalising_splits, finalising_splits
+    assert all(s in ({V1: 0, V2: 100}, {V2: 100}) for s in finalising_splits), finalising_splits
     assert done["stable"]["modelVersion"] == "2" and done.get("canary") is None
     assert registry.alias("champion") == "2"
     eventually(lambda: names(kube_api, MODEL, namespace) == {V2}, what="the Model of version 1 deleted")
