@@ -7,11 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pyiceberg.catalog import Catalog as IcebergCatalog
-from pyiceberg.table import Table as IcebergTable
+from pyiceberg.io import OutputFile
+from pyiceberg.serializers import ToOutputFile
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.types import StringType
 
 from loom.api.datalake import DataLakeSpec, TableStatus
@@ -181,14 +182,14 @@ def test_a_failed_table_is_reported_redacted_and_its_ingest_waits(
     spec: DataLakeSpec, ctx: ReconcileContext, session: Session, catalog: IcebergCatalog,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    create_table = iceberg_tables.create_table
+    write_metadata = ToOutputFile.table_metadata
 
-    def failing(catalog: IcebergCatalog, namespace: str, name: str, *args: Any) -> tuple[IcebergTable, bool]:
-        if name == "movies":
+    def failing(metadata: TableMetadata, output_file: OutputFile, overwrite: bool = False) -> None:
+        if "/movies/" in output_file.location:
             raise OSError(f"sqlalchemy could not write with key {SECRET}")
-        return create_table(catalog, namespace, name, *args)
+        write_metadata(metadata, output_file, overwrite)
 
-    monkeypatch.setattr(iceberg_tables, "create_table", failing)
+    monkeypatch.setattr(ToOutputFile, "table_metadata", staticmethod(failing))
     catalog.create_namespace("movielens")
     work = ingest()
     outcome = act(decision(spec, create(spec, "ratings"), create(spec, "movies"),

@@ -7,11 +7,13 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pyiceberg.catalog import Catalog as IcebergCatalog
+from pyiceberg.io import OutputFile
+from pyiceberg.serializers import ToOutputFile
 from pyiceberg.table import Table as IcebergTable
+from pyiceberg.table.metadata import TableMetadata
 
 from loom.config import OperatorConfig
 from loom.drivers import iceberg_lake, iceberg_tables
@@ -82,15 +84,15 @@ def test_the_catalog_is_opened_once_to_read_and_once_to_write_all_tables(
 def test_messages_hide_secret_values_and_nothing_else(
     tmp_path: Path, ctx: ReconcileContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    create = iceberg_tables.create_table
+    write_metadata = ToOutputFile.table_metadata
 
-    def failing(catalog: IcebergCatalog, namespace: str, name: str, *args: Any) -> tuple[IcebergTable, bool]:
-        if name == "movies":
+    def failing(metadata: TableMetadata, output_file: OutputFile, overwrite: bool = False) -> None:
+        if "/movies/" in output_file.location:
             raise OSError(f"sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) disk I/O error "
                           f"writing {tmp_path}/wh with s3.secret-access-key={SECRET}")
-        return create(catalog, namespace, name, *args)
+        write_metadata(metadata, output_file, overwrite)
 
-    monkeypatch.setattr(iceberg_tables, "create_table", failing)
+    monkeypatch.setattr(ToOutputFile, "table_metadata", staticmethod(failing))
     outcome = datalake.reconcile(sqlite_lake(tmp_path), ctx)
     tables_ready = next(c for c in outcome.conditions if c.type == "TablesReady")
     assert tables_ready.status is False and outcome.retry_after == 1

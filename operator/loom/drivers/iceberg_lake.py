@@ -130,8 +130,9 @@ class LakeWritten:
 @out_of_process()
 def write(name: str, properties: Mapping[str, str], namespace: str, create_namespace: bool,
           changes: Sequence[NewTable | Evolution]) -> LakeWritten:
-    """A reconcile's catalog changes on one open catalog, in order: the namespace if asked, then each
-    table, each in one commit of its own; a table that fails does not stop or hide the others."""
+    """A reconcile's catalog changes on one open catalog: the namespace if asked, then the new tables
+    (`iceberg_tables.create_tables`: in one transaction on a SQL catalog), then each evolution in one
+    commit of its own; a table that fails does not stop or hide the others."""
     with _catalog(name, properties) as catalog:
         created, namespace_error = False, ""
         if create_namespace:
@@ -139,20 +140,41 @@ def write(name: str, properties: Mapping[str, str], namespace: str, create_names
                 created = tables.ensure_namespace(catalog, namespace)
             except Exception as error:
                 namespace_error = str(error)
-        written = {}
+        written = _create(catalog, namespace, [change for change in changes if isinstance(change, NewTable)])
         for change in changes:
-            try:
-                written[change.name] = _write_table(catalog, namespace, change)
-            except Exception as error:
-                written[change.name] = TableWritten(error=str(error))
-        return LakeWritten(created, namespace_error, written)
+            if isinstance(change, Evolution):
+                try:
+                    written[change.name] = _evolve(catalog, namespace, change)
+                except Exception as error:
+                    written[change.name] = TableWritten(error=str(error))
+        return LakeWritten(created, namespace_error, {change.name: written[change.name] for change in changes})
 
 
-def _write_table(catalog: IcebergCatalog, namespace: str, change: NewTable | Evolution) -> TableWritten:
-    if isinstance(change, NewTable):
-        table, created = tables.create_table(catalog, namespace, change.name, tables.schema_for(change.columns),
-                                             change.changes)
-        return TableWritten(_loaded(table), created)
+def _create(catalog: IcebergCatalog, namespace: str, new: Sequence[NewTable]) -> dict[str, TableWritten]:
+    """Each new table as created, or why it could not be (a failure of the catalog fails each)."""
+    written: dict[str, TableWritten] = {}
+    schemas = {}
+    for table in new:
+        try:
+            schemas[table.name] = (tables.schema_for(table.columns), table.changes)
+        except Exception as error:
+            written[table.name] = TableWritten(error=str(error))
+    if not schemas:
+        return written
+    try:
+        created = tables.create_tables(catalog, namespace, schemas)
+    except Exception as error:
+        return {**written, **{table_name: TableWritten(error=str(error)) for table_name in schemas}}
+    for table_name, result in created.items():
+        if isinstance(result, Exception):
+            written[table_name] = TableWritten(error=str(result))
+        else:
+            state = tables.observe_metadata(table_name, result.metadata_location, result.metadata)
+            written[table_name] = TableWritten(LoadedTable(state, result.metadata), result.fresh)
+    return written
+
+
+def _evolve(catalog: IcebergCatalog, namespace: str, change: Evolution) -> TableWritten:
     current = tables.load_table(catalog, namespace, change.name)
     if current is None or current.metadata_location != change.planned_from:
         raise TableChangedError("changed by another writer since it was observed; planning again against it")

@@ -4,7 +4,7 @@ Every write is a single catalog commit, so a table is either exactly as it was o
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import count
 
@@ -14,6 +14,7 @@ from pyiceberg.partitioning import PARTITION_FIELD_ID_START, PartitionField, Par
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table as IcebergTable
 from pyiceberg.table import Transaction
+from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, NullOrder, SortDirection, SortField, SortOrder
 from pyiceberg.table.update.schema import UpdateSchema
 from pyiceberg.table.update.sorting import UpdateSortOrder
@@ -37,6 +38,7 @@ from loom.domain.table_changes import (
     TableChanges,
     UpdateColumn,
 )
+from loom.drivers import pyiceberg_internals
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,12 @@ def schema_for(columns: Iterable[Column]) -> Schema:
 
 
 def observe(table: IcebergTable) -> TableState:
-    snapshot = table.current_snapshot()
+    return observe_metadata(table.name()[-1], table.metadata_location, table.metadata)
+
+
+def observe_metadata(name: str, metadata_location: str, metadata: TableMetadata) -> TableState:
+    """What `observe` reports, from the table's metadata and its location alone."""
+    snapshot = metadata.current_snapshot()
     summary = snapshot.summary if snapshot and snapshot.summary else None
 
     def total(key: str) -> int:
@@ -72,11 +79,11 @@ def observe(table: IcebergTable) -> TableState:
         return int(value) if value is not None else 0
 
     return TableState(
-        name=table.name()[-1],
-        metadata_location=table.metadata_location,
+        name=name,
+        metadata_location=metadata_location,
         current_snapshot_id=snapshot.snapshot_id if snapshot else None,
-        schema_id=table.metadata.current_schema_id,
-        spec_id=table.metadata.default_spec_id,
+        schema_id=metadata.current_schema_id,
+        spec_id=metadata.default_spec_id,
         row_count=total("total-records"),
         data_files=total("total-data-files"),
         total_bytes=total("total-files-size"),
@@ -117,6 +124,62 @@ def create_table(
         if existing is None:
             raise
         return existing, False
+
+
+@dataclass(frozen=True)
+class Created:
+    """A table as its creation left it: created now (`fresh`), or by another writer meanwhile."""
+
+    metadata_location: str
+    metadata: TableMetadata
+    fresh: bool
+
+
+def create_tables(
+    catalog: IcebergCatalog, namespace: str, new: Mapping[str, tuple[Schema, TableChanges]]
+) -> dict[str, Created | Exception]:
+    """Create each table as `create_table` does, each with its whole layout in its own metadata; one
+    table's failure stops no other. A SQL catalog gets every catalog row in one transaction, with the
+    metadata files written at once (`pyiceberg_internals.create_sql_tables`): one commit instead of
+    one per table, and no read of each table back."""
+    sql = pyiceberg_internals.sql_catalog(catalog)
+    if sql is None:
+        return {name: _create_alone(catalog, namespace, name, schema, changes) for name, (schema, changes) in new.items()}
+    results: dict[str, Created | Exception] = {}
+    definitions: dict[str, pyiceberg_internals.TableDefinition] = {}
+    for name, (schema, changes) in new.items():
+        try:
+            definitions[name] = pyiceberg_internals.TableDefinition(
+                schema, _partition_spec(schema, changes.spec), _sort_order(schema, changes.sort_order or ()),
+                changes.properties)
+        except Exception as error:
+            results[name] = error
+    for name, made in pyiceberg_internals.create_sql_tables(sql, namespace, definitions).items():
+        if made is None:  # another writer created it meanwhile
+            results[name] = _existing(catalog, namespace, name)
+        else:
+            results[name] = made if isinstance(made, Exception) else Created(made.metadata_location, made.metadata, True)
+    return {name: results[name] for name in new}
+
+
+def _create_alone(
+    catalog: IcebergCatalog, namespace: str, name: str, schema: Schema, changes: TableChanges
+) -> Created | Exception:
+    try:
+        table, fresh = create_table(catalog, namespace, name, schema, changes)
+    except Exception as error:
+        return error
+    return Created(table.metadata_location, table.metadata, fresh)
+
+
+def _existing(catalog: IcebergCatalog, namespace: str, name: str) -> Created | Exception:
+    try:
+        table = load_table(catalog, namespace, name)
+    except Exception as error:
+        return error
+    if table is None:
+        return TableAlreadyExistsError(f"Table {namespace}.{name} already exists")
+    return Created(table.metadata_location, table.metadata, False)
 
 
 def _partition_spec(schema: Schema, changes: Iterable[SpecChange]) -> PartitionSpec:

@@ -16,7 +16,9 @@ from pyiceberg.schema import Schema
 from pyiceberg.types import IntegerType, ListType, MapType, NestedField, StringType, StructType
 
 from loom.api.datalake import SchemaEvolution, Table
+from loom.domain.table_changes import AddPartitionField, TableChanges
 from loom.drivers import iceberg_tables as tables
+from loom.drivers import pyiceberg_internals
 from loom.services.datalake.schema_plan import Plan, plan_creation, plan_table
 from tests.integration.datalake.conftest import CatalogUnderTest
 
@@ -122,6 +124,36 @@ def test_create_is_idempotent(iceberg_catalog: CatalogUnderTest) -> None:
     assert not fresh
     assert again.metadata_location == first.metadata_location
     assert not tables.ensure_namespace(catalog, NS)
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["one-transaction", "one-create-table-each"])
+def test_create_tables_reports_each_table_apart(
+    iceberg_catalog: CatalogUnderTest, monkeypatch: pytest.MonkeyPatch, together: bool
+) -> None:
+    """A SQL catalog's tables are created together; any other catalog's one create_table each. Either
+    way each is created as `create_table` creates it, a name taken already is the other writer's, and a
+    table that cannot be created stops no other."""
+    _, catalog = iceberg_catalog
+    if not together:
+        monkeypatch.setattr(pyiceberg_internals, "sql_catalog", lambda catalog: None)
+    taken = create(catalog, EVENTS)
+    broken = TableChanges(spec=(AddPartitionField("nowhere", "identity", "nowhere"),))
+    new = {name: (tables.schema_for(declared.columns), plan_creation(declared).changes)
+           for name, declared in (("ratings", RATINGS), ("events", EVENTS))}
+
+    made = tables.create_tables(catalog, NS, {**new, "broken": (tables.schema_for(RATINGS.columns), broken)})
+
+    assert list(made) == ["ratings", "events", "broken"]
+    ratings, events, failed = made.values()
+    assert isinstance(ratings, tables.Created) and ratings.fresh
+    loaded = catalog.load_table((NS, "ratings"))
+    assert (loaded.metadata_location, loaded.metadata) == (ratings.metadata_location, ratings.metadata)
+    assert plan_table(RATINGS, SchemaEvolution(), loaded.metadata) == Plan()
+    assert tables.observe_metadata("ratings", ratings.metadata_location, ratings.metadata) == tables.observe(loaded)
+    assert isinstance(events, tables.Created) and not events.fresh
+    assert events.metadata_location == taken.metadata_location
+    assert isinstance(failed, ValueError) and "nowhere" in str(failed)
+    assert sorted(name for _, name in catalog.list_tables(NS)) == ["events", "ratings"]
 
 
 def test_observe_reads_the_snapshot_summary(iceberg_catalog: CatalogUnderTest) -> None:

@@ -1,7 +1,8 @@
 """What Loom relies on in pyiceberg's internals (drivers/pyiceberg_internals.py), pinned against real
-pyiceberg and a real SQLite catalog: data files written apart from any snapshot, in the table's schema
-and partition spec, sized by a target given per write; and a commit of a transaction's staged changes
-with extra requirements, made exactly once. A pyiceberg upgrade that changes any of it fails here."""
+pyiceberg and a real SQLite catalog (and PostgreSQL for table creation): data files written apart from
+any snapshot, in the table's schema and partition spec, sized by a target given per write; a commit of
+a transaction's staged changes with extra requirements, made exactly once; and tables of a SQL catalog
+created as create_table creates them, in one transaction. A pyiceberg upgrade that changes any of it fails here."""
 
 from __future__ import annotations
 
@@ -17,18 +18,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pyiceberg.catalog import Catalog
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import CommitFailedException, NoSuchNamespaceError
 from pyiceberg.manifest import DataFile, FileFormat
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table, TableProperties, Transaction
+from pyiceberg.table.metadata import TableMetadata
+from pyiceberg.table.sorting import SortField, SortOrder
 from pyiceberg.table.update import AssertDefaultSpecId, AssertTableUUID
 from pyiceberg.transforms import BucketTransform, IdentityTransform, TruncateTransform, YearTransform
 from pyiceberg.types import DoubleType, LongType, NestedField, StringType, StructType, TimestamptzType
+from sqlalchemy import event
 
 from loom.drivers import pyiceberg_internals
 from loom.drivers.iceberg_catalog import open_catalog
-from loom.drivers.pyiceberg_internals import commit_once, write_data_files
+from loom.drivers.pyiceberg_internals import (
+    NewMetadata,
+    TableDefinition,
+    commit_once,
+    create_sql_tables,
+    sql_catalog,
+    write_data_files,
+)
+from tests.integration.datalake.conftest import CatalogUnderTest
 
 SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=True),
@@ -212,3 +225,73 @@ def test_commit_once_neither_rebases_nor_retries_on_a_moved_branch(
     after = catalog.load_table(("lake", "scores"))
     assert after.metadata.current_snapshot_id == head and len(after.metadata.snapshots) == 1
     assert sorted(after.scan().to_arrow()["id"].to_pylist()) == list(range(1000, 1005))
+
+
+BY_ID = SortOrder(SortField(source_id=1, transform=IdentityTransform()))
+
+
+def sql(catalog: Catalog) -> SqlCatalog:
+    found = sql_catalog(catalog)
+    assert found is not None
+    return found
+
+
+def commits(catalog: Catalog) -> list[object]:
+    """Every commit of the SQL catalog's engine from now on."""
+    seen: list[object] = []
+    event.listen(sql(catalog).engine, "commit", seen.append)
+    return seen
+
+
+def without_identity(metadata: TableMetadata) -> dict[str, Any]:
+    """The metadata apart from what differs between two tables of the same definition."""
+    return metadata.model_dump(exclude={"location", "table_uuid", "last_updated_ms"})
+
+
+@pytest.mark.parametrize("namespace_location", [False, True])
+def test_create_sql_tables_makes_what_create_table_makes_in_one_commit(
+    iceberg_catalog: CatalogUnderTest, tmp_path: Path, namespace_location: bool
+) -> None:
+    _, catalog = iceberg_catalog
+    placed = {"location": f"file://{tmp_path}/placed/"} if namespace_location else {}
+    catalog.create_namespace("made", placed)
+    theirs = catalog.create_table(("made", "theirs"), SCHEMA, partition_spec=BY_REGION, sort_order=BY_ID,
+                                  properties={"owner": "me"})
+    definition = TableDefinition(SCHEMA, BY_REGION, BY_ID, {"owner": "me"})
+    committed = commits(catalog)
+
+    made = create_sql_tables(sql(catalog), "made", {"ours": definition, "also": definition})
+
+    assert len(committed) == 1
+    assert list(made) == ["ours", "also"]
+    for name, new in made.items():
+        assert isinstance(new, NewMetadata)
+        loaded = catalog.load_table(("made", name))
+        assert (loaded.metadata_location, loaded.metadata) == (new.metadata_location, new.metadata)
+        assert loaded.location() == theirs.location().removesuffix("/theirs") + f"/{name}"
+        assert new.metadata_location.startswith(f"{loaded.location()}/metadata/00000-")
+        assert without_identity(loaded.metadata) == without_identity(theirs.metadata)
+    assert sorted(catalog.list_tables("made")) == [("made", "also"), ("made", "ours"), ("made", "theirs")]
+
+
+def test_create_sql_tables_leaves_a_name_taken_meanwhile_to_its_writer(iceberg_catalog: CatalogUnderTest) -> None:
+    """The shared transaction fails on the taken name; each row then goes alone, as create_table's."""
+    _, catalog = iceberg_catalog
+    catalog.create_namespace("made")
+    taken = catalog.create_table(("made", "taken"), Schema(NestedField(1, "other", StringType())))
+    definition = TableDefinition(SCHEMA, BY_REGION, BY_ID, {})
+
+    made = create_sql_tables(sql(catalog), "made", {"first": definition, "taken": definition, "last": definition})
+
+    assert made["taken"] is None
+    assert catalog.load_table(("made", "taken")).metadata_location == taken.metadata_location
+    for name in ("first", "last"):
+        new = made[name]
+        assert isinstance(new, NewMetadata)
+        assert catalog.load_table(("made", name)).metadata_location == new.metadata_location
+
+
+def test_create_sql_tables_needs_the_namespace(iceberg_catalog: CatalogUnderTest) -> None:
+    _, catalog = iceberg_catalog
+    with pytest.raises(NoSuchNamespaceError):
+        create_sql_tables(sql(catalog), "missing", {"t": TableDefinition(SCHEMA, BY_REGION, BY_ID, {})})
