@@ -139,9 +139,9 @@ def create_tables(
     catalog: IcebergCatalog, namespace: str, new: Mapping[str, tuple[Schema, TableChanges]]
 ) -> dict[str, Created | Exception]:
     """Create each table as `create_table` does, each with its whole layout in its own metadata; one
-    table's failure stops no other. A SQL catalog gets every catalog row in one transaction, with the
-    metadata files written at once (`pyiceberg_internals.create_sql_tables`): one commit instead of
-    one per table, and no read of each table back."""
+    table's failure stops no other. A SQL catalog gets every catalog row in one transaction
+    (`pyiceberg_internals.create_sql_tables`): one commit instead of one per table, and no read of
+    each table back."""
     sql = pyiceberg_internals.sql_catalog(catalog)
     if sql is None:
         return {name: _create_alone(catalog, namespace, name, schema, changes) for name, (schema, changes) in new.items()}

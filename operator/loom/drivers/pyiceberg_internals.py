@@ -179,9 +179,6 @@ def commit_once(
     return catalog.commit_table(table, staged, transaction._updates)
 
 
-METADATA_WRITERS = 8  # metadata files written at once: an object store takes them in parallel
-
-
 @dataclass(frozen=True)
 class TableDefinition:
     """What `Catalog.create_table` takes of a table, beside its name."""
@@ -211,9 +208,10 @@ def create_sql_tables(
     catalog: SqlCatalog, namespace: str, tables: Mapping[str, TableDefinition]
 ) -> dict[str, NewMetadata | Exception | None]:
     """Create each table as `SqlCatalog.create_table` does (its first metadata file, then its catalog
-    row), with the metadata files written concurrently and every row inserted in one transaction:
-    create_table checks the namespace and reads its properties twice per table, commits once per
-    table and reads the table back, several times the work of the creation itself.
+    row), with every row inserted in one transaction: create_table checks the namespace and reads its
+    properties twice per table, commits once per table and reads the table back, several times the
+    work of the creation itself. (Writing the files from a thread pool was slower on a local
+    warehouse: serializing the metadata holds the GIL.)
 
     Per table: what was created, the error that stopped it, or None when the catalog already has a
     table of that name (another writer created it; its metadata file written here is left unused, as
@@ -241,21 +239,14 @@ def create_sql_tables(
             results[name] = error
 
     io = load_file_io(properties=catalog.properties, location=base)
-
-    def write(created: NewMetadata) -> Exception | None:
+    written: dict[str, NewMetadata] = {}
+    for name, created in planned.items():
         try:
             ToOutputFile.table_metadata(created.metadata, io.new_output(created.metadata_location))
         except Exception as error:
-            return error
-        return None
-
-    written: dict[str, NewMetadata] = {}
-    with ThreadPoolExecutor(METADATA_WRITERS) as pool:
-        for (name, created), failed in zip(planned.items(), pool.map(write, planned.values())):
-            if failed is None:
-                written[name] = created
-            else:
-                results[name] = failed
+            results[name] = error
+        else:
+            written[name] = created
     rows = {name: catalog._create_table_row(namespace, name, created.metadata_location)
             for name, created in written.items()}
     with Session(catalog.engine) as session:
