@@ -51,8 +51,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # of lingering let four slots post ~12 Events/s, so a burst's Events queued for minutes.
         settings.posting.idle_timeout = EVENT_POSTER_IDLE_SECONDS
         # Kopf runs one worker per object with pending events, each holding its body and handler frames:
-        # a burst of thousands of new or deleted objects would hold all of them at once (hundreds of MiB
-        # that the allocator keeps afterwards). A bound applies back-pressure to the watch instead.
+        # a burst of thousands of new or deleted objects would run all of them at once (hundreds of MiB
+        # that the allocator keeps afterwards). With a bound, the others wait in Kopf's scheduler holding
+        # only their raw events (it does not slow the watch down; those events are what a burst costs).
         settings.queueing.worker_limit = config.object_workers
         settings.queueing.idle_timeout = OBJECT_WORKER_IDLE_SECONDS
         memo.config = config
