@@ -74,6 +74,7 @@ import pandas as pd
 import pyarrow as pa
 import redis
 import torch
+from _http import KeepAlive, new_loop, post
 
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
@@ -261,14 +262,6 @@ def infer(server: Server, user: int) -> dict[str, Any]:
 
 # The load: open loop over a pool of keep-alive connections.
 
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
 class Load:
     """The requests of one round over a pool of keep-alive connections: a request due while every
     connection is busy waits in `pending` (its latency running) for the next one that frees up."""
@@ -305,18 +298,16 @@ class Load:
             self.finished.set_exception(RuntimeError(error))
 
 
-class Connection(asyncio.Protocol):
-    """One request at a time on one keep-alive connection."""
+class Connection(KeepAlive):
+    """One of the pool's connections; `due` is when its request in flight was due (0: none)."""
 
     def __init__(self, load: Load) -> None:
+        super().__init__()
         self.load = load
-        self.buffer = bytearray()
-        self.need = -1
         self.due = 0.0
-        self.error: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+        super().connection_made(transport)
         self.load.idle.append(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -325,24 +316,11 @@ class Connection(asyncio.Protocol):
 
     def send(self, request: bytes, due: float) -> None:
         self.due = due
-        self.transport.write(request)  # type: ignore[attr-defined]
+        self.transport.write(request)
 
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.need < 0:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buffer[:end + 2]).lower()
-            self.error = None if head.startswith(b"http/1.1 200") else head[:200].decode(errors="replace")
-            start = head.index(b"content-length:") + 15
-            self.need = end + 4 + int(head[start:head.index(b"\r\n", start)])
-        if len(self.buffer) < self.need:
-            return
-        latency, self.due = time.perf_counter() - self.due, 0.0
-        del self.buffer[:self.need]
-        self.need = -1
-        self.load.answered(self, latency, self.error)
+    def answered(self, at: float, error: str | None) -> None:
+        latency, self.due = at - self.due, 0.0
+        self.load.answered(self, latency, error)
 
 
 @dataclass(frozen=True)
@@ -401,7 +379,7 @@ async def drive(server: Server, requests: list[bytes], rate: float, seconds: flo
         await asyncio.wait_for(load.finished, 120)
     finally:
         for connection in connections:
-            connection.transport.close()  # type: ignore[attr-defined]
+            connection.transport.close()
     if load.errors:
         raise RuntimeError(f"{len(load.errors)} of {total} requests failed: {load.errors[:3]}")
     return Round(load.latencies, total / (load.last - start), percentile(lags, 0.99),
@@ -428,9 +406,7 @@ def compare(loop: asyncio.AbstractEventLoop, sides: dict[Side, Server], users: l
     """Each side `rounds` times at `rate`, in alternating order (AB BA ...), after a warm-up of each."""
     rng = random.Random(7)
     draws = [body(rng.choice(users)) for _ in range(4096)]
-    requests = {side: [(f"POST /v2/models/{server.model}/infer HTTP/1.1\r\nhost: bench\r\n"
-                        f"content-type: application/json\r\ncontent-length: {len(b)}\r\n\r\n").encode() + b
-                       for b in draws] for side, server in sides.items()}
+    requests = {side: [post(f"/v2/models/{server.model}/infer", b) for b in draws] for side, server in sides.items()}
     for side, server in sides.items():
         loop.run_until_complete(drive(server, requests[side], rate, min(seconds, 2.0), pool))
     measured: dict[Side, list[Round]] = {side: [] for side in sides}

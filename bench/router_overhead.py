@@ -35,14 +35,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from _http import KeepAlive, new_loop, post
+
 ROOT = Path(__file__).resolve().parent.parent
 ROUTER = ROOT / "components" / "router"
 MLSERVER = ROOT / ".venv-serve" / "bin" / "mlserver"
 FLOOR, GOAL = 1.10, 1.05
 MODEL = "echo"
 BODY = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}).encode()
-REQUEST = (f"POST /v2/models/{MODEL}/infer HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\n"
-           f"content-length: {len(BODY)}\r\n\r\n").encode() + BODY
+REQUEST = post(f"/v2/models/{MODEL}/infer", BODY)
 RESPONSE = json.dumps({"model_name": MODEL, "id": "1", "parameters": {},
                        "outputs": [{"name": "y", "shape": [1, 4], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}).encode()
 
@@ -66,14 +67,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def new_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 # The stand-in model server (run as `router_overhead.py --stand-in PORT` in a process of its own).
@@ -108,17 +101,13 @@ def stand_in(port: int) -> None:
 
 # The load: a closed loop over keep-alive connections, one request at a time on each.
 
-class Client(asyncio.Protocol):
+class Client(KeepAlive):
     def __init__(self, latencies: list[float]) -> None:
+        super().__init__()
         self.latencies = latencies
-        self.buffer = bytearray()
-        self.need = -1
         self.sent = 0.0
         self.stop_at = 0.0
         self.done: asyncio.Future[None] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
 
     def run(self, stop_at: float) -> asyncio.Future[None]:
         self.stop_at = stop_at
@@ -128,29 +117,15 @@ class Client(asyncio.Protocol):
 
     def _send(self) -> None:
         self.sent = time.perf_counter()
-        self.transport.write(REQUEST)  # type: ignore[attr-defined]
+        self.transport.write(REQUEST)
 
-    def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        if self.need < 0:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buffer[:end + 2]).lower()
-            if not head.startswith(b"http/1.1 200"):
-                assert self.done is not None
-                self.done.set_exception(RuntimeError(f"unexpected answer {head[:80]!r}"))
-                return
-            start = head.index(b"content-length:") + 15
-            self.need = end + 4 + int(head[start:head.index(b"\r\n", start)])
-        if len(self.buffer) < self.need:
-            return
-        now = time.perf_counter()
-        self.latencies.append(now - self.sent)
-        del self.buffer[:self.need]
-        self.need = -1
+    def answered(self, at: float, error: str | None) -> None:
         assert self.done is not None
-        if now < self.stop_at:
+        if error:
+            self.done.set_exception(RuntimeError(f"unexpected answer {error!r}"))
+            return
+        self.latencies.append(at - self.sent)
+        if at < self.stop_at:
             self._send()
         else:
             self.done.set_result(None)
@@ -165,7 +140,7 @@ async def load(port: int, concurrency: int, seconds: float) -> tuple[list[float]
     await asyncio.gather(*(client.run(started + seconds) for client in clients))
     elapsed = time.perf_counter() - started
     for client in clients:
-        client.transport.close()  # type: ignore[attr-defined]
+        client.transport.close()
     return latencies, len(latencies) / elapsed
 
 
