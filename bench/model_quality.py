@@ -15,7 +15,6 @@ model and the two-tower's ratio to popularity and to EASE."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from _movielens import movies_of, ratings_of, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "components" / "train"))
@@ -37,27 +37,15 @@ from ranking import evaluate  # noqa: E402
 K = 10
 
 
-def movielens() -> object:
-    spec = importlib.util.spec_from_file_location("movielens_component", ROOT / "components" / "movielens" / "__main__.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def sample(which: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Ratings with point-in-time user features, and the movies."""
-    replay = movielens()
-    frame = replay.load()  # type: ignore[attr-defined]
-    bounds = replay.batch_bounds(len(frame), 0.8, 4)  # type: ignore[attr-defined]
+    frame = replay.load()
+    bounds = replay.batch_bounds(len(frame), 0.8, 4)
     end = len(frame) if which == "all" else bounds[0][1]
-    features = pd.concat([replay.user_features(frame.iloc[:stop]) for _, stop in bounds if stop <= end])  # type: ignore[attr-defined]
-    ratings = frame.iloc[:end][["userId", "movieId", "rating"]].assign(
-        timestamp=pd.to_datetime(frame.iloc[:end].timestamp, unit="s", utc=True))
-    joined = pd.merge_asof(ratings.sort_values("timestamp"), features.sort_values("eventTimestamp"),
+    features = pd.concat([replay.user_features(frame.iloc[:stop]) for _, stop in bounds if stop <= end])
+    joined = pd.merge_asof(ratings_of(frame.iloc[:end]).sort_values("timestamp"), features.sort_values("eventTimestamp"),
                            left_on="timestamp", right_on="eventTimestamp", by="userId", direction="backward")
-    movies = frame.drop_duplicates("movieId")[["movieId", "title", "year", "genres"]]
-    return joined.drop(columns=["eventTimestamp"]), movies
+    return joined.drop(columns=["eventTimestamp"]), movies_of(frame)
 
 
 def main() -> int:

@@ -51,7 +51,6 @@ import argparse
 import asyncio
 import contextlib
 import http.client
-import importlib.util
 import json
 import os
 import random
@@ -66,15 +65,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import redis
 import torch
 from _http import KeepAlive, new_loop, post
+from _movielens import movies_of, ratings_of, replay
 
 from loom.api.datalake import DataLakeSpec
 from loom.api.featureset import FeatureSetSpec
@@ -109,14 +107,6 @@ SPEC: dict[str, Any] = {
 THREADS_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def movielens() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("movielens_component", ROOT / "components" / "movielens" / "__main__.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # The version: trained on real MovieLens, its item side scaled to ITEMS.
 
 @dataclass(frozen=True)
@@ -131,13 +121,10 @@ class Version:
 
 
 def build_version(out: Path) -> Version:
-    replay = movielens()
-    frame = replay.load()  # type: ignore[attr-defined]
-    features = replay.user_features(frame)  # type: ignore[attr-defined]
-    ratings = frame[["userId", "movieId", "rating"]].assign(timestamp=pd.to_datetime(frame.timestamp, unit="s", utc=True))
-    rows = ratings.merge(features[["userId", *FEATURES]], on="userId", how="left")
-    movies = frame.drop_duplicates("movieId")[["movieId", "title", "year", "genres"]]
-    data = prepare(rows, FEATURES, movies, Columns("userId", "movieId", "rating", "timestamp", "movieId"), 0.2, 3.5)
+    frame = replay.load()
+    features = replay.user_features(frame)
+    rows = ratings_of(frame).merge(features[["userId", *FEATURES]], on="userId", how="left")
+    data = prepare(rows, FEATURES, movies_of(frame), Columns("userId", "movieId", "rating", "timestamp", "movieId"), 0.2, 3.5)
     hp = parse({"epochs": "1"})
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -158,7 +145,7 @@ def build_version(out: Path) -> Version:
     (files / "items.json").write_text(json.dumps(items + list(range(max(items) + 1, max(items) + 1 + ITEMS - real))))
     popularity = np.load(files / "popularity.npy")
     np.save(files / "popularity.npy", np.concatenate([popularity, np.zeros(ITEMS - real, popularity.dtype)]))
-    table = pa.Table.from_pandas(features, schema=replay.USER_FEATURES, preserve_index=False)  # type: ignore[attr-defined]
+    table = pa.Table.from_pandas(features, schema=replay.USER_FEATURES, preserve_index=False)
     return Version(files, [int(u) for u in data.user_ids], table, len(rows), real, dim, seconds)
 
 
