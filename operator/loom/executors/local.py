@@ -71,7 +71,6 @@ reported in run statuses are wall-clock times written when things happened.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
@@ -81,9 +80,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -91,6 +89,7 @@ from typing import Any
 from loom.domain.errors import SecretNotFoundError
 from loom.domain.schedules import latest_tick, next_tick, validate
 from loom.domain.workloads import FILES_ENV, Phase, PythonEnv, RunChange, Workload, WorkloadStatus
+from loom.executors.local_layout import StateDir, read_run
 from loom.executors.local_runs import (
     ATTEMPT_PREFIX,
     ENDED_FILE,
@@ -105,7 +104,6 @@ from loom.executors.local_runs import (
     Run,
     attempt_dirs,
     attempt_number,
-    attempt_status,
     last_line,
     read_json,
     retry_delay,
@@ -166,7 +164,7 @@ class LocalExecutor:
         poll_seconds: float = POLL_SECONDS,
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
-        self.state_dir = state_dir
+        self._state = StateDir(state_dir)
         self.interpreters = dict(interpreters)
         self.secrets = secrets
         self.components_dir = components_dir
@@ -196,18 +194,18 @@ class LocalExecutor:
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
         self._reap()
-        if self._schedule_path(namespace, name).exists():
-            found = [self._read(d) for d in self._schedule_runs(namespace, name)]
+        if self._state.schedule_path(namespace, name).exists():
+            found = [read_run(d) for d in self._state.schedule_runs(namespace, name)]
             return [r.status() for r in found if r is not None]
-        run = self._read(self._run_dir(namespace, name))
+        run = read_run(self._state.run_dir(namespace, name))
         return [run.status()] if run is not None else []
 
     def names(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         found: set[str] = set()
-        for path in sorted((self.state_dir / "schedules" / namespace).glob("*.json")):
+        for path in self._state.schedules(namespace):
             if _matches(((read_json(path) or {}).get("workload") or {}).get("labels", {}), labels):
                 found.add(path.stem)
-        for run_dir in self._run_dirs(namespace):
+        for run_dir in self._state.run_dirs(namespace):
             run = read_json(run_dir / RUN_FILE) or {}
             if _matches((run.get("workload") or {}).get("labels", {}), labels):
                 found.add(run.get("schedule") or run_dir.name)
@@ -215,15 +213,15 @@ class LocalExecutor:
 
     def delete(self, namespace: str, name: str) -> None:
         """Waits until the workload's processes are gone, so a run submitted next never overlaps them."""
-        with self._lock(namespace, name):
-            self._schedule_path(namespace, name).unlink(missing_ok=True)
-            for run_dir in self._workload_runs(namespace, name):
+        with self._state.lock(namespace, name):
+            self._state.schedule_path(namespace, name).unlink(missing_ok=True)
+            for run_dir in self._state.workload_runs(namespace, name):
                 for attempt in attempt_dirs(run_dir):
                     self._wait_for_supervisor(attempt)
                     self._end_group(attempt)
                 shutil.rmtree(run_dir, ignore_errors=True)
             self._reap()  # before a run of the same name can reuse its attempts' paths
-            self._lock_path(namespace, name).unlink(missing_ok=True)
+            self._state.lock_path(namespace, name).unlink(missing_ok=True)
 
     def start(self) -> None:
         """Start the thread that runs schedules and retries and reports run changes (one per executor)."""
@@ -251,11 +249,11 @@ class LocalExecutor:
     # --- submitting ------------------------------------------------------------------------------
 
     def _submit_once(self, workload: Workload) -> None:
-        run_dir = self._run_dir(workload.namespace, workload.name)
+        run_dir = self._state.run_dir(workload.namespace, workload.name)
         if run_dir.exists():
             return
         self._command(workload, self._environment(workload))  # a missing interpreter or Secret key raises here
-        with self._lock(workload.namespace, workload.name):
+        with self._state.lock(workload.namespace, workload.name):
             self._create_run(workload, workload.name, schedule=None)
 
     def _submit_service(self, workload: Workload) -> None:
@@ -264,9 +262,9 @@ class LocalExecutor:
         (its processes are ended first, as `delete` ends them, so two never run at once), keeping the
         ports the old one was given."""
         self._command(workload, self._environment(workload))
-        run_dir = self._run_dir(workload.namespace, workload.name)
-        with self._lock(workload.namespace, workload.name):
-            run = self._read(run_dir)
+        run_dir = self._state.run_dir(workload.namespace, workload.name)
+        with self._state.lock(workload.namespace, workload.name):
+            run = read_run(run_dir)
             if run is not None and run.workload.service is not None:
                 if not replaces(run.workload, workload):
                     if run.workload.files != workload.files:
@@ -278,17 +276,17 @@ class LocalExecutor:
                 self._end_group(attempt)
             shutil.rmtree(run_dir, ignore_errors=True)
             self._reap()  # before the new attempts reuse the old ones' paths, which a reap would write to
-            self._create_run(assign_ports(workload, self._service_ports()), workload.name, schedule=None)
+            self._create_run(assign_ports(workload, self._state.service_ports()), workload.name, schedule=None)
 
     def _submit_training(self, workload: Workload) -> None:
         """A training run is created like a once-run (suspended from the start if asked); submitting
         it again suspends or resumes it as `training.suspend` says, and does nothing else."""
         assert workload.training is not None
-        run_dir = self._run_dir(workload.namespace, workload.name)
+        run_dir = self._state.run_dir(workload.namespace, workload.name)
         if not run_dir.exists():
             self._command(workload, self._environment(workload))
-        with self._lock(workload.namespace, workload.name):
-            run = self._read(run_dir)
+        with self._state.lock(workload.namespace, workload.name):
+            run = read_run(run_dir)
             if run is None:
                 self._create_run(workload, workload.name, schedule=None, suspended=workload.training.suspend)
             elif workload.training.suspend:
@@ -331,8 +329,8 @@ class LocalExecutor:
         validate(workload.schedule)
         self._interpreter(workload)  # Secrets are read at each run's start
         wanted = workload_to_json(workload)
-        path = self._schedule_path(workload.namespace, workload.name)
-        with self._lock(workload.namespace, workload.name):
+        path = self._state.schedule_path(workload.namespace, workload.name)
+        with self._state.lock(workload.namespace, workload.name):
             state = read_json(path)
             if state is not None and state["workload"] == wanted:
                 return
@@ -343,32 +341,11 @@ class LocalExecutor:
 
     # --- starting runs and attempts (callers hold the workload's lock) ---------------------------
 
-    @contextmanager
-    def _lock(self, namespace: str, name: str) -> Iterator[None]:
-        """An exclusive flock on the workload's lock file, for threads and processes alike. `delete`
-        removes the file while holding it, so a lock taken on a file no longer at the path is retried."""
-        path = self._lock_path(namespace, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                same = os.path.samestat(os.fstat(fd), os.stat(path))
-            except FileNotFoundError:
-                same = False
-            if same:
-                break
-            os.close(fd)
-        try:
-            yield
-        finally:
-            os.close(fd)
-
     def _create_run(self, workload: Workload, run_name: str, schedule: str | None, suspended: bool = False) -> bool:
         """Create the run and start its first attempt (none when it is created suspended), unless it
         exists. The run directory appears whole (renamed into place with its run.json), so readers
         never see half of one."""
-        run_dir = self._run_dir(workload.namespace, run_name)
+        run_dir = self._state.run_dir(workload.namespace, run_name)
         if run_dir.exists():
             return False
         self._end_orphans(workload.namespace, schedule or workload.name)
@@ -448,7 +425,7 @@ class LocalExecutor:
         """End what is left of earlier runs of the workload whose supervisor is gone: a component (and
         its children) still in the supervisor's process group. An attempt that never recorded how it
         ended is recorded as failed."""
-        for run_dir in self._workload_runs(namespace, workload_name):
+        for run_dir in self._state.workload_runs(namespace, workload_name):
             for attempt in attempt_dirs(run_dir):
                 pid = read_json(attempt / PID_FILE)
                 if pid is None or alive(pid["pid"], pid["startTicks"], pid["bootId"]):
@@ -524,7 +501,7 @@ class LocalExecutor:
         self._reap()
         wakes: list[datetime] = []
         live = False
-        run_dirs = self._all(self.state_dir / "runs", Path.is_dir)
+        run_dirs = self._state.all_run_dirs()
         self._probe(run_dirs, probes)
         for run_dir in run_dirs:
             if self._stopping.is_set():
@@ -535,7 +512,7 @@ class LocalExecutor:
                 if run_dir.is_dir():  # else it was deleted while we looked
                     log.exception("local executor: could not follow run %s", run_dir)
                     wakes.append(now + ERROR_RETRY)
-        for path in self._all(self.state_dir / "schedules", lambda p: p.suffix == ".json"):
+        for path in self._state.all_schedules():
             if self._stopping.is_set():
                 return 0.0
             try:
@@ -557,7 +534,7 @@ class LocalExecutor:
         asked: list[tuple[Path, Future[None]]] = []
         for run_dir in run_dirs:
             try:
-                run = self._read(run_dir)
+                run = read_run(run_dir)
             except Exception:  # a damaged run: following it reports it
                 continue
             service = run.workload.service if run is not None else None
@@ -572,12 +549,12 @@ class LocalExecutor:
 
     def _follow(self, run_dir: Path, now: datetime, wakes: list[datetime]) -> bool:
         """Report the run's change, start its next attempt when due; True while an attempt is live."""
-        run = self._read(run_dir)
+        run = read_run(run_dir)
         if run is None:
             return False
         deadline = run.deadline()
         if deadline is not None and utcnow() >= deadline and not run.status().finished and run.suspended is None:
-            with self._lock(run.workload.namespace, run.workload_name):
+            with self._state.lock(run.workload.namespace, run.workload_name):
                 run = self._end_overdue(run_dir)
             if run is None:
                 return False
@@ -588,8 +565,8 @@ class LocalExecutor:
         if due > now:
             wakes.append(due)
             return False
-        with self._lock(run.workload.namespace, run.workload_name):
-            run = self._read(run_dir)  # again, under the lock: another thread or process may have acted
+        with self._state.lock(run.workload.namespace, run.workload_name):
+            run = read_run(run_dir)  # again, under the lock: another thread or process may have acted
             if run is None or not run.needs_attempt:
                 return run is not None and run.live
             self._end_orphans(run.workload.namespace, run.workload_name)
@@ -605,7 +582,7 @@ class LocalExecutor:
         retry starts meanwhile): its processes are ended, then the run is recorded as failed, so it
         is reported failed only once nothing of it runs. Should the operator die in between, the
         next pass finds the deadline still passed."""
-        run = self._read(run_dir)
+        run = read_run(run_dir)
         if run is None or run.suspended is not None or run.status().finished:
             return run
         training = run.workload.training
@@ -617,7 +594,7 @@ class LocalExecutor:
             "message": f"the run exceeded its active deadline of {training.active_deadline_seconds}s and was ended",
             "at": utcnow().isoformat(),
         })
-        return self._read(run_dir)
+        return read_run(run_dir)
 
     def _retry_at(self, run: Run, now: datetime) -> datetime:
         """When the next attempt is due: recorded the first time the thread sees the failure (a resume
@@ -665,7 +642,7 @@ class LocalExecutor:
         wakes.append(next_tick(workload.schedule, now))
         started = False
         if latest_tick(workload.schedule, now) > datetime.fromisoformat(state["lastTick"]):
-            with self._lock(workload.namespace, workload.name):
+            with self._state.lock(workload.namespace, workload.name):
                 started = self._start_tick(path, now)
         self._prune(workload.namespace, workload.name)
         return started
@@ -679,7 +656,7 @@ class LocalExecutor:
         tick = latest_tick(workload.schedule, now)
         if tick <= datetime.fromisoformat(state["lastTick"]):
             return False
-        runs = (self._read(d) for d in self._schedule_runs(workload.namespace, workload.name))
+        runs = (read_run(d) for d in self._state.schedule_runs(workload.namespace, workload.name))
         if any(r is not None and not r.status().finished for r in runs):
             return False  # concurrencyPolicy Forbid: the tick waits for the run that is going
         started = self._create_run(workload, f"{workload.name}-{int(tick.timestamp()) // 60}", workload.name)
@@ -688,66 +665,13 @@ class LocalExecutor:
 
     def _prune(self, namespace: str, name: str) -> None:
         kept = {Phase.SUCCEEDED: 0, Phase.FAILED: 0}
-        for run_dir in self._schedule_runs(namespace, name):
-            run = self._read(run_dir)
+        for run_dir in self._state.schedule_runs(namespace, name):
+            run = read_run(run_dir)
             phase = run.status().phase if run is not None else None
             if phase in kept:
                 kept[phase] += 1
                 if kept[phase] > HISTORY_LIMIT:
                     shutil.rmtree(run_dir, ignore_errors=True)
-
-    # --- the state directory ---------------------------------------------------------------------
-
-    def _service_ports(self) -> set[int]:
-        """The ports every service run (of any namespace) was given, so that none is given twice."""
-        taken: set[int] = set()
-        for run_dir in self._all(self.state_dir / "runs", Path.is_dir):
-            service = ((read_json(run_dir / RUN_FILE) or {}).get("workload") or {}).get("service")
-            if service is not None:
-                taken.update(service["ports"].values())
-        return taken
-
-    def _read(self, run_dir: Path) -> Run | None:
-        run = read_json(run_dir / RUN_FILE)
-        if run is None:
-            return None
-        attempts = tuple(attempt_dirs(run_dir))
-        last = attempt_status(attempts[-1]) if attempts else None
-        return Run(run_dir, workload_from_json(run["workload"]), run["schedule"], attempts, last,
-                   read_json(run_dir / SUSPENDED_FILE), read_json(run_dir / ENDED_FILE))
-
-    def _run_dir(self, namespace: str, name: str) -> Path:
-        return self.state_dir / "runs" / namespace / name
-
-    def _run_dirs(self, namespace: str) -> list[Path]:
-        base = self.state_dir / "runs" / namespace
-        return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")) if base.is_dir() else []
-
-    def _all(self, base: Path, keep: Callable[[Path], bool]) -> list[Path]:
-        """Entries of every namespace under `base` (runs or schedules), without temporary ones."""
-        if not base.is_dir():
-            return []
-        return sorted(p for ns in base.iterdir() if ns.is_dir() for p in ns.iterdir()
-                      if not p.name.startswith(".") and keep(p))
-
-    def _workload_runs(self, namespace: str, name: str) -> list[Path]:
-        """The runs of a workload: a schedule's runs, or the one run of a once-workload."""
-        own = self._run_dir(namespace, name)
-        return self._schedule_runs(namespace, name) + ([own] if own.is_dir() else [])
-
-    def _schedule_path(self, namespace: str, name: str) -> Path:
-        return self.state_dir / "schedules" / namespace / f"{name}.json"
-
-    def _lock_path(self, namespace: str, name: str) -> Path:
-        return self.state_dir / "locks" / namespace / f"{name}.lock"
-
-    def _schedule_runs(self, namespace: str, name: str) -> list[Path]:
-        """Run directories of a schedule, newest first (run names end in the tick's minute)."""
-        runs = [
-            d for d in self._run_dirs(namespace)
-            if d.name.startswith(f"{name}-") and (read_json(d / RUN_FILE) or {}).get("schedule") == name
-        ]
-        return sorted(runs, key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True)
 
 
 def expand(arg: str, env: Mapping[str, str]) -> str:
