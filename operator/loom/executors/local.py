@@ -72,30 +72,21 @@ reported in run statuses are wall-clock times written when things happened.
 from __future__ import annotations
 
 import logging
-import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from loom.domain.errors import SecretNotFoundError
 from loom.domain.schedules import latest_tick, next_tick, validate
-from loom.domain.workloads import FILES_ENV, Phase, PythonEnv, RunChange, Workload, WorkloadStatus
+from loom.domain.workloads import Phase, PythonEnv, RunChange, Workload, WorkloadStatus
+from loom.executors.local_launch import DEFAULT_COMPONENTS_DIR, Launcher, SecretReader, expand
 from loom.executors.local_layout import StateDir, read_run
+from loom.executors.local_processes import STOP_GRACE_SECONDS, Processes
 from loom.executors.local_runs import (
-    ATTEMPT_PREFIX,
     ENDED_FILE,
-    FAILED_FILE,
-    FILES_DIR,
-    LOG_FILE,
     NOTIFIED_FILE,
     RETRY_BASE,
     RETRY_FILE,
@@ -104,7 +95,6 @@ from loom.executors.local_runs import (
     Run,
     attempt_dirs,
     attempt_number,
-    last_line,
     read_json,
     retry_delay,
     utcnow,
@@ -119,16 +109,14 @@ from loom.executors.local_services import (
     record_readiness,
     replaces,
     restart_delay,
-    service_environment,
     update_files,
     with_ports,
 )
-from loom.executors.procfs import ATTEMPT_ENV, alive, group_members, marked
-from loom.executors.supervisor import EXIT_FILE, PID_FILE
 
 log = logging.getLogger(__name__)
 
-SecretReader = Callable[[str, str], Mapping[str, str]]
+__all__ = ["LocalExecutor", "expand"]
+
 Clock = Callable[[], datetime]
 OnChange = Callable[[RunChange], None]
 
@@ -136,18 +124,10 @@ HISTORY_LIMIT = 3
 POLL_SECONDS = 1.0
 # The longest sleep: the wall clock may be set while the thread waits for a tick.
 MAX_SLEEP_SECONDS = 60.0
-# Between SIGTERM and SIGKILL when a run is stopped or an orphaned component ended.
-STOP_GRACE_SECONDS = 10.0
-# How long a suspend or a deadline waits for an attempt it just started to record its pid.
-START_WAIT_SECONDS = 10.0
 # Readiness probes run at once (each waits up to PROBE_TIMEOUT_SECONDS); more wait for a free worker.
 PROBE_WORKERS = 8
 # After a run or schedule could not be looked at (a damaged file): look again, without flooding the log.
 ERROR_RETRY = timedelta(seconds=30)
-DEFAULT_COMPONENTS_DIR = Path(__file__).resolve().parents[3] / "components"
-# `$$` or `$(NAME)` in a workload argument (`expand`).
-_REFERENCE = re.compile(r"\$(?:\$|\(([^)]*)\))")
-
 
 
 class LocalExecutor:
@@ -165,16 +145,12 @@ class LocalExecutor:
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
         self._state = StateDir(state_dir)
-        self.interpreters = dict(interpreters)
-        self.secrets = secrets
-        self.components_dir = components_dir
         self.clock = clock
         self.on_change = on_change
         self.retry_base = retry_base
         self.poll_seconds = poll_seconds
-        self.stop_grace_seconds = stop_grace_seconds
-        self._children: dict[int, tuple[subprocess.Popen[bytes], Path]] = {}  # by pid, with the attempt
-        self._children_lock = threading.Lock()
+        self._processes = Processes(stop_grace_seconds)
+        self._launcher = Launcher(self._state, self._processes, interpreters, secrets, components_dir)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -193,7 +169,7 @@ class LocalExecutor:
         self.wake()
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
-        self._reap()
+        self._processes.reap()
         if self._state.schedule_path(namespace, name).exists():
             found = [read_run(d) for d in self._state.schedule_runs(namespace, name)]
             return [r.status() for r in found if r is not None]
@@ -217,10 +193,10 @@ class LocalExecutor:
             self._state.schedule_path(namespace, name).unlink(missing_ok=True)
             for run_dir in self._state.workload_runs(namespace, name):
                 for attempt in attempt_dirs(run_dir):
-                    self._wait_for_supervisor(attempt)
-                    self._end_group(attempt)
+                    self._processes.wait_for_supervisor(attempt)
+                    self._processes.end_group(attempt)
                 shutil.rmtree(run_dir, ignore_errors=True)
-            self._reap()  # before a run of the same name can reuse its attempts' paths
+            self._processes.reap()  # before a run of the same name can reuse its attempts' paths
             self._state.lock_path(namespace, name).unlink(missing_ok=True)
 
     def start(self) -> None:
@@ -252,16 +228,16 @@ class LocalExecutor:
         run_dir = self._state.run_dir(workload.namespace, workload.name)
         if run_dir.exists():
             return
-        self._command(workload, self._environment(workload))  # a missing interpreter or Secret key raises here
+        self._launcher.check(workload)  # a missing interpreter or Secret key raises here
         with self._state.lock(workload.namespace, workload.name):
-            self._create_run(workload, workload.name, schedule=None)
+            self._launcher.create_run(workload, workload.name, schedule=None)
 
     def _submit_service(self, workload: Workload) -> None:
         """Create the service's run (its 0 ports given free ones) unless the same one exists; one that
         differs only in its files has them updated in place; any other change replaces the running one
         (its processes are ended first, as `delete` ends them, so two never run at once), keeping the
         ports the old one was given."""
-        self._command(workload, self._environment(workload))
+        self._launcher.check(workload)
         run_dir = self._state.run_dir(workload.namespace, workload.name)
         with self._state.lock(workload.namespace, workload.name):
             run = read_run(run_dir)
@@ -272,11 +248,11 @@ class LocalExecutor:
                     return
                 workload = with_ports(workload, run.workload.service.ports)
             for attempt in attempt_dirs(run_dir):
-                self._wait_for_supervisor(attempt)
-                self._end_group(attempt)
+                self._processes.wait_for_supervisor(attempt)
+                self._processes.end_group(attempt)
             shutil.rmtree(run_dir, ignore_errors=True)
-            self._reap()  # before the new attempts reuse the old ones' paths, which a reap would write to
-            self._create_run(assign_ports(workload, self._state.service_ports()), workload.name, schedule=None)
+            self._processes.reap()  # before the new attempts reuse the old ones' paths, which a reap would write to
+            self._launcher.create_run(assign_ports(workload, self._state.service_ports()), workload.name, schedule=None)
 
     def _submit_training(self, workload: Workload) -> None:
         """A training run is created like a once-run (suspended from the start if asked); submitting
@@ -284,11 +260,11 @@ class LocalExecutor:
         assert workload.training is not None
         run_dir = self._state.run_dir(workload.namespace, workload.name)
         if not run_dir.exists():
-            self._command(workload, self._environment(workload))
+            self._launcher.check(workload)
         with self._state.lock(workload.namespace, workload.name):
             run = read_run(run_dir)
             if run is None:
-                self._create_run(workload, workload.name, schedule=None, suspended=workload.training.suspend)
+                self._launcher.create_run(workload, workload.name, schedule=None, suspended=workload.training.suspend)
             elif workload.training.suspend:
                 self._suspend(run)
             elif run.suspended is not None:
@@ -303,31 +279,20 @@ class LocalExecutor:
         if run.attempts and run.last is not None and not run.last.finished:
             attempt = run.attempts[-1]
             write_json(attempt / SUSPENDED_FILE, {"at": utcnow().isoformat()})
-            self._wait_for_supervisor(attempt)
-            self._end_group(attempt)
-        self._reap()
+            self._processes.wait_for_supervisor(attempt)
+            self._processes.end_group(attempt)
+        self._processes.reap()
 
     def _resume(self, run: Run) -> None:
         """Start a new attempt of a suspended run; the one the suspend ended is not counted."""
         (run.dir / SUSPENDED_FILE).unlink()
-        self._end_orphans(run.workload.namespace, run.workload_name)
-        self._launch(run.dir, len(run.attempts) + 1, run.workload)
-
-    def _wait_for_supervisor(self, attempt: Path) -> None:
-        """An attempt this process just started may not have recorded its pid yet; it has to, for its
-        processes to be found and ended (bounded by the start grace of a supervisor that never came up)."""
-        deadline = time.monotonic() + START_WAIT_SECONDS
-        while not (attempt / PID_FILE).exists() and time.monotonic() < deadline:
-            with self._children_lock:
-                starting = any(a == attempt and c.poll() is None for c, a in self._children.values())
-            if not starting:
-                return
-            time.sleep(0.05)
+        self._processes.end_orphans(self._state.workload_runs(run.workload.namespace, run.workload_name))
+        self._launcher.launch(run.dir, len(run.attempts) + 1, run.workload)
 
     def _submit_schedule(self, workload: Workload) -> None:
         assert workload.schedule is not None
         validate(workload.schedule)
-        self._interpreter(workload)  # Secrets are read at each run's start
+        self._launcher.interpreter(workload)  # Secrets are read at each run's start
         wanted = workload_to_json(workload)
         path = self._state.schedule_path(workload.namespace, workload.name)
         with self._state.lock(workload.namespace, workload.name):
@@ -340,147 +305,6 @@ class LocalExecutor:
             write_json(path, {"workload": wanted, "lastTick": last})
 
     # --- starting runs and attempts (callers hold the workload's lock) ---------------------------
-
-    def _create_run(self, workload: Workload, run_name: str, schedule: str | None, suspended: bool = False) -> bool:
-        """Create the run and start its first attempt (none when it is created suspended), unless it
-        exists. The run directory appears whole (renamed into place with its run.json), so readers
-        never see half of one."""
-        run_dir = self._state.run_dir(workload.namespace, run_name)
-        if run_dir.exists():
-            return False
-        self._end_orphans(workload.namespace, schedule or workload.name)
-        tmp = run_dir.with_name(f".{run_name}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)  # left by a starter that died
-        tmp.mkdir(parents=True)
-        if workload.files:
-            (tmp / FILES_DIR).mkdir()
-            for name, text in workload.files.items():
-                (tmp / FILES_DIR / name).write_text(text, encoding="utf-8")
-        write_json(tmp / RUN_FILE, {
-            "workload": workload_to_json(workload),
-            "schedule": schedule,
-            "createdAt": utcnow().isoformat(),
-        })
-        if suspended:
-            write_json(tmp / SUSPENDED_FILE, {"at": utcnow().isoformat()})
-        os.rename(tmp, run_dir)
-        if not suspended:
-            self._launch(run_dir, 1, workload)
-        return True
-
-    def _launch(self, run_dir: Path, number: int, workload: Workload) -> None:
-        """Start attempt `number`; what keeps it from starting is recorded as its failure."""
-        attempt = run_dir / f"{ATTEMPT_PREFIX}{number}"
-        attempt.mkdir()
-        try:
-            env = self._environment(workload)
-            env.pop(FILES_ENV, None)
-            if workload.files:
-                env[FILES_ENV] = str(run_dir / FILES_DIR)
-            env[ATTEMPT_ENV] = str(attempt)
-            command = self._command(workload, env)
-            with (attempt / LOG_FILE).open("ab") as output:
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "loom.executors.supervisor", str(attempt), "--", *command],
-                    stdin=subprocess.DEVNULL, stdout=output, stderr=output, env=env, cwd=run_dir,
-                    start_new_session=True,
-                )
-        except Exception as error:  # E2BIG, a missing interpreter or Secret, an unreachable API server
-            write_json(attempt / FAILED_FILE, {"message": f"could not start: {error}", "at": utcnow().isoformat()})
-            return
-        with self._children_lock:
-            self._children[child.pid] = (child, attempt)
-
-    def _interpreter(self, workload: Workload) -> str:
-        interpreter = self.interpreters.get(PythonEnv(workload.python))
-        if interpreter is None:
-            raise LookupError(f"no interpreter for the {workload.python} environment (set LOOM_PYTHON_SERVE)")
-        return interpreter
-
-    def _command(self, workload: Workload, env: Mapping[str, str]) -> list[str]:
-        """The attempt's command, its `$(VAR)` arguments expanded from `env`, the attempt's environment."""
-        interpreter = self._interpreter(workload)
-        component = str(self.components_dir / workload.component)
-        args = [expand(arg, env) for arg in workload.args]
-        training = workload.training
-        if training is None:
-            return [interpreter, component, *args]
-        # The launcher is the executor's, like the supervisor: this interpreter; its nodes run the workload's.
-        return [sys.executable, "-m", "loom.executors.torch_launch", "--python", interpreter,
-                "--nodes", str(training.num_nodes), "--procs-per-node", str(training.num_proc_per_node),
-                "--", component, *args]
-
-    def _environment(self, workload: Workload) -> dict[str, str]:
-        node_env = workload.training.node.env if workload.training is not None else {}
-        ports = service_environment(workload.service) if workload.service is not None else {}
-        env = {**os.environ, **node_env, **workload.env, **ports, "PYTHONUNBUFFERED": "1"}
-        for ref in workload.secret_env:
-            values = self.secrets(workload.namespace, ref.secret)
-            if ref.key not in values:
-                raise SecretNotFoundError(f"Secret {workload.namespace}/{ref.secret} has no key {ref.key!r}")
-            env[ref.name] = values[ref.key]
-        return env
-
-    def _end_orphans(self, namespace: str, workload_name: str) -> None:
-        """End what is left of earlier runs of the workload whose supervisor is gone: a component (and
-        its children) still in the supervisor's process group. An attempt that never recorded how it
-        ended is recorded as failed."""
-        for run_dir in self._state.workload_runs(namespace, workload_name):
-            for attempt in attempt_dirs(run_dir):
-                pid = read_json(attempt / PID_FILE)
-                if pid is None or alive(pid["pid"], pid["startTicks"], pid["bootId"]):
-                    continue
-                ended = self._end_group(attempt)
-                if ended and not (attempt / EXIT_FILE).exists() and not (attempt / FAILED_FILE).exists():
-                    pids = ", ".join(str(p) for p in ended)
-                    write_json(attempt / FAILED_FILE, {
-                        "message": f"supervisor died; ended the orphaned component (pid {pids})",
-                        "at": utcnow().isoformat(),
-                    })
-
-    def _end_group(self, attempt: Path) -> list[int]:
-        """SIGTERM to the attempt's process group (supervisor, component and its children) and to its
-        processes that left the group (torchrun's workers, found by the attempt's marker), SIGKILL to
-        what is left after the grace; returns once none is left. Returns the pids it found."""
-        pid = read_json(attempt / PID_FILE)
-        if pid is None:
-            return []
-
-        def members() -> list[int]:
-            return sorted(set(group_members(pid["pid"], pid["startTicks"], pid["bootId"])) | set(marked(str(attempt))))
-
-        found = members()
-        for sig, grace in ((signal.SIGTERM, self.stop_grace_seconds), (signal.SIGKILL, self.stop_grace_seconds)):
-            left = members()
-            if not left:
-                break
-            try:
-                os.killpg(pid["pid"], sig)
-            except ProcessLookupError:
-                pass
-            for escaped in set(left) - set(group_members(pid["pid"], pid["startTicks"], pid["bootId"])):
-                try:
-                    os.kill(escaped, sig)
-                except ProcessLookupError:
-                    pass
-            deadline = time.monotonic() + grace
-            while members() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        return found
-
-    def _reap(self) -> None:
-        """Collect supervisors this process started that have exited (no zombies left behind); one that
-        exited before writing its pid could not start (its log says why, e.g. loom not importable)."""
-        with self._children_lock:
-            for pid, (child, attempt) in list(self._children.items()):
-                code = child.poll()
-                if code is None:
-                    continue
-                del self._children[pid]
-                if attempt.is_dir() and not (attempt / PID_FILE).exists():
-                    why = last_line(attempt / LOG_FILE) or f"exit code {code}"
-                    write_json(attempt / FAILED_FILE, {"message": f"the supervisor could not start: {why}",
-                                                        "at": utcnow().isoformat()})
 
     # --- the controller thread -------------------------------------------------------------------
 
@@ -498,7 +322,7 @@ class LocalExecutor:
     def _pass(self, probes: ThreadPoolExecutor) -> float:
         """One look at every run and schedule; returns how long to sleep."""
         now = self.clock()
-        self._reap()
+        self._processes.reap()
         wakes: list[datetime] = []
         live = False
         run_dirs = self._state.all_run_dirs()
@@ -569,10 +393,10 @@ class LocalExecutor:
             run = read_run(run_dir)  # again, under the lock: another thread or process may have acted
             if run is None or not run.needs_attempt:
                 return run is not None and run.live
-            self._end_orphans(run.workload.namespace, run.workload_name)
+            self._processes.end_orphans(self._state.workload_runs(run.workload.namespace, run.workload_name))
             if run.workload.service is not None and run.attempts:
-                self._end_group(run.attempts[-1])  # failed but not gone (a failed.json): never two at once
-            self._launch(run_dir, next_attempt(run), run.workload)
+                self._processes.end_group(run.attempts[-1])  # failed but not gone (a failed.json): never two at once
+            self._launcher.launch(run_dir, next_attempt(run), run.workload)
             if run.workload.service is not None:
                 prune_attempts(run_dir)
         return True
@@ -588,8 +412,8 @@ class LocalExecutor:
         training = run.workload.training
         assert training is not None
         if run.attempts:
-            self._wait_for_supervisor(run.attempts[-1])
-            self._end_group(run.attempts[-1])
+            self._processes.wait_for_supervisor(run.attempts[-1])
+            self._processes.end_group(run.attempts[-1])
         write_json(run_dir / ENDED_FILE, {
             "message": f"the run exceeded its active deadline of {training.active_deadline_seconds}s and was ended",
             "at": utcnow().isoformat(),
@@ -659,7 +483,7 @@ class LocalExecutor:
         runs = (read_run(d) for d in self._state.schedule_runs(workload.namespace, workload.name))
         if any(r is not None and not r.status().finished for r in runs):
             return False  # concurrencyPolicy Forbid: the tick waits for the run that is going
-        started = self._create_run(workload, f"{workload.name}-{int(tick.timestamp()) // 60}", workload.name)
+        started = self._launcher.create_run(workload, f"{workload.name}-{int(tick.timestamp()) // 60}", workload.name)
         write_json(path, {**state, "lastTick": tick.isoformat()})
         return started
 
@@ -672,17 +496,6 @@ class LocalExecutor:
                 kept[phase] += 1
                 if kept[phase] > HISTORY_LIMIT:
                     shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def expand(arg: str, env: Mapping[str, str]) -> str:
-    """A workload argument as Kubernetes expands a container's args: `$(NAME)` is NAME's value in the
-    process's environment, `$$` a literal `$` (so `$$(NAME)` stays `$(NAME)`), and a reference to a
-    name the environment lacks is left as written."""
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        return "$" if name is None else env.get(name, match.group(0))
-
-    return _REFERENCE.sub(value, arg)
 
 
 def _matches(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
