@@ -80,7 +80,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from loom.domain.schedules import latest_tick, next_tick, validate
 from loom.domain.workloads import Phase, PythonEnv, RunChange, Workload, WorkloadStatus
 from loom.executors.local_launch import DEFAULT_COMPONENTS_DIR, Launcher, SecretReader, expand
 from loom.executors.local_layout import StateDir, read_run
@@ -98,10 +97,9 @@ from loom.executors.local_runs import (
     read_json,
     retry_delay,
     utcnow,
-    workload_from_json,
-    workload_to_json,
     write_json,
 )
+from loom.executors.local_schedules import Clock, Schedules
 from loom.executors.local_services import (
     assign_ports,
     next_attempt,
@@ -117,10 +115,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["LocalExecutor", "expand"]
 
-Clock = Callable[[], datetime]
 OnChange = Callable[[RunChange], None]
 
-HISTORY_LIMIT = 3
 POLL_SECONDS = 1.0
 # The longest sleep: the wall clock may be set while the thread waits for a tick.
 MAX_SLEEP_SECONDS = 60.0
@@ -151,6 +147,7 @@ class LocalExecutor:
         self.poll_seconds = poll_seconds
         self._processes = Processes(stop_grace_seconds)
         self._launcher = Launcher(self._state, self._processes, interpreters, secrets, components_dir)
+        self._schedules = Schedules(self._state, self._launcher, clock)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,7 +162,7 @@ class LocalExecutor:
         elif workload.schedule is None:
             self._submit_once(workload)
         else:
-            self._submit_schedule(workload)
+            self._schedules.submit(workload)
         self.wake()
 
     def runs(self, namespace: str, name: str) -> list[WorkloadStatus]:
@@ -289,23 +286,6 @@ class LocalExecutor:
         self._processes.end_orphans(self._state.workload_runs(run.workload.namespace, run.workload_name))
         self._launcher.launch(run.dir, len(run.attempts) + 1, run.workload)
 
-    def _submit_schedule(self, workload: Workload) -> None:
-        assert workload.schedule is not None
-        validate(workload.schedule)
-        self._launcher.interpreter(workload)  # Secrets are read at each run's start
-        wanted = workload_to_json(workload)
-        path = self._state.schedule_path(workload.namespace, workload.name)
-        with self._state.lock(workload.namespace, workload.name):
-            state = read_json(path)
-            if state is not None and state["workload"] == wanted:
-                return
-            # A new schedule starts from now, as a new CronJob does; a changed one keeps its lastTick.
-            last = state["lastTick"] if state is not None else self.clock().isoformat()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_json(path, {"workload": wanted, "lastTick": last})
-
-    # --- starting runs and attempts (callers hold the workload's lock) ---------------------------
-
     # --- the controller thread -------------------------------------------------------------------
 
     def _loop(self) -> None:
@@ -340,7 +320,7 @@ class LocalExecutor:
             if self._stopping.is_set():
                 return 0.0
             try:
-                live |= self._tick(path, now, wakes)
+                live |= self._schedules.tick(path, now, wakes)
             except Exception:
                 if path.exists():
                     log.exception("local executor: could not run schedule %s", path)
@@ -454,48 +434,6 @@ class LocalExecutor:
         except Exception:  # the periodic resync covers a change that could not be reported
             log.exception("local executor: could not report %s of run %s", status.phase.value, status.name)
         write_json(path, mark)
-
-    def _tick(self, path: Path, now: datetime, wakes: list[datetime]) -> bool:
-        """Start the schedule's run for its latest tick if that is new and no run of it is going
-        (missed ticks collapse into one run); prune its history. True if a run started."""
-        state = read_json(path)
-        if state is None:
-            return False
-        workload = workload_from_json(state["workload"])
-        assert workload.schedule is not None
-        wakes.append(next_tick(workload.schedule, now))
-        started = False
-        if latest_tick(workload.schedule, now) > datetime.fromisoformat(state["lastTick"]):
-            with self._state.lock(workload.namespace, workload.name):
-                started = self._start_tick(path, now)
-        self._prune(workload.namespace, workload.name)
-        return started
-
-    def _start_tick(self, path: Path, now: datetime) -> bool:
-        state = read_json(path)  # again, under the lock: deleted or changed meanwhile
-        if state is None:
-            return False
-        workload = workload_from_json(state["workload"])
-        assert workload.schedule is not None
-        tick = latest_tick(workload.schedule, now)
-        if tick <= datetime.fromisoformat(state["lastTick"]):
-            return False
-        runs = (read_run(d) for d in self._state.schedule_runs(workload.namespace, workload.name))
-        if any(r is not None and not r.status().finished for r in runs):
-            return False  # concurrencyPolicy Forbid: the tick waits for the run that is going
-        started = self._launcher.create_run(workload, f"{workload.name}-{int(tick.timestamp()) // 60}", workload.name)
-        write_json(path, {**state, "lastTick": tick.isoformat()})
-        return started
-
-    def _prune(self, namespace: str, name: str) -> None:
-        kept = {Phase.SUCCEEDED: 0, Phase.FAILED: 0}
-        for run_dir in self._state.schedule_runs(namespace, name):
-            run = read_run(run_dir)
-            phase = run.status().phase if run is not None else None
-            if phase in kept:
-                kept[phase] += 1
-                if kept[phase] > HISTORY_LIMIT:
-                    shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _matches(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
