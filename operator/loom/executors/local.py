@@ -80,24 +80,19 @@ from loom.domain.workloads import PythonEnv, Workload, WorkloadStatus
 from loom.executors.local_launch import DEFAULT_COMPONENTS_DIR, Launcher, SecretReader, expand
 from loom.executors.local_layout import StateDir, read_run
 from loom.executors.local_processes import STOP_GRACE_SECONDS, Processes
-from loom.executors.local_runs import (
-    RETRY_BASE,
-    RUN_FILE,
-    SUSPENDED_FILE,
-    Run,
-    attempt_dirs,
-    read_json,
-    utcnow,
-    write_json,
-)
+from loom.executors.local_runs import RETRY_BASE, RUN_FILE, attempt_dirs, read_json, utcnow
 from loom.executors.local_schedules import Clock, Schedules
-from loom.executors.local_services import assign_ports, replaces, update_files, with_ports
+from loom.executors.local_submit import RunSubmitter
 from loom.executors.local_supervision import POLL_SECONDS, OnChange, Supervision
 
 __all__ = ["LocalExecutor", "expand"]
 
 
 class LocalExecutor:
+    """The Executor on this machine, over its parts: the state directory (`local_layout`), starting
+    runs and attempts (`local_launch`) and ending their processes (`local_processes`), submitting runs
+    (`local_submit`) and schedules (`local_schedules`), and the thread (`local_supervision`)."""
+
     def __init__(
         self,
         state_dir: Path,
@@ -114,19 +109,18 @@ class LocalExecutor:
         self._state = StateDir(state_dir)
         self._processes = Processes(stop_grace_seconds)
         self._launcher = Launcher(self._state, self._processes, interpreters, secrets, components_dir)
+        self._runs = RunSubmitter(self._state, self._processes, self._launcher)
         self._schedules = Schedules(self._state, self._launcher, clock)
         self._supervision = Supervision(self._state, self._processes, self._launcher, self._schedules, clock,
                                         on_change, retry_base, poll_seconds)
 
-    # --- the Executor interface ----------------------------------------------------------------
-
     def submit(self, workload: Workload) -> None:
         if workload.training is not None:
-            self._submit_training(workload)
+            self._runs.submit_training(workload)
         elif workload.service is not None:
-            self._submit_service(workload)
+            self._runs.submit_service(workload)
         elif workload.schedule is None:
-            self._submit_once(workload)
+            self._runs.submit_once(workload)
         else:
             self._schedules.submit(workload)
         self.wake()
@@ -176,73 +170,6 @@ class LocalExecutor:
         or after a test moved the injected clock)."""
         self._supervision.wake()
 
-
-    # --- submitting ------------------------------------------------------------------------------
-
-    def _submit_once(self, workload: Workload) -> None:
-        run_dir = self._state.run_dir(workload.namespace, workload.name)
-        if run_dir.exists():
-            return
-        self._launcher.check(workload)  # a missing interpreter or Secret key raises here
-        with self._state.lock(workload.namespace, workload.name):
-            self._launcher.create_run(workload, workload.name, schedule=None)
-
-    def _submit_service(self, workload: Workload) -> None:
-        """Create the service's run (its 0 ports given free ones) unless the same one exists; one that
-        differs only in its files has them updated in place; any other change replaces the running one
-        (its processes are ended first, as `delete` ends them, so two never run at once), keeping the
-        ports the old one was given."""
-        self._launcher.check(workload)
-        run_dir = self._state.run_dir(workload.namespace, workload.name)
-        with self._state.lock(workload.namespace, workload.name):
-            run = read_run(run_dir)
-            if run is not None and run.workload.service is not None:
-                if not replaces(run.workload, workload):
-                    if run.workload.files != workload.files:
-                        update_files(run, workload)
-                    return
-                workload = with_ports(workload, run.workload.service.ports)
-            for attempt in attempt_dirs(run_dir):
-                self._processes.wait_for_supervisor(attempt)
-                self._processes.end_group(attempt)
-            shutil.rmtree(run_dir, ignore_errors=True)
-            self._processes.reap()  # before the new attempts reuse the old ones' paths, which a reap would write to
-            self._launcher.create_run(assign_ports(workload, self._state.service_ports()), workload.name, schedule=None)
-
-    def _submit_training(self, workload: Workload) -> None:
-        """A training run is created like a once-run (suspended from the start if asked); submitting
-        it again suspends or resumes it as `training.suspend` says, and does nothing else."""
-        assert workload.training is not None
-        run_dir = self._state.run_dir(workload.namespace, workload.name)
-        if not run_dir.exists():
-            self._launcher.check(workload)
-        with self._state.lock(workload.namespace, workload.name):
-            run = read_run(run_dir)
-            if run is None:
-                self._launcher.create_run(workload, workload.name, schedule=None, suspended=workload.training.suspend)
-            elif workload.training.suspend:
-                self._suspend(run)
-            elif run.suspended is not None:
-                self._resume(run)
-
-    def _suspend(self, run: Run) -> None:
-        """End the running attempt as `delete` does and keep the run, suspended; a finished run stays
-        as it is. The attempt is marked first, so that it never counts as a failed one."""
-        if run.suspended is not None or run.status().finished:
-            return
-        write_json(run.dir / SUSPENDED_FILE, {"at": utcnow().isoformat()})
-        if run.attempts and run.last is not None and not run.last.finished:
-            attempt = run.attempts[-1]
-            write_json(attempt / SUSPENDED_FILE, {"at": utcnow().isoformat()})
-            self._processes.wait_for_supervisor(attempt)
-            self._processes.end_group(attempt)
-        self._processes.reap()
-
-    def _resume(self, run: Run) -> None:
-        """Start a new attempt of a suspended run; the one the suspend ended is not counted."""
-        (run.dir / SUSPENDED_FILE).unlink()
-        self._processes.end_orphans(self._state.workload_runs(run.workload.namespace, run.workload_name))
-        self._launcher.launch(run.dir, len(run.attempts) + 1, run.workload)
 
 def _matches(have: Mapping[str, str], want: Mapping[str, str]) -> bool:
     return all(have.get(k) == v for k, v in want.items())
