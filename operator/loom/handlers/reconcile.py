@@ -60,34 +60,50 @@ def _post_events(body: kopf.Body, transitions: list[Transition]) -> None:
         log.log(logging.INFO if kind == "Normal" else logging.WARNING, "%s (%s)", message, cond.reason)
 
 
+# The statuses a chain of writes keeps as superseded while the watch lags behind it.
+SUPERSEDED_KEPT = 8
+
+
 @dataclass(frozen=True)
 class Written:
-    """The status this loop last wrote, the resourceVersion the object had when it was read and the
-    status it had then: until the watch delivers the write, the live body still shows that older
-    status, also in a newer version of the object (the operator's own metadata change, such as a
-    manual request's annotation removed, or the user's edit, may arrive before the status write)."""
+    """The status this loop last wrote, the resourceVersion the object had when it was read, and the
+    statuses that write superseded: until the watch delivers it, the live body may still show the
+    status it replaced, also in a newer version of the object (the operator's own metadata change,
+    such as a manual request's annotation removed, or the user's edit, may arrive before the status
+    write), or an earlier write of the same loop that the watch has not caught up with."""
 
     read_at: str | None
-    before: dict[str, Any]
+    superseded: tuple[dict[str, Any], ...]
     status: dict[str, Any]
 
 
 def current_status(body: kopf.Body, written: Written | None) -> dict[str, Any]:
-    """The newest status: the live one, unless it is still what this loop's last write replaced (only
-    the operator writes status)."""
+    """The newest status: the live one, unless it is one this loop's writes have replaced (only the
+    operator writes status)."""
     live = dict(body.get("status") or {})
-    if written is not None and (body.metadata.get("resourceVersion") == written.read_at or live == written.before):
+    if written is not None and (body.metadata.get("resourceVersion") == written.read_at or live in written.superseded):
         return written.status
     return live
 
 
+def superseding(body: kopf.Body, previous: Written | None, status: dict[str, Any]) -> Written:
+    """What a write of `status` over `body` supersedes: the live status, and while the watch has not
+    delivered the previous write yet, that write and what it superseded (a second write can land
+    before the first is seen: the object's next version then shows the first, not the newest)."""
+    live = dict(body.get("status") or {})
+    superseded = [live]
+    if previous is not None and live != previous.status:
+        superseded += [s for s in (previous.status, *previous.superseded) if s not in superseded]
+    return Written(body.metadata.get("resourceVersion"), tuple(superseded[:SUPERSEDED_KEPT]), status)
+
+
 def _write(kind: Kind, body: kopf.Body, memo: kopf.Memo, current: dict[str, Any], outcome: Outcome,
-           now: datetime) -> Written | None:
+           now: datetime, previous: Written | None) -> Written | None:
     status, transitions = next_status(kind.status, current, outcome, body.metadata.get("generation"), now)
     written = None
     if status is not None:
         memo.kube.patch_status(kind, body.metadata.namespace or "", body.metadata.name or "", status)
-        written = Written(body.metadata.get("resourceVersion"), dict(body.get("status") or {}), {**current, **status})
+        written = superseding(body, previous, {**current, **status})
     _post_events(body, transitions)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
@@ -141,7 +157,7 @@ def reconcile_once(kind: Kind, service: Service, body: kopf.Body, memo: kopf.Mem
         else:
             outcome = service(spec, make_context(kind, body, memo, now, current))
             result = "ok" if outcome.retry_after is None else "retry"
-        written = _write(kind, body, memo, current, outcome, now) or written
+        written = _write(kind, body, memo, current, outcome, now, written) or written
         RECONCILES.labels(kind.kind, result).inc()
         due = outcome.requeue_at
         if outcome.retry_after is not None:
