@@ -31,7 +31,9 @@ TRACEBACKS = "handler tracebacks"
 HEALTHZ = "healthz failures"
 EXITED = "operator exited"
 RUN_FAILURES = (TRACEBACKS, HEALTHZ, EXITED)
-CHURN_LIMIT = 2  # status changes an object may make in the quiet window
+# Status changes an object may make in the quiet window: a sample DataLake's two every-minute ingests
+# can start together and end apart (Ingesting, one done, both done and Ready) in one window.
+CHURN_LIMIT = 4
 
 _FIELD = re.compile(r"(?<![\w.-])(?:spec|metadata)(?![\w-])(?:\.[\w-]+|\[[^\]\s]*\])*")
 
@@ -64,6 +66,17 @@ def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _said(status: Any) -> Any:
+    """A status without its conditions' transition times: what it tells a reader."""
+    if not isinstance(status, dict):
+        return status
+    conditions = status.get("conditions")
+    if not isinstance(conditions, list):
+        return status
+    return {**status, "conditions": [{k: v for k, v in c.items() if k != "lastTransitionTime"}
+                                     if isinstance(c, dict) else c for c in conditions]}
+
+
 @dataclass(frozen=True)
 class Seen:
     """One watch event of an object, reduced to what the analysis compares."""
@@ -72,6 +85,7 @@ class Seen:
     type: str  # ADDED, MODIFIED, DELETED
     spec: str
     status: str
+    said: str  # the status without transition times
     conditions: bool
     metadata: dict[str, str]  # annotation keys (`annotations/<key>`) and other metadata fields -> digest
 
@@ -80,25 +94,39 @@ class Seen:
         meta = obj.get("metadata", {})
         moved = {f"annotations/{k}": digest(v) for k, v in (meta.get("annotations") or {}).items()}
         moved.update({k: digest(meta.get(k)) for k in ("labels", "finalizers", "deletionTimestamp", "generation")})
-        return cls(at, type_, digest(obj.get("spec")), digest(obj.get("status")),
-                   bool((obj.get("status") or {}).get("conditions")), moved)
+        status = obj.get("status")
+        return cls(at, type_, digest(obj.get("spec")), digest(status), digest(_said(status)),
+                   bool((status or {}).get("conditions")), moved)
 
 
-def quiet_window(events: Sequence[Seen], start: float, end: float) -> tuple[int, Counter[str], int]:
-    """In [start, end]: MODIFIED events that changed neither spec nor status (with the metadata they
-    moved), and how many changed the status."""
-    writes, status_changes = 0, 0
+@dataclass(frozen=True)
+class Window:
+    """What happened in the quiet window: writes that changed neither spec nor status (and the
+    metadata they moved), status changes, and among them the ones that told nothing new: only
+    transition times moved, so the writer took a condition for changed that the object already
+    had (a reconcile starting from an older status than the newest)."""
+
+    writes: int = 0
+    moved: Counter[str] = field(default_factory=Counter)
+    status_changes: int = 0
+    restated: int = 0
+
+
+def quiet_window(events: Sequence[Seen], start: float, end: float) -> Window:
+    """The MODIFIED events in [start, end], compared each with the version before it."""
+    writes, status_changes, restated = 0, 0, 0
     moved: Counter[str] = Counter()
     for before, after in zip(events, events[1:]):
         if after.type != "MODIFIED" or not start <= after.at <= end:
             continue
         if after.status != before.status:
             status_changes += 1
+            restated += after.said == before.said
         elif after.spec == before.spec:
             writes += 1
             keys = set(before.metadata) | set(after.metadata)
             moved.update(k for k in keys if before.metadata.get(k) != after.metadata.get(k))
-    return writes, moved, status_changes
+    return Window(writes, moved, status_changes, restated)
 
 
 def first_condition(events: Sequence[Seen]) -> float | None:
@@ -122,6 +150,7 @@ class Outcome:
     writes: int = 0
     moved: Counter[str] = field(default_factory=Counter)
     status_changes: int = 0
+    restated: int = 0  # status changes that told nothing new
     lifetime_writes: int = 0  # from creation to the delete request; Kopf's own bookkeeping included
     lifetime_moved: Counter[str] = field(default_factory=Counter)
 
@@ -130,7 +159,7 @@ class Outcome:
         out = [self.verdict]
         out += [STRANDED] if self.stranded else []
         out += [STUCK] if self.stuck else []
-        out += [CHURN] if self.status_changes > CHURN_LIMIT else []
+        out += [CHURN] if self.restated or self.status_changes > CHURN_LIMIT else []
         return out
 
 

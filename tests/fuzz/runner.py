@@ -265,11 +265,13 @@ class Fuzzer:
             time.sleep(s.quiet)
             quiet_end = time.monotonic()
             for c in live:
-                c.outcome.writes, c.outcome.moved, c.outcome.status_changes = cls.quiet_window(
-                    events(c), quiet_start, quiet_end)
+                quiet = cls.quiet_window(events(c), quiet_start, quiet_end)
+                c.outcome.writes, c.outcome.moved = quiet.writes, quiet.moved
+                c.outcome.status_changes, c.outcome.restated = quiet.status_changes, quiet.restated
             deleted_at = time.monotonic()
             for c in live:
-                c.outcome.lifetime_writes, c.outcome.lifetime_moved, _ = cls.quiet_window(events(c), 0, deleted_at)
+                lifetime = cls.quiet_window(events(c), 0, deleted_at)
+                c.outcome.lifetime_writes, c.outcome.lifetime_moved = lifetime.writes, lifetime.moved
             with ThreadPoolExecutor(s.create_workers) as pool:
                 list(pool.map(lambda c: self._delete(namespace, c), live))
             self._until(lambda: all(self._gone(events(c)) for c in live), timeout=s.deletion_timeout)

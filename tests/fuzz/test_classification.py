@@ -28,8 +28,10 @@ def test_api_paths_are_spelled_as_the_api_server_does() -> None:
     assert api_path(("spec", "tables", 0, "columns", 2, "type")) == "spec.tables[0].columns[2].type"
 
 
-def _seen(at: float, spec: str = "s", status: str = "a", annotations: dict[str, str] | None = None) -> cls.Seen:
-    obj = {"spec": spec, "status": {"conditions": [status]}, "metadata": {"annotations": annotations or {}}}
+def _seen(at: float, spec: str = "s", status: str = "a", annotations: dict[str, str] | None = None,
+          since: str = "t0") -> cls.Seen:
+    condition = {"type": "Ready", "reason": status, "lastTransitionTime": since}
+    obj = {"spec": spec, "status": {"conditions": [condition]}, "metadata": {"annotations": annotations or {}}}
     return cls.Seen.of(at, "MODIFIED" if at else "ADDED", obj)
 
 
@@ -42,16 +44,25 @@ def test_only_metadata_writes_inside_the_window_count() -> None:
         _seen(7, spec="t", status="b", annotations={"trigger.loom.dev/run": "2"}),  # a spec change
         _seen(8, spec="t", status="b", annotations={"trigger.loom.dev/run": "3", "loom.dev/reconcile": "{}"}),
     ]
-    writes, moved, status_changes = cls.quiet_window(events, 4, 10)
-    assert (writes, status_changes) == (2, 1)
-    assert moved == {"annotations/trigger.loom.dev/run": 2, "annotations/loom.dev/reconcile": 1}
+    window = cls.quiet_window(events, 4, 10)
+    assert (window.writes, window.status_changes, window.restated) == (2, 1, 0)
+    assert window.moved == {"annotations/trigger.loom.dev/run": 2, "annotations/loom.dev/reconcile": 1}
 
 
-def test_churn_is_more_than_two_status_changes() -> None:
-    outcome = cls.Outcome("DataLake", "x", "sample", None, cls.ACCEPTED, status_changes=3)
+def test_churn_is_more_status_changes_than_a_scheduled_run_makes() -> None:
+    outcome = cls.Outcome("DataLake", "x", "sample", None, cls.ACCEPTED, status_changes=cls.CHURN_LIMIT + 1)
     assert cls.CHURN in outcome.classes
-    outcome.status_changes = 2
+    outcome.status_changes = cls.CHURN_LIMIT
     assert cls.CHURN not in outcome.classes
+
+
+def test_a_status_change_of_transition_times_alone_is_churn() -> None:
+    """A condition rewritten with a new transition time but the same content: its writer started from
+    an older status than the object had."""
+    events = [_seen(0), _seen(5, status="b", since="t1"), _seen(6, status="b", since="t2")]
+    window = cls.quiet_window(events, 4, 10)
+    assert (window.status_changes, window.restated) == (2, 1)
+    assert cls.CHURN in cls.Outcome("DataLake", "x", "sample", None, cls.ACCEPTED, restated=1).classes
 
 
 def test_exception_lines_end_each_traceback() -> None:
