@@ -114,10 +114,10 @@ def create_table(
     The layout is built here rather than with update_spec and update_sort_order on a creation
     transaction, which recompute the whole metadata at every step (most of a creation's cost); so the
     plan names each partition field (`schema_plan.plan_creation`)."""
+    layout = _definition(schema, changes)
     try:
-        created = catalog.create_table((namespace, name), schema, partition_spec=_partition_spec(schema, changes.spec),
-                                       sort_order=_sort_order(schema, changes.sort_order or ()),
-                                       properties=dict(changes.properties))
+        created = catalog.create_table((namespace, name), schema, partition_spec=layout.partition_spec,
+                                       sort_order=layout.sort_order, properties=dict(layout.properties))
         return created, True
     except (TableAlreadyExistsError, CommitFailedException):  # the SQL catalog reports the race as the latter
         existing = load_table(catalog, namespace, name)
@@ -149,9 +149,7 @@ def create_tables(
     definitions: dict[str, pyiceberg_internals.TableDefinition] = {}
     for name, (schema, changes) in new.items():
         try:
-            definitions[name] = pyiceberg_internals.TableDefinition(
-                schema, _partition_spec(schema, changes.spec), _sort_order(schema, changes.sort_order or ()),
-                changes.properties)
+            definitions[name] = _definition(schema, changes)
         except Exception as error:
             results[name] = error
     for name, made in pyiceberg_internals.create_sql_tables(sql, namespace, definitions).items():
@@ -180,6 +178,12 @@ def _existing(catalog: IcebergCatalog, namespace: str, name: str) -> Created | E
     if table is None:
         return TableAlreadyExistsError(f"Table {namespace}.{name} already exists")
     return Created(table.metadata_location, table.metadata, False)
+
+
+def _definition(schema: Schema, changes: TableChanges) -> pyiceberg_internals.TableDefinition:
+    """The table's whole layout as a creation takes it: schema, partition spec, sort order, properties."""
+    return pyiceberg_internals.TableDefinition(
+        schema, _partition_spec(schema, changes.spec), _sort_order(schema, changes.sort_order or ()), changes.properties)
 
 
 def _partition_spec(schema: Schema, changes: Iterable[SpecChange]) -> PartitionSpec:
